@@ -1,0 +1,8 @@
+//! phiq-kernels: all of phiq's arithmetic and all of its SIMD code.
+//!
+//! - [`formats`]: the ggml tensor types — one table of facts (id, name, elements and bytes
+//!   per block) used everywhere, so no other file repeats a per-type `match`.
+
+pub mod formats;
+
+pub use formats::{GgmlType, TypeFacts};

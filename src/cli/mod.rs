@@ -1,0 +1,3 @@
+//! Subcommands of the `phiq` binary, one file each.
+
+pub mod inspect;

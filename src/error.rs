@@ -1,0 +1,81 @@
+//! The one error type of the phiq library.
+//!
+//! Each variant is a kind a caller can tell apart; every message names what is wrong
+//! (file, key, tensor, byte offset) so the CLI can print it in a line or two.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The file is not a GGUF file at all; `looks_like` says what it seems to be.
+    #[error("{file}: not a GGUF file: {looks_like}")]
+    NotGguf { file: String, looks_like: String },
+
+    /// The bytes break the GGUF format at `offset`.
+    #[error("{file}: byte {offset}: {what}")]
+    Format {
+        file: String,
+        offset: u64,
+        what: String,
+    },
+
+    /// A GGUF version phiq does not read.
+    #[error("{file}: unsupported GGUF version {version} (phiq reads versions 2 and 3)")]
+    UnsupportedVersion { file: String, version: u32 },
+
+    /// A tensor type phiq cannot compute with (the file may still be inspected).
+    #[error("tensor '{tensor}': unsupported tensor type {ty}")]
+    UnsupportedType { tensor: String, ty: String },
+
+    /// A model architecture phiq does not run.
+    #[error("unsupported architecture '{arch}' (phiq runs: {supported})")]
+    UnsupportedArch { arch: String, supported: String },
+
+    /// A metadata key that must be present is not.
+    #[error("missing metadata key '{key}'")]
+    MissingKey { key: String },
+
+    /// A metadata key holds a value of the wrong type or out of range.
+    #[error("metadata key '{key}': expected {expected}, found {found}")]
+    WrongType {
+        key: String,
+        expected: String,
+        found: String,
+    },
+
+    /// A tensor that must be present is not.
+    #[error("missing tensor '{name}'")]
+    MissingTensor { name: String },
+
+    /// A tensor's shape disagrees with what the metadata implies.
+    #[error("tensor '{tensor}': expected shape {expected}, found {found}")]
+    ShapeMismatch {
+        tensor: String,
+        expected: String,
+        found: String,
+    },
+
+    /// A request the caller made does not make sense (bad argument value).
+    #[error("{0}")]
+    InvalidInput(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

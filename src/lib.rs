@@ -1,0 +1,11 @@
+//! phiq: a CPU inference engine for Microsoft's Phi-4 (and the `phi3` GGUF family).
+//!
+//! Data flows from a GGUF file, memory-mapped and validated once ([`gguf::GgufFile`]),
+//! into a model whose weights are borrowed views of the mapping. All arithmetic lives in
+//! the `phiq-kernels` crate.
+
+pub mod error;
+pub mod gguf;
+
+pub use error::{Error, Result};
+pub use phiq_kernels as kernels;

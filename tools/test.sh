@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README and CI run it.
+# The Python references (gguf-py, numpy) go in a venv under target/, reused when present;
+# PHIQ_REQUIRE_REFERENCES=1 makes a missing reference a failure, never a silent skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=target/pyref
+if ! "$venv/bin/python" -c "import gguf, numpy" 2>/dev/null; then
+  echo "tools/test.sh: creating $venv (gguf-py, numpy)" >&2
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tools/requirements-ci.txt
+fi
+export PHIQ_PYTHON="$PWD/$venv/bin/python"
+export PHIQ_REQUIRE_REFERENCES=1
+cargo test --workspace "$@"
