@@ -116,21 +116,21 @@ impl GgmlType {
             .map(|f| f.ty)
     }
 
-    pub fn facts(self) -> &'static TypeFacts {
+    pub const fn facts(self) -> &'static TypeFacts {
         // The table is in the enum's declaration order (the macro writes both).
         &TYPE_TABLE[self as usize]
     }
 
-    pub fn id(self) -> u32 {
+    pub const fn id(self) -> u32 {
         self.facts().id
     }
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         self.facts().name
     }
-    pub fn block_size(self) -> u64 {
+    pub const fn block_size(self) -> u64 {
         self.facts().block_size
     }
-    pub fn type_size(self) -> u64 {
+    pub const fn type_size(self) -> u64 {
         self.facts().type_size
     }
     pub fn is_supported(self) -> bool {

@@ -3,6 +3,9 @@
 //! - [`formats`]: the ggml tensor types — one table of facts (id, name, elements and bytes
 //!   per block) used everywhere, so no other file repeats a per-type `match`.
 
+pub mod blocks;
 pub mod formats;
+pub mod row;
 
 pub use formats::{GgmlType, TypeFacts};
+pub use half;

@@ -1,0 +1,564 @@
+//! One `#[repr(C)]` struct per ggml block, with ggml's field names, a compile-time size
+//! check, the maths in a header comment, and the scalar reference dequantization.
+//!
+//! Element order inside a block is ggml's. `QK_K` = 256 (super-blocks of the K-quants).
+//! All `f16` fields are IEEE half floats, little-endian, as in the file.
+
+use half::{bf16, f16};
+
+use crate::formats::GgmlType;
+
+pub const QK4_0: usize = 32;
+pub const QK8_0: usize = 32;
+pub const QK_K: usize = 256;
+
+/// IQ4_NL's 16 non-linear levels (ggml `kvalues_iq4nl`), shared by IQ4_XS.
+pub const KVALUES_IQ4NL: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
+
+/// A ggml block type.
+///
+/// # Safety
+/// Implementors must be `#[repr(C)]`, have no padding and be valid for every bit
+/// pattern, so a block can be viewed in place from file bytes (see [`view_blocks`]).
+pub unsafe trait Block: Copy + Send + Sync + 'static {
+    const TYPE: GgmlType;
+    /// Elements per block.
+    const QK: usize;
+    /// Writes the block's `QK` values to `out[..QK]` (ggml's reference dequantization).
+    fn dequantize(&self, out: &mut [f32]);
+}
+
+/// Views `bytes` as blocks of `B` without copying, or `None` if the length is not a
+/// whole number of blocks or the start is not aligned for `B`.
+pub fn view_blocks<B: Block>(bytes: &[u8]) -> Option<&[B]> {
+    let size = std::mem::size_of::<B>();
+    if bytes.len() % size != 0 || bytes.as_ptr().align_offset(std::mem::align_of::<B>()) != 0 {
+        return None;
+    }
+    // SAFETY: the pointer is aligned for B (checked), the length is a whole number of
+    // blocks (checked), and `Block` guarantees B has no padding and every bit pattern
+    // is a valid B. The result borrows `bytes`, so it cannot outlive them.
+    Some(unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<B>(), bytes.len() / size) })
+}
+
+/// Views blocks as their bytes (for writing files).
+pub fn block_bytes<B: Block>(blocks: &[B]) -> &[u8] {
+    // SAFETY: `Block` types have no padding, so every byte is initialised; u8 has
+    // alignment 1; the length is the exact byte size of the slice.
+    unsafe {
+        std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), std::mem::size_of_val(blocks))
+    }
+}
+
+/// Dequantizes a row of blocks into `out` (`out.len() == blocks.len() * B::QK`).
+pub fn dequantize_row<B: Block>(blocks: &[B], out: &mut [f32]) {
+    assert_eq!(
+        out.len(),
+        blocks.len() * B::QK,
+        "dequantize_row: wrong output length"
+    );
+    for (b, o) in blocks.iter().zip(out.chunks_exact_mut(B::QK)) {
+        b.dequantize(o);
+    }
+}
+
+macro_rules! check_size {
+    ($t:ty, $ty:expr) => {
+        const _: () = assert!(std::mem::size_of::<$t>() as u64 == $ty.type_size());
+    };
+}
+
+// ---------------------------------------------------------------------------------
+// Plain floats: one element per "block".
+// ---------------------------------------------------------------------------------
+
+// SAFETY: f32 has no padding and every bit pattern is a valid f32.
+unsafe impl Block for f32 {
+    const TYPE: GgmlType = GgmlType::F32;
+    const QK: usize = 1;
+    fn dequantize(&self, out: &mut [f32]) {
+        out[0] = *self;
+    }
+}
+
+// SAFETY: f16 is a transparent u16.
+unsafe impl Block for f16 {
+    const TYPE: GgmlType = GgmlType::F16;
+    const QK: usize = 1;
+    fn dequantize(&self, out: &mut [f32]) {
+        out[0] = self.to_f32();
+    }
+}
+
+// SAFETY: bf16 is a transparent u16.
+unsafe impl Block for bf16 {
+    const TYPE: GgmlType = GgmlType::BF16;
+    const QK: usize = 1;
+    fn dequantize(&self, out: &mut [f32]) {
+        out[0] = self.to_f32();
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Legacy quants: 32 elements per block.
+// ---------------------------------------------------------------------------------
+
+/// Q4_0 — 4.5 bits per weight. `y = (q - 8) * d`, q in 0..16.
+/// `qs[j]` holds element j in its low nibble and element j + 16 in its high nibble.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockQ4_0 {
+    pub d: f16,
+    pub qs: [u8; QK4_0 / 2],
+}
+check_size!(BlockQ4_0, GgmlType::Q4_0);
+
+// SAFETY: repr(C), 2 + 16 bytes with alignment 2: no padding; any bits are valid.
+unsafe impl Block for BlockQ4_0 {
+    const TYPE: GgmlType = GgmlType::Q4_0;
+    const QK: usize = 32;
+    fn dequantize(&self, out: &mut [f32]) {
+        let d = self.d.to_f32();
+        for j in 0..16 {
+            out[j] = ((self.qs[j] & 0x0F) as i32 - 8) as f32 * d;
+            out[j + 16] = ((self.qs[j] >> 4) as i32 - 8) as f32 * d;
+        }
+    }
+}
+
+/// Q4_1 — 5 bits per weight. `y = q * d + m`, q in 0..16; nibbles as in Q4_0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockQ4_1 {
+    pub d: f16,
+    pub m: f16,
+    pub qs: [u8; 16],
+}
+check_size!(BlockQ4_1, GgmlType::Q4_1);
+
+// SAFETY: repr(C), 4 + 16 bytes, alignment 2: no padding; any bits are valid.
+unsafe impl Block for BlockQ4_1 {
+    const TYPE: GgmlType = GgmlType::Q4_1;
+    const QK: usize = 32;
+    fn dequantize(&self, out: &mut [f32]) {
+        let (d, m) = (self.d.to_f32(), self.m.to_f32());
+        for j in 0..16 {
+            out[j] = (self.qs[j] & 0x0F) as f32 * d + m;
+            out[j + 16] = (self.qs[j] >> 4) as f32 * d + m;
+        }
+    }
+}
+
+/// Q5_0 — 5.5 bits per weight. `y = (q - 16) * d`, q in 0..32: low 4 bits in the
+/// nibbles of `qs` (as Q4_0), the 5th bit of element j in bit j of `qh` (u32 LE).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockQ5_0 {
+    pub d: f16,
+    pub qh: [u8; 4],
+    pub qs: [u8; 16],
+}
+check_size!(BlockQ5_0, GgmlType::Q5_0);
+
+// SAFETY: repr(C), 2 + 4 + 16 bytes, alignment 2: no padding; any bits are valid.
+unsafe impl Block for BlockQ5_0 {
+    const TYPE: GgmlType = GgmlType::Q5_0;
+    const QK: usize = 32;
+    fn dequantize(&self, out: &mut [f32]) {
+        let d = self.d.to_f32();
+        let qh = u32::from_le_bytes(self.qh);
+        for j in 0..16 {
+            let h0 = ((qh >> j) << 4) & 0x10;
+            let h1 = (qh >> (j + 12)) & 0x10;
+            out[j] = (((self.qs[j] & 0x0F) as u32 | h0) as i32 - 16) as f32 * d;
+            out[j + 16] = (((self.qs[j] >> 4) as u32 | h1) as i32 - 16) as f32 * d;
+        }
+    }
+}
+
+/// Q5_1 — 6 bits per weight. `y = q * d + m`, q in 0..32, bits as in Q5_0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockQ5_1 {
+    pub d: f16,
+    pub m: f16,
+    pub qh: [u8; 4],
+    pub qs: [u8; 16],
+}
+check_size!(BlockQ5_1, GgmlType::Q5_1);
+
+// SAFETY: repr(C), 4 + 4 + 16 bytes, alignment 2: no padding; any bits are valid.
+unsafe impl Block for BlockQ5_1 {
+    const TYPE: GgmlType = GgmlType::Q5_1;
+    const QK: usize = 32;
+    fn dequantize(&self, out: &mut [f32]) {
+        let (d, m) = (self.d.to_f32(), self.m.to_f32());
+        let qh = u32::from_le_bytes(self.qh);
+        for j in 0..16 {
+            let h0 = ((qh >> j) << 4) & 0x10;
+            let h1 = (qh >> (j + 12)) & 0x10;
+            out[j] = ((self.qs[j] & 0x0F) as u32 | h0) as f32 * d + m;
+            out[j + 16] = ((self.qs[j] >> 4) as u32 | h1) as f32 * d + m;
+        }
+    }
+}
+
+/// Q8_0 — 8.5 bits per weight. `y = q * d`, q in -128..128, element j in `qs[j]`.
+/// Also the activation format paired with Q4_0, Q5_0, Q8_0 and IQ4_NL.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockQ8_0 {
+    pub d: f16,
+    pub qs: [i8; QK8_0],
+}
+check_size!(BlockQ8_0, GgmlType::Q8_0);
+
+// SAFETY: repr(C), 2 + 32 bytes, alignment 2: no padding; any bits are valid.
+unsafe impl Block for BlockQ8_0 {
+    const TYPE: GgmlType = GgmlType::Q8_0;
+    const QK: usize = 32;
+    fn dequantize(&self, out: &mut [f32]) {
+        let d = self.d.to_f32();
+        for j in 0..32 {
+            out[j] = self.qs[j] as f32 * d;
+        }
+    }
+}
+
+/// Q8_1 — 9 bits per weight, activation format for Q4_1/Q5_1. `y = q * d`;
+/// `s = d * sum(q)` lets the dot product add the weights' offset `m` cheaply.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockQ8_1 {
+    pub d: f16,
+    pub s: f16,
+    pub qs: [i8; 32],
+}
+check_size!(BlockQ8_1, GgmlType::Q8_1);
+
+// SAFETY: repr(C), 4 + 32 bytes, alignment 2: no padding; any bits are valid.
+unsafe impl Block for BlockQ8_1 {
+    const TYPE: GgmlType = GgmlType::Q8_1;
+    const QK: usize = 32;
+    fn dequantize(&self, out: &mut [f32]) {
+        let d = self.d.to_f32();
+        for j in 0..32 {
+            out[j] = self.qs[j] as f32 * d;
+        }
+    }
+}
+
+/// IQ4_NL — 4.5 bits per weight. `y = d * KVALUES_IQ4NL[q]`, nibbles as in Q4_0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockIQ4_NL {
+    pub d: f16,
+    pub qs: [u8; 16],
+}
+check_size!(BlockIQ4_NL, GgmlType::IQ4_NL);
+
+// SAFETY: repr(C), 2 + 16 bytes, alignment 2: no padding; any bits are valid.
+unsafe impl Block for BlockIQ4_NL {
+    const TYPE: GgmlType = GgmlType::IQ4_NL;
+    const QK: usize = 32;
+    fn dequantize(&self, out: &mut [f32]) {
+        let d = self.d.to_f32();
+        for j in 0..16 {
+            out[j] = d * KVALUES_IQ4NL[(self.qs[j] & 0x0F) as usize] as f32;
+            out[j + 16] = d * KVALUES_IQ4NL[(self.qs[j] >> 4) as usize] as f32;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// K-quants: super-blocks of 256 elements with quantized sub-block scales.
+// ---------------------------------------------------------------------------------
+
+/// Q2_K — 2.625 bits per weight. 16 sub-blocks of 16; `scales[i]` = 4-bit scale (low
+/// nibble) and 4-bit min (high nibble); `y = d * sc * q - dmin * m`, q in 0..4.
+/// `qs`: two halves of 32 bytes; in each, bits 2k..2k+2 of byte l are element
+/// 32k + l of that half (128 elements).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockQ2_K {
+    pub scales: [u8; QK_K / 16],
+    pub qs: [u8; QK_K / 4],
+    pub d: f16,
+    pub dmin: f16,
+}
+check_size!(BlockQ2_K, GgmlType::Q2_K);
+
+// SAFETY: repr(C), 16 + 64 + 4 bytes, alignment 2: no padding; any bits are valid.
+unsafe impl Block for BlockQ2_K {
+    const TYPE: GgmlType = GgmlType::Q2_K;
+    const QK: usize = QK_K;
+    fn dequantize(&self, out: &mut [f32]) {
+        let (d, min) = (self.d.to_f32(), self.dmin.to_f32());
+        let mut is = 0;
+        let mut y = 0;
+        for half in 0..2 {
+            let q = &self.qs[32 * half..32 * half + 32];
+            for shift in [0, 2, 4, 6] {
+                for part in 0..2 {
+                    let sc = self.scales[is];
+                    is += 1;
+                    let dl = d * (sc & 0x0F) as f32;
+                    let ml = min * (sc >> 4) as f32;
+                    for l in 0..16 {
+                        out[y] = dl * ((q[16 * part + l] >> shift) & 3) as f32 - ml;
+                        y += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Q3_K — 3.4375 bits per weight. 16 sub-blocks of 16 with 6-bit signed scales
+/// (packed in 12 bytes, offset 32); `y = d * (sc - 32) * (q - 4·!hbit)`, where q is
+/// 2 bits from `qs` (laid out as Q2_K) and the high bit from `hmask` (bit k of byte l
+/// for element 32k + l); a *clear* high bit subtracts 4.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockQ3_K {
+    pub hmask: [u8; QK_K / 8],
+    pub qs: [u8; QK_K / 4],
+    pub scales: [u8; 12],
+    pub d: f16,
+}
+check_size!(BlockQ3_K, GgmlType::Q3_K);
+
+impl BlockQ3_K {
+    /// The 16 scales, each a 6-bit value minus 32. Scale i has its low 4 bits in
+    /// byte i (i < 8, low nibble) or byte i - 8 (high nibble), and its top 2 bits in
+    /// byte 8 + i % 4 at bit position 2 * (i / 4).
+    pub fn unpack_scales(&self) -> [i8; 16] {
+        let mut out = [0i8; 16];
+        for (i, o) in out.iter_mut().enumerate() {
+            let low = if i < 8 {
+                self.scales[i] & 0x0F
+            } else {
+                self.scales[i - 8] >> 4
+            };
+            let high = (self.scales[8 + i % 4] >> (2 * (i / 4))) & 3;
+            *o = (low | (high << 4)) as i8 - 32;
+        }
+        out
+    }
+}
+
+// SAFETY: repr(C), 32 + 64 + 12 + 2 bytes, alignment 2: no padding; any bits valid.
+unsafe impl Block for BlockQ3_K {
+    const TYPE: GgmlType = GgmlType::Q3_K;
+    const QK: usize = QK_K;
+    fn dequantize(&self, out: &mut [f32]) {
+        let d = self.d.to_f32();
+        let scales = self.unpack_scales();
+        let mut is = 0;
+        let mut y = 0;
+        let mut m: u8 = 1;
+        for half in 0..2 {
+            let q = &self.qs[32 * half..32 * half + 32];
+            for shift in [0, 2, 4, 6] {
+                for part in 0..2 {
+                    let dl = d * scales[is] as f32;
+                    is += 1;
+                    for l in 0..16 {
+                        let i = 16 * part + l;
+                        let sub = if self.hmask[i] & m != 0 { 0 } else { 4 };
+                        out[y] = dl * (((q[i] >> shift) & 3) as i8 - sub) as f32;
+                        y += 1;
+                    }
+                }
+                m <<= 1;
+            }
+        }
+    }
+}
+
+/// The 6-bit scale and min of sub-block `j` (0..8) of Q4_K/Q5_K, packed in 12 bytes
+/// (ggml `get_scale_min_k4`): j < 4 in the low 6 bits of bytes j and j + 4; j ≥ 4 in
+/// the nibbles of byte j + 4 plus the top 2 bits of bytes j - 4 and j.
+pub fn scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
+}
+
+/// Q4_K — 4.5 bits per weight. 8 sub-blocks of 32 with 6-bit scales and mins;
+/// `y = d * sc * q - dmin * m`, q in 0..16. `qs` in 4 chunks of 32 bytes: chunk c
+/// holds sub-block 2c in low nibbles and 2c + 1 in high nibbles.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockQ4_K {
+    pub d: f16,
+    pub dmin: f16,
+    pub scales: [u8; 12],
+    pub qs: [u8; QK_K / 2],
+}
+check_size!(BlockQ4_K, GgmlType::Q4_K);
+
+// SAFETY: repr(C), 4 + 12 + 128 bytes, alignment 2: no padding; any bits are valid.
+unsafe impl Block for BlockQ4_K {
+    const TYPE: GgmlType = GgmlType::Q4_K;
+    const QK: usize = QK_K;
+    fn dequantize(&self, out: &mut [f32]) {
+        let (d, min) = (self.d.to_f32(), self.dmin.to_f32());
+        for c in 0..4 {
+            let q = &self.qs[32 * c..32 * c + 32];
+            let (sc1, m1) = scale_min_k4(2 * c, &self.scales);
+            let (sc2, m2) = scale_min_k4(2 * c + 1, &self.scales);
+            let (d1, m1) = (d * sc1 as f32, min * m1 as f32);
+            let (d2, m2) = (d * sc2 as f32, min * m2 as f32);
+            for l in 0..32 {
+                out[64 * c + l] = d1 * (q[l] & 0x0F) as f32 - m1;
+                out[64 * c + 32 + l] = d2 * (q[l] >> 4) as f32 - m2;
+            }
+        }
+    }
+}
+
+/// Q5_K — 5.5 bits per weight. As Q4_K with a 5th bit: element 32s + l (sub-block s)
+/// takes bit s of `qh[l]` as its bit 4. q in 0..32.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockQ5_K {
+    pub d: f16,
+    pub dmin: f16,
+    pub scales: [u8; 12],
+    pub qh: [u8; QK_K / 8],
+    pub qs: [u8; QK_K / 2],
+}
+check_size!(BlockQ5_K, GgmlType::Q5_K);
+
+// SAFETY: repr(C), 4 + 12 + 32 + 128 bytes, alignment 2: no padding; any bits valid.
+unsafe impl Block for BlockQ5_K {
+    const TYPE: GgmlType = GgmlType::Q5_K;
+    const QK: usize = QK_K;
+    fn dequantize(&self, out: &mut [f32]) {
+        let (d, min) = (self.d.to_f32(), self.dmin.to_f32());
+        for c in 0..4 {
+            let q = &self.qs[32 * c..32 * c + 32];
+            let (u1, u2) = (1u8 << (2 * c), 2u8 << (2 * c));
+            let (sc1, m1) = scale_min_k4(2 * c, &self.scales);
+            let (sc2, m2) = scale_min_k4(2 * c + 1, &self.scales);
+            let (d1, m1) = (d * sc1 as f32, min * m1 as f32);
+            let (d2, m2) = (d * sc2 as f32, min * m2 as f32);
+            for l in 0..32 {
+                let h1 = if self.qh[l] & u1 != 0 { 16 } else { 0 };
+                let h2 = if self.qh[l] & u2 != 0 { 16 } else { 0 };
+                out[64 * c + l] = d1 * ((q[l] & 0x0F) + h1) as f32 - m1;
+                out[64 * c + 32 + l] = d2 * ((q[l] >> 4) + h2) as f32 - m2;
+            }
+        }
+    }
+}
+
+/// Q6_K — 6.5625 bits per weight. 16 sub-blocks of 16 with 8-bit signed scales;
+/// `y = d * sc * (q - 32)`, q in 0..64: low 4 bits in `ql`, high 2 bits in `qh`.
+/// Per half of 128 elements (64 `ql` bytes, 32 `qh` bytes), element 32k + l takes
+/// the low/high nibble of `ql[l + 32 (k&1)]` (k < 2: low) and bits 2k..2k+2 of `qh[l]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockQ6_K {
+    pub ql: [u8; QK_K / 2],
+    pub qh: [u8; QK_K / 4],
+    pub scales: [i8; QK_K / 16],
+    pub d: f16,
+}
+check_size!(BlockQ6_K, GgmlType::Q6_K);
+
+// SAFETY: repr(C), 128 + 64 + 16 + 2 bytes, alignment 2: no padding; any bits valid.
+unsafe impl Block for BlockQ6_K {
+    const TYPE: GgmlType = GgmlType::Q6_K;
+    const QK: usize = QK_K;
+    fn dequantize(&self, out: &mut [f32]) {
+        let d = self.d.to_f32();
+        for half in 0..2 {
+            let ql = &self.ql[64 * half..64 * half + 64];
+            let qh = &self.qh[32 * half..32 * half + 32];
+            let sc = &self.scales[8 * half..8 * half + 8];
+            let y = &mut out[128 * half..128 * half + 128];
+            for l in 0..32 {
+                let is = l / 16;
+                let q1 = ((ql[l] & 0x0F) | ((qh[l] & 3) << 4)) as i32 - 32;
+                let q2 = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+                let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+                let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+                y[l] = d * sc[is] as f32 * q1 as f32;
+                y[l + 32] = d * sc[is + 2] as f32 * q2 as f32;
+                y[l + 64] = d * sc[is + 4] as f32 * q3 as f32;
+                y[l + 96] = d * sc[is + 6] as f32 * q4 as f32;
+            }
+        }
+    }
+}
+
+/// Q8_K — activation format for the K-quants and IQ4_XS: `y = d * q` with an f32
+/// scale, and `bsums[i]` = sum of `qs[16i..16i + 16]` for the K-quants' min terms.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockQ8_K {
+    pub d: f32,
+    pub qs: [i8; QK_K],
+    pub bsums: [i16; QK_K / 16],
+}
+check_size!(BlockQ8_K, GgmlType::Q8_K);
+
+// SAFETY: repr(C), 4 + 256 + 32 bytes, alignment 4: no padding; any bits are valid.
+unsafe impl Block for BlockQ8_K {
+    const TYPE: GgmlType = GgmlType::Q8_K;
+    const QK: usize = QK_K;
+    fn dequantize(&self, out: &mut [f32]) {
+        for j in 0..QK_K {
+            out[j] = self.d * self.qs[j] as f32;
+        }
+    }
+}
+
+/// IQ4_XS — 4.25 bits per weight. 8 sub-blocks of 32 with 6-bit scales (low 4 bits
+/// in `scales_l` nibbles, high 2 bits in `scales_h`), offset 32;
+/// `y = d * (ls - 32) * KVALUES_IQ4NL[q]`; each sub-block's 16 `qs` bytes hold
+/// elements l (low nibble) and l + 16 (high nibble).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockIQ4_XS {
+    pub d: f16,
+    pub scales_h: u16,
+    pub scales_l: [u8; QK_K / 64],
+    pub qs: [u8; QK_K / 2],
+}
+check_size!(BlockIQ4_XS, GgmlType::IQ4_XS);
+
+impl BlockIQ4_XS {
+    /// Scale of sub-block `ib` (0..8), minus 32.
+    pub fn scale(&self, ib: usize) -> i32 {
+        let lo = (self.scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0F;
+        let hi = ((self.scales_h >> (2 * ib)) & 3) as u8;
+        (lo | (hi << 4)) as i32 - 32
+    }
+}
+
+// SAFETY: repr(C), 2 + 2 + 4 + 128 bytes, alignment 2: no padding; any bits valid.
+unsafe impl Block for BlockIQ4_XS {
+    const TYPE: GgmlType = GgmlType::IQ4_XS;
+    const QK: usize = QK_K;
+    fn dequantize(&self, out: &mut [f32]) {
+        let d = self.d.to_f32();
+        for ib in 0..8 {
+            let dl = d * self.scale(ib) as f32;
+            let qs = &self.qs[16 * ib..16 * ib + 16];
+            for j in 0..16 {
+                out[32 * ib + j] = dl * KVALUES_IQ4NL[(qs[j] & 0x0F) as usize] as f32;
+                out[32 * ib + j + 16] = dl * KVALUES_IQ4NL[(qs[j] >> 4) as usize] as f32;
+            }
+        }
+    }
+}

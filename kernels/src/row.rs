@@ -1,0 +1,136 @@
+//! Row operations chosen by a run-time [`GgmlType`]: the one place that maps a type id
+//! to its block struct (every other dynamic entry point goes through [`with_block!`]).
+
+use crate::blocks::*;
+use crate::formats::GgmlType;
+
+/// Why a kernel refused its input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelError {
+    /// phiq cannot compute with this type (yet).
+    Unsupported(GgmlType),
+    /// The bytes are not a whole number of blocks, or not aligned for the block type.
+    BadBytes { ty: GgmlType, len: usize },
+    /// Output or input lengths disagree.
+    Length { expected: usize, found: usize },
+}
+
+impl std::fmt::Display for KernelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KernelError::Unsupported(t) => write!(f, "unsupported tensor type {t}"),
+            KernelError::BadBytes { ty, len } => write!(
+                f,
+                "{len} bytes are not whole, aligned {ty} blocks of {} bytes",
+                ty.type_size()
+            ),
+            KernelError::Length { expected, found } => {
+                write!(f, "length mismatch: expected {expected}, found {found}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for KernelError {}
+
+/// Runs `$body` with `$B` bound to the block struct of `$ty`, or evaluates to
+/// `Err(KernelError::Unsupported)` for a type without one.
+#[macro_export]
+macro_rules! with_block {
+    ($ty:expr, $B:ident => $body:expr) => {{
+        use $crate::blocks::*;
+        use $crate::formats::GgmlType as T;
+        match $ty {
+            T::F32 => {
+                type $B = f32;
+                $body
+            }
+            T::F16 => {
+                type $B = $crate::half::f16;
+                $body
+            }
+            T::BF16 => {
+                type $B = $crate::half::bf16;
+                $body
+            }
+            T::Q4_0 => {
+                type $B = BlockQ4_0;
+                $body
+            }
+            T::Q4_1 => {
+                type $B = BlockQ4_1;
+                $body
+            }
+            T::Q5_0 => {
+                type $B = BlockQ5_0;
+                $body
+            }
+            T::Q5_1 => {
+                type $B = BlockQ5_1;
+                $body
+            }
+            T::Q8_0 => {
+                type $B = BlockQ8_0;
+                $body
+            }
+            T::Q8_1 => {
+                type $B = BlockQ8_1;
+                $body
+            }
+            T::Q2_K => {
+                type $B = BlockQ2_K;
+                $body
+            }
+            T::Q3_K => {
+                type $B = BlockQ3_K;
+                $body
+            }
+            T::Q4_K => {
+                type $B = BlockQ4_K;
+                $body
+            }
+            T::Q5_K => {
+                type $B = BlockQ5_K;
+                $body
+            }
+            T::Q6_K => {
+                type $B = BlockQ6_K;
+                $body
+            }
+            T::Q8_K => {
+                type $B = BlockQ8_K;
+                $body
+            }
+            T::IQ4_NL => {
+                type $B = BlockIQ4_NL;
+                $body
+            }
+            T::IQ4_XS => {
+                type $B = BlockIQ4_XS;
+                $body
+            }
+            other => Err($crate::row::KernelError::Unsupported(other)),
+        }
+    }};
+}
+
+/// Views `bytes` as blocks of `B`, or says why not.
+pub fn blocks_of<B: Block>(bytes: &[u8]) -> Result<&[B], KernelError> {
+    view_blocks::<B>(bytes).ok_or(KernelError::BadBytes {
+        ty: B::TYPE,
+        len: bytes.len(),
+    })
+}
+
+/// Dequantizes one row (or any whole number of blocks) of type `ty` to f32.
+pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), KernelError> {
+    with_block!(ty, B => {
+        let blocks = blocks_of::<B>(bytes)?;
+        let n = blocks.len() * B::QK;
+        if out.len() != n {
+            return Err(KernelError::Length { expected: n, found: out.len() });
+        }
+        dequantize_row(blocks, out);
+        Ok(())
+    })
+}
