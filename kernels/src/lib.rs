@@ -3,6 +3,10 @@
 //! - [`formats`]: the ggml tensor types — one table of facts (id, name, elements and bytes
 //!   per block) used everywhere, so no other file repeats a per-type `match`.
 
+// Index loops mirror ggml's reference code element for element, so the two can be
+// diffed; iterator rewrites would hide that correspondence.
+#![allow(clippy::needless_range_loop)]
+
 pub mod blocks;
 pub mod formats;
 pub mod row;
