@@ -161,3 +161,70 @@ fn dequantize_rejects_bad_input() {
     .unwrap();
     assert!(out.iter().all(|&x| x == 0.0));
 }
+
+fn gguf_py_quantize(py: &Path, ty: GgmlType, x: &[f32], dir: &Path) -> Vec<u8> {
+    let src = dir.join(format!("{}-in.f32", ty.name()));
+    let dst = dir.join(format!("{}-out.bin", ty.name()));
+    let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&src, bytes).unwrap();
+    let out = Command::new(py)
+        .arg(repo_root().join("tools/quant_ref.py"))
+        .args(["quantize", ty.name()])
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(&dst).unwrap()
+}
+
+/// Test signal: ggml's `0.1 + 2 cos(i)`, random values over several magnitudes,
+/// exact ties for rounding (k + 0.5 steps), zeros, a lone outlier, all-negative.
+fn quantize_inputs() -> Vec<f32> {
+    let noise = pattern_bytes(4096, 77);
+    let mut x: Vec<f32> = (0..1024).map(|i| 0.1 + 2.0 * (i as f32).cos()).collect();
+    x.extend((0..1024).map(|i| {
+        let e = (noise[i] % 16) as i32 - 8;
+        (noise[i + 1024] as f32 - 127.5) / 64.0 * 2f32.powi(e)
+    }));
+    x.extend((0..256).map(|i| (i % 64) as f32 * 0.5 - 16.0)); // many exact halves
+    x.extend(std::iter::repeat_n(0.0, 256));
+    x.extend((0..256).map(|i| if i == 77 { 1e4 } else { (i as f32).sin() }));
+    x.extend((0..256).map(|i| -1.0 - (i as f32) / 100.0));
+    x
+}
+
+fn check_quantize<B: phiq::kernels::quantize::Quantize>(py: &Path, dir: &Path) {
+    use phiq::kernels::blocks::{block_bytes, zeroed_blocks};
+    let x = quantize_inputs();
+    let mut ours = zeroed_blocks::<B>(x.len() / B::QK);
+    B::quantize_row(&x, &mut ours);
+    let theirs = gguf_py_quantize(py, B::TYPE, &x, dir);
+    let ours = block_bytes(&ours);
+    assert_eq!(ours.len(), theirs.len(), "{}", B::TYPE);
+    let size = B::TYPE.type_size() as usize;
+    for (i, (a, b)) in ours.chunks(size).zip(theirs.chunks(size)).enumerate() {
+        assert_eq!(a, b, "{}: block {i} differs from gguf-py", B::TYPE);
+    }
+}
+
+#[test]
+fn quantize_matches_gguf_py_bit_for_bit() {
+    use phiq::kernels::blocks::*;
+    use phiq::kernels::half::{bf16, f16};
+    let Some(py) = reference_python() else { return };
+    let dir = std::env::temp_dir().join(format!("phiq-quant-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    check_quantize::<f16>(&py, &dir);
+    check_quantize::<bf16>(&py, &dir);
+    check_quantize::<BlockQ4_0>(&py, &dir);
+    check_quantize::<BlockQ4_1>(&py, &dir);
+    check_quantize::<BlockQ5_0>(&py, &dir);
+    check_quantize::<BlockQ5_1>(&py, &dir);
+    check_quantize::<BlockQ8_0>(&py, &dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

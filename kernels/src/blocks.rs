@@ -34,7 +34,9 @@ pub unsafe trait Block: Copy + Send + Sync + 'static {
 /// whole number of blocks or the start is not aligned for `B`.
 pub fn view_blocks<B: Block>(bytes: &[u8]) -> Option<&[B]> {
     let size = std::mem::size_of::<B>();
-    if bytes.len() % size != 0 || bytes.as_ptr().align_offset(std::mem::align_of::<B>()) != 0 {
+    if !bytes.len().is_multiple_of(size)
+        || bytes.as_ptr().align_offset(std::mem::align_of::<B>()) != 0
+    {
         return None;
     }
     // SAFETY: the pointer is aligned for B (checked), the length is a whole number of
@@ -50,6 +52,32 @@ pub fn block_bytes<B: Block>(blocks: &[B]) -> &[u8] {
     unsafe {
         std::slice::from_raw_parts(blocks.as_ptr().cast::<u8>(), std::mem::size_of_val(blocks))
     }
+}
+
+/// Copies `bytes` (any alignment, a whole number of blocks) into a new `Vec<B>`.
+pub fn blocks_from_bytes<B: Block>(bytes: &[u8]) -> Vec<B> {
+    let size = std::mem::size_of::<B>();
+    assert_eq!(
+        bytes.len() % size,
+        0,
+        "not a whole number of {} blocks",
+        B::TYPE
+    );
+    let n = bytes.len() / size;
+    let mut v: Vec<B> = Vec::with_capacity(n);
+    // SAFETY: the capacity holds n blocks = bytes.len() bytes; the regions cannot
+    // overlap (fresh allocation); `Block` types are valid for any bit pattern, so the
+    // n elements are initialised once copied.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), v.as_mut_ptr().cast::<u8>(), bytes.len());
+        v.set_len(n);
+    }
+    v
+}
+
+/// `n` all-zero blocks (scratch for quantized activations).
+pub fn zeroed_blocks<B: Block>(n: usize) -> Vec<B> {
+    blocks_from_bytes(&vec![0u8; n * std::mem::size_of::<B>()])
 }
 
 /// Dequantizes a row of blocks into `out` (`out.len() == blocks.len() * B::QK`).

@@ -141,7 +141,7 @@ impl GgmlType {
     /// whole number of blocks or the size overflows.
     pub fn bytes_for(self, n_elements: u64) -> Option<u64> {
         let f = self.facts();
-        if n_elements % f.block_size != 0 {
+        if !n_elements.is_multiple_of(f.block_size) {
             return None;
         }
         (n_elements / f.block_size).checked_mul(f.type_size)

@@ -8,8 +8,12 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod blocks;
+pub mod dispatch;
+pub mod dot;
 pub mod formats;
+pub mod quantize;
 pub mod row;
+pub mod x86;
 
 pub use formats::{GgmlType, TypeFacts};
 pub use half;

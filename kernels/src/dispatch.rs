@@ -1,0 +1,147 @@
+//! Which instruction set the kernels use, detected once.
+//!
+//! [`Isa`] can only be made by checking the CPU (`best`, `from_name`), so holding one
+//! proves its instructions exist: kernels selected by it may call `#[target_feature]`
+//! code. `PHIQ_ISA=scalar|avx2|avx512` forces a path so each one can be tested here.
+
+use std::fmt;
+use std::sync::OnceLock;
+
+/// An instruction-set level the CPU is known to support.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Isa {
+    level: Level,
+    /// AVX512-BF16 (`vdpbf16ps`) is also present (only meaningful with `Avx512`).
+    bf16: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Scalar,
+    /// AVX2 + FMA + F16C.
+    Avx2,
+    /// AVX-512 F/BW/VL/VNNI on top of AVX2.
+    Avx512,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Scalar => "scalar",
+            Level::Avx2 => "avx2",
+            Level::Avx512 => "avx512",
+        }
+    }
+}
+
+fn cpu_supports(level: Level) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        match level {
+            Level::Scalar => true,
+            Level::Avx2 => has!("avx2") && has!("fma") && has!("f16c"),
+            Level::Avx512 => {
+                cpu_supports(Level::Avx2)
+                    && has!("avx512f")
+                    && has!("avx512bw")
+                    && has!("avx512vl")
+                    && has!("avx512vnni")
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        level == Level::Scalar
+    }
+}
+
+fn cpu_has_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+impl Isa {
+    /// The plain-Rust path, available everywhere.
+    pub fn scalar() -> Isa {
+        Isa {
+            level: Level::Scalar,
+            bf16: false,
+        }
+    }
+
+    /// `level` if this CPU supports it.
+    pub fn with_level(level: Level) -> Option<Isa> {
+        cpu_supports(level).then(|| Isa {
+            level,
+            bf16: level == Level::Avx512 && cpu_has_bf16(),
+        })
+    }
+
+    /// The best level this CPU supports.
+    pub fn best() -> Isa {
+        [Level::Avx512, Level::Avx2]
+            .into_iter()
+            .find_map(Isa::with_level)
+            .unwrap_or_else(Isa::scalar)
+    }
+
+    /// The level named `name` ("scalar", "avx2", "avx512"), or an error saying why not.
+    pub fn from_name(name: &str) -> Result<Isa, String> {
+        let level = match name.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Level::Scalar,
+            "avx2" => Level::Avx2,
+            "avx512" => Level::Avx512,
+            other => {
+                return Err(format!(
+                    "PHIQ_ISA={other:?} is not one of scalar, avx2, avx512"
+                ))
+            }
+        };
+        Isa::with_level(level)
+            .ok_or_else(|| format!("PHIQ_ISA={name}: this CPU does not support {name}"))
+    }
+
+    /// Every level this CPU supports, lowest first (tests run them all).
+    pub fn all_supported() -> Vec<Isa> {
+        [Level::Scalar, Level::Avx2, Level::Avx512]
+            .into_iter()
+            .filter_map(Isa::with_level)
+            .collect()
+    }
+
+    pub fn level(self) -> Level {
+        self.level
+    }
+
+    pub fn has_avx512_bf16(self) -> bool {
+        self.bf16
+    }
+
+    /// The process-wide choice: `PHIQ_ISA` if set, else the best. Decided once.
+    pub fn global() -> Result<Isa, String> {
+        static CHOICE: OnceLock<Result<Isa, String>> = OnceLock::new();
+        CHOICE
+            .get_or_init(|| match std::env::var("PHIQ_ISA") {
+                Ok(name) if !name.is_empty() => Isa::from_name(&name),
+                _ => Ok(Isa::best()),
+            })
+            .clone()
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.level.name())?;
+        if self.bf16 {
+            f.write_str("+bf16")?;
+        }
+        Ok(())
+    }
+}

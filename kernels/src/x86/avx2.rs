@@ -1,0 +1,259 @@
+//! AVX2 + FMA + F16C kernels. Each is checked against the scalar reference in
+//! `crate::dot` by the tests in `tests/kernels_dot.rs`.
+//!
+//! Integer dot products of 32 int8 pairs use ggml's trick: `maddubs` needs one unsigned
+//! operand, so take |x| and move x's sign onto y (`sign_epi8`), then `madd` with ones
+//! widens the 16 pair sums to 8 int32 lanes.
+
+use std::arch::x86_64::*;
+
+use half::{bf16, f16};
+
+use crate::blocks::*;
+
+/// f16 → f32 with the F16C instruction (no run-time feature check, unlike `half`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn fp16(x: f16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(x.to_bits() as i32)))
+}
+
+/// Sum of the 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn hsum(v: __m256) -> f32 {
+    let lo = _mm256_castps256_ps128(v);
+    let hi = _mm256_extractf128_ps(v, 1);
+    let s = _mm_add_ps(lo, hi);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// 32 signed × 32 signed int8 → 8 int32 partial sums.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_i8x32(x: __m256i, y: __m256i) -> __m256i {
+    let ax = _mm256_sign_epi8(x, x);
+    let sy = _mm256_sign_epi8(y, x);
+    let p16 = _mm256_maddubs_epi16(ax, sy);
+    _mm256_madd_epi16(p16, _mm256_set1_epi16(1))
+}
+
+/// The 32 nibbles of 16 bytes: low nibbles in bytes 0..16, high nibbles in 16..32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn nibbles(qs: &[u8; 16]) -> __m256i {
+    // SAFETY: `qs` is 16 readable bytes; loadu has no alignment requirement.
+    let t = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
+    let both = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load32(p: &[i8; 32]) -> __m256i {
+    // SAFETY: 32 readable bytes, unaligned load.
+    unsafe { _mm256_loadu_si256(p.as_ptr().cast()) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_f32(w: &[f32], a: &[f32]) -> f32 {
+    let n = w.len().min(a.len());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (k, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: i + 8k + 8 <= n, within both slices.
+            let (x, y) = unsafe {
+                (
+                    _mm256_loadu_ps(w.as_ptr().add(i + 8 * k)),
+                    _mm256_loadu_ps(a.as_ptr().add(i + 8 * k)),
+                )
+            };
+            *acc = _mm256_fmadd_ps(x, y, *acc);
+        }
+        i += 32;
+    }
+    let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut sum = hsum(v);
+    for j in i..n {
+        sum += w[j] * a[j];
+    }
+    sum
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_f16(w: &[f16], a: &[f32]) -> f32 {
+    let n = w.len().min(a.len());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (k, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: i + 8k + 8 <= n, within both slices (8 f16 = 16 bytes).
+            let (x, y) = unsafe {
+                (
+                    _mm256_cvtph_ps(_mm_loadu_si128(w.as_ptr().add(i + 8 * k).cast())),
+                    _mm256_loadu_ps(a.as_ptr().add(i + 8 * k)),
+                )
+            };
+            *acc = _mm256_fmadd_ps(x, y, *acc);
+        }
+        i += 32;
+    }
+    let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut sum = hsum(v);
+    for j in i..n {
+        sum += fp16(w[j]) * a[j];
+    }
+    sum
+}
+
+/// 8 bf16 → 8 f32 (a bf16 is the top half of an f32).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn bf16x8(p: *const bf16) -> __m256 {
+    // SAFETY: the caller passes a pointer to 8 readable bf16 values.
+    let h = unsafe { _mm_loadu_si128(p.cast()) };
+    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_bf16(w: &[bf16], a: &[bf16]) -> f32 {
+    let n = w.len().min(a.len());
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut i = 0;
+    while i + 16 <= n {
+        for (k, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: i + 8k + 8 <= n, within both slices.
+            let (x, y) = unsafe {
+                (
+                    bf16x8(w.as_ptr().add(i + 8 * k)),
+                    bf16x8(a.as_ptr().add(i + 8 * k)),
+                )
+            };
+            *acc = _mm256_fmadd_ps(x, y, *acc);
+        }
+        i += 16;
+    }
+    let mut sum = hsum(_mm256_add_ps(acc[0], acc[1]));
+    for j in i..n {
+        sum += w[j].to_f32() * a[j].to_f32();
+    }
+    sum
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in w.iter().zip(a) {
+        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
+        let p = dot_i8x32(load32(&x.qs), load32(&y.qs));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+    }
+    hsum(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_q4_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let eight = _mm256_set1_epi8(8);
+    for (x, y) in w.iter().zip(a) {
+        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
+        let q = _mm256_sub_epi8(nibbles(&x.qs), eight);
+        let p = dot_i8x32(q, load32(&y.qs));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+    }
+    hsum(acc)
+}
+
+/// Σ over a super-block's 8 sub-blocks of scale × (4-bit q · q8), as 8 int32 lanes.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_q4_k(w: &[BlockQ4_K], a: &[BlockQ8_K]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_min = 0.0f32;
+    let low = _mm256_set1_epi8(0x0F);
+    for (x, y) in w.iter().zip(a) {
+        let mut sum = _mm256_setzero_si256();
+        let mut summs = 0i32;
+        for c in 0..4 {
+            let (sc1, m1) = scale_min_k4(2 * c, &x.scales);
+            let (sc2, m2) = scale_min_k4(2 * c + 1, &x.scales);
+            // SAFETY: 32 bytes at qs[32c..] and 64 at y.qs[64c..], within the arrays.
+            let (q, y1, y2) = unsafe {
+                (
+                    _mm256_loadu_si256(x.qs.as_ptr().add(32 * c).cast()),
+                    _mm256_loadu_si256(y.qs.as_ptr().add(64 * c).cast()),
+                    _mm256_loadu_si256(y.qs.as_ptr().add(64 * c + 32).cast()),
+                )
+            };
+            let lo = _mm256_and_si256(q, low);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+            // q in 0..16 unsigned, y signed: maddubs cannot saturate (2·15·128 < 2^15).
+            let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y1), _mm256_set1_epi16(sc1 as i16));
+            let p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y2), _mm256_set1_epi16(sc2 as i16));
+            sum = _mm256_add_epi32(sum, _mm256_add_epi32(p1, p2));
+            summs += m1 as i32 * (y.bsums[4 * c] as i32 + y.bsums[4 * c + 1] as i32);
+            summs += m2 as i32 * (y.bsums[4 * c + 2] as i32 + y.bsums[4 * c + 3] as i32);
+        }
+        let d = fp16(x.d) * y.d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
+        acc_min += fp16(x.dmin) * y.d * summs as f32;
+    }
+    hsum(acc) - acc_min
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_q6_k(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let low = _mm256_set1_epi8(0x0F);
+    let three = _mm256_set1_epi8(3);
+    let m32 = _mm256_set1_epi8(32);
+    for (x, y) in w.iter().zip(a) {
+        let mut sum = _mm256_setzero_si256();
+        for half in 0..2 {
+            // SAFETY: ql[64h..64h+64], qh[32h..32h+32], y.qs[128h..128h+128] are in bounds.
+            let (ql0, ql1, qh) = unsafe {
+                (
+                    _mm256_loadu_si256(x.ql.as_ptr().add(64 * half).cast()),
+                    _mm256_loadu_si256(x.ql.as_ptr().add(64 * half + 32).cast()),
+                    _mm256_loadu_si256(x.qh.as_ptr().add(32 * half).cast()),
+                )
+            };
+            // The four 32-element groups of this half, as unsigned 0..64.
+            let q = [
+                _mm256_or_si256(
+                    _mm256_and_si256(ql0, low),
+                    _mm256_slli_epi16(_mm256_and_si256(qh, three), 4),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(ql1, low),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), three), 4),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), three), 4),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), three), 4),
+                ),
+            ];
+            for (k, &qk) in q.iter().enumerate() {
+                // SAFETY: 32 bytes at y.qs[128h + 32k..], in bounds.
+                let q8 =
+                    unsafe { _mm256_loadu_si256(y.qs.as_ptr().add(128 * half + 32 * k).cast()) };
+                // Σ (q - 32)·y = Σ q·y − 32·Σ y; both fit int16 per pair (2·63·128 < 2^15).
+                let p =
+                    _mm256_sub_epi16(_mm256_maddubs_epi16(qk, q8), _mm256_maddubs_epi16(m32, q8));
+                let s_lo = x.scales[8 * half + 2 * k] as i16;
+                let s_hi = x.scales[8 * half + 2 * k + 1] as i16;
+                let scales = _mm256_set_m128i(_mm_set1_epi16(s_hi), _mm_set1_epi16(s_lo));
+                sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, scales));
+            }
+        }
+        let d = fp16(x.d) * y.d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
+    }
+    hsum(acc)
+}

@@ -1,0 +1,185 @@
+//! Dot products: every SIMD path the CPU supports against the scalar reference, and the
+//! scalar reference against an f64 dot of the dequantized values.
+
+mod common;
+
+use common::pattern_bytes;
+use phiq::kernels::blocks::*;
+use phiq::kernels::dispatch::Isa;
+use phiq::kernels::dot::VecDot;
+use phiq::kernels::half::{bf16, f16};
+use phiq::kernels::quantize::Quantize;
+
+/// Block counts tried for every pairing.
+const LENGTHS: [usize; 7] = [1, 2, 3, 7, 16, 64, 65];
+
+/// Deterministic activations: ggml's test signal `0.1 + 2 cos(i + off)` mixed with noise
+/// and an occasional large value, or an edge pattern.
+fn activations(n: usize, seed: u64, kind: u8) -> Vec<f32> {
+    let noise = pattern_bytes(n, seed);
+    (0..n)
+        .map(|i| match kind {
+            0 => 0.1 + 2.0 * ((i as f32) + seed as f32).cos() + (noise[i] as f32 - 128.0) / 64.0,
+            1 => 0.0,
+            2 => -((noise[i] as f32) + 1.0) / 7.0, // all negative
+            _ => {
+                if noise[i] > 250 {
+                    1000.0
+                } else {
+                    (noise[i] as f32 - 128.0) / 128.0
+                }
+            }
+        })
+        .collect()
+}
+
+/// Weight blocks: random bytes, with the f16 scale fields at `scale_offsets` set to
+/// moderate random values (or to 65504 when `max_scales`).
+fn weight_blocks<W: VecDot>(
+    n: usize,
+    seed: u64,
+    scale_offsets: &[usize],
+    max_scales: bool,
+) -> Vec<W> {
+    let size = std::mem::size_of::<W>();
+    let mut bytes = pattern_bytes(n * size, seed);
+    for b in 0..n {
+        for (k, &off) in scale_offsets.iter().enumerate() {
+            let r = bytes[(b * size + 7 * k + 3) % bytes.len()];
+            let v: u16 = if max_scales {
+                0x7bff
+            } else {
+                ((r as u16 & 1) << 15) | ((8 + (r as u16 % 8)) << 10) | (r as u16 * 3)
+            };
+            bytes[b * size + off..b * size + off + 2].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    blocks_from_bytes(&bytes)
+}
+
+fn dequant<B: Block>(b: &[B]) -> Vec<f64> {
+    let mut out = vec![0f32; b.len() * B::QK];
+    dequantize_row(b, &mut out);
+    out.into_iter().map(f64::from).collect()
+}
+
+/// Weights of a plain float type, from a float signal (random bytes would be inf/NaN).
+fn float_weights<W: VecDot + Quantize>(n: usize, seed: u64, _: &[usize], big: bool) -> Vec<W> {
+    let scale = if big { 3e4 } else { 1.0 };
+    let x: Vec<f32> = activations(n, seed ^ 0x55, 0)
+        .iter()
+        .map(|v| v * scale)
+        .collect();
+    let mut w = zeroed_blocks::<W>(n);
+    W::quantize_row(&x, &mut w);
+    w
+}
+
+/// Extra tolerance for the Q8_1 pairings: the activation's `s = d·Σq` is stored as f16,
+/// so `m_x · s_y` carries a relative error of up to 2^-11 that the f64 sum of the
+/// dequantized values does not have (ggml's own design).
+fn q8_1_sum_error(m: &[f16], a: &[BlockQ8_1]) -> f64 {
+    m.iter()
+        .zip(a)
+        .map(|(m, y)| (m.to_f32() as f64 * y.s.to_f32() as f64).abs() * 2f64.powi(-11))
+        .sum()
+}
+
+type MakeWeights<W> = fn(usize, u64, &[usize], bool) -> Vec<W>;
+
+fn check<W: VecDot>(scale_offsets: &[usize]) {
+    check_with::<W>(scale_offsets, weight_blocks::<W>, |_, _| 0.0)
+}
+
+/// Checks one pairing on every supported ISA and against the f64 dot.
+fn check_with<W: VecDot>(
+    scale_offsets: &[usize],
+    make: MakeWeights<W>,
+    extra_tol: fn(&[W], &[W::Act]) -> f64,
+) {
+    for (li, &n) in LENGTHS.iter().enumerate() {
+        for kind in 0..4u8 {
+            for max_scales in [false, true] {
+                let seed = 1000 * li as u64 + 10 * kind as u64 + max_scales as u64;
+                let w: Vec<W> = make(
+                    if W::QK == 1 { n * 32 + 5 } else { n },
+                    seed,
+                    scale_offsets,
+                    max_scales,
+                );
+                let x = activations(w.len() * W::QK, seed + 7, kind);
+                let mut a = zeroed_blocks::<W::Act>(w.len() * W::QK / W::Act::QK);
+                W::Act::quantize_row(&x, &mut a);
+
+                let reference = W::dot_ref(&w, &a);
+                let (wd, ad) = (dequant(&w), dequant(&a));
+                let exact: f64 = wd.iter().zip(&ad).map(|(p, q)| p * q).sum();
+                let magnitude: f64 = wd.iter().zip(&ad).map(|(p, q)| (p * q).abs()).sum();
+                // f32 accumulation over ≤ 65·256 terms in a different order than the f64
+                // sum: each partial sum may round (2^-24 relative), and scales are
+                // multiplied in a different order, so allow a few ulps per block of the
+                // total magnitude. 1e-5 covers 65 blocks with margin; a wrong index or
+                // bit in a kernel errs by whole terms, orders of magnitude more.
+                let tol = 1e-5 * magnitude + extra_tol(&w, &a) + 1e-30;
+                if !magnitude.is_finite() {
+                    continue;
+                }
+                assert!(
+                    (reference as f64 - exact).abs() <= tol,
+                    "{}: scalar {reference} vs f64 {exact} (n={n} kind={kind})",
+                    W::TYPE
+                );
+                for isa in Isa::all_supported() {
+                    let got = W::dot_kernel(isa)(&w, &a);
+                    assert!(
+                        (got as f64 - reference as f64).abs() <= tol,
+                        "{} on {isa}: {got} vs scalar {reference} (n={n} kind={kind} max={max_scales})",
+                        W::TYPE
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn plain_floats() {
+    check_with::<f32>(&[], float_weights::<f32>, |_, _| 0.0);
+    check_with::<f16>(&[], float_weights::<f16>, |_, _| 0.0);
+    check_with::<bf16>(&[], float_weights::<bf16>, |_, _| 0.0);
+}
+
+#[test]
+fn legacy_quants() {
+    check::<BlockQ4_0>(&[0]);
+    check_with::<BlockQ4_1>(&[0, 2], weight_blocks, |w, a| {
+        q8_1_sum_error(&w.iter().map(|b| b.m).collect::<Vec<_>>(), a)
+    });
+    check::<BlockQ5_0>(&[0]);
+    check_with::<BlockQ5_1>(&[0, 2], weight_blocks, |w, a| {
+        q8_1_sum_error(&w.iter().map(|b| b.m).collect::<Vec<_>>(), a)
+    });
+    check::<BlockQ8_0>(&[0]);
+    check::<BlockIQ4_NL>(&[0]);
+}
+
+#[test]
+fn k_quants() {
+    check::<BlockQ2_K>(&[80, 82]);
+    check::<BlockQ3_K>(&[108]);
+    check::<BlockQ4_K>(&[0, 2]);
+    check::<BlockQ5_K>(&[0, 2]);
+    check::<BlockQ6_K>(&[208]);
+    check::<BlockIQ4_XS>(&[0]);
+}
+
+#[test]
+fn every_isa_is_reachable_here() {
+    // On this project's CI machine (Zen 4) all three paths must be exercised.
+    let names: Vec<String> = Isa::all_supported().iter().map(|i| i.to_string()).collect();
+    eprintln!("ISAs tested: {names:?}");
+    assert!(!names.is_empty());
+    if std::env::var("PHIQ_REQUIRE_ALL_ISAS").as_deref() == Ok("1") {
+        assert_eq!(names.len(), 3, "{names:?}");
+    }
+}
