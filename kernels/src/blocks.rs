@@ -45,6 +45,22 @@ pub fn view_blocks<B: Block>(bytes: &[u8]) -> Option<&[B]> {
     Some(unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<B>(), bytes.len() / size) })
 }
 
+/// Mutable twin of [`view_blocks`].
+pub fn view_blocks_mut<B: Block>(bytes: &mut [u8]) -> Option<&mut [B]> {
+    let size = std::mem::size_of::<B>();
+    if !bytes.len().is_multiple_of(size)
+        || bytes.as_ptr().align_offset(std::mem::align_of::<B>()) != 0
+    {
+        return None;
+    }
+    // SAFETY: as in `view_blocks` (aligned, whole blocks, any bit pattern valid); the
+    // exclusive borrow of `bytes` moves to the result, so there is no aliasing, and
+    // any value written through it is a valid byte pattern.
+    Some(unsafe {
+        std::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<B>(), bytes.len() / size)
+    })
+}
+
 /// Views blocks as their bytes (for writing files).
 pub fn block_bytes<B: Block>(blocks: &[B]) -> &[u8] {
     // SAFETY: `Block` types have no padding, so every byte is initialised; u8 has

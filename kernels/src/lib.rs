@@ -7,10 +7,13 @@
 // diffed; iterator rewrites would hide that correspondence.
 #![allow(clippy::needless_range_loop)]
 
+pub mod attention;
 pub mod blocks;
 pub mod dispatch;
 pub mod dot;
 pub mod formats;
+pub mod matmul;
+pub mod ops;
 pub mod quantize;
 pub mod row;
 pub mod x86;

@@ -37,78 +37,44 @@ impl std::error::Error for KernelError {}
 /// `Err(KernelError::Unsupported)` for a type without one.
 #[macro_export]
 macro_rules! with_block {
-    ($ty:expr, $B:ident => $body:expr) => {{
+    ($ty:expr, $B:ident => $body:expr) => {
+        $crate::__block_dispatch!($ty, $B => $body, [Q8_1 => BlockQ8_1, Q8_K => BlockQ8_K])
+    };
+}
+
+/// Like [`with_block!`] for weight types only: the activation-only formats Q8_1 and
+/// Q8_K (which have no dot product as weights) are `Unsupported`.
+#[macro_export]
+macro_rules! with_weight_block {
+    ($ty:expr, $B:ident => $body:expr) => {
+        $crate::__block_dispatch!($ty, $B => $body, [])
+    };
+}
+
+/// The one match from a run-time type to its block struct.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __block_dispatch {
+    ($ty:expr, $B:ident => $body:expr, [$($extra:ident => $EB:ident),*]) => {{
         use $crate::blocks::*;
         use $crate::formats::GgmlType as T;
         match $ty {
-            T::F32 => {
-                type $B = f32;
-                $body
-            }
-            T::F16 => {
-                type $B = $crate::half::f16;
-                $body
-            }
-            T::BF16 => {
-                type $B = $crate::half::bf16;
-                $body
-            }
-            T::Q4_0 => {
-                type $B = BlockQ4_0;
-                $body
-            }
-            T::Q4_1 => {
-                type $B = BlockQ4_1;
-                $body
-            }
-            T::Q5_0 => {
-                type $B = BlockQ5_0;
-                $body
-            }
-            T::Q5_1 => {
-                type $B = BlockQ5_1;
-                $body
-            }
-            T::Q8_0 => {
-                type $B = BlockQ8_0;
-                $body
-            }
-            T::Q8_1 => {
-                type $B = BlockQ8_1;
-                $body
-            }
-            T::Q2_K => {
-                type $B = BlockQ2_K;
-                $body
-            }
-            T::Q3_K => {
-                type $B = BlockQ3_K;
-                $body
-            }
-            T::Q4_K => {
-                type $B = BlockQ4_K;
-                $body
-            }
-            T::Q5_K => {
-                type $B = BlockQ5_K;
-                $body
-            }
-            T::Q6_K => {
-                type $B = BlockQ6_K;
-                $body
-            }
-            T::Q8_K => {
-                type $B = BlockQ8_K;
-                $body
-            }
-            T::IQ4_NL => {
-                type $B = BlockIQ4_NL;
-                $body
-            }
-            T::IQ4_XS => {
-                type $B = BlockIQ4_XS;
-                $body
-            }
+            T::F32 => { type $B = f32; $body }
+            T::F16 => { type $B = $crate::half::f16; $body }
+            T::BF16 => { type $B = $crate::half::bf16; $body }
+            T::Q4_0 => { type $B = BlockQ4_0; $body }
+            T::Q4_1 => { type $B = BlockQ4_1; $body }
+            T::Q5_0 => { type $B = BlockQ5_0; $body }
+            T::Q5_1 => { type $B = BlockQ5_1; $body }
+            T::Q8_0 => { type $B = BlockQ8_0; $body }
+            T::Q2_K => { type $B = BlockQ2_K; $body }
+            T::Q3_K => { type $B = BlockQ3_K; $body }
+            T::Q4_K => { type $B = BlockQ4_K; $body }
+            T::Q5_K => { type $B = BlockQ5_K; $body }
+            T::Q6_K => { type $B = BlockQ6_K; $body }
+            T::IQ4_NL => { type $B = BlockIQ4_NL; $body }
+            T::IQ4_XS => { type $B = BlockIQ4_XS; $body }
+            $( T::$extra => { type $B = $EB; $body } )*
             other => Err($crate::row::KernelError::Unsupported(other)),
         }
     }};

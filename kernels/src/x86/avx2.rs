@@ -257,3 +257,22 @@ pub(super) fn dot_q6_k(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
     }
     hsum(acc)
 }
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn axpy_f16(acc: &mut [f32], p: f32, v: &[f16]) {
+    let n = acc.len().min(v.len());
+    let pv = _mm256_set1_ps(p);
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n, within both slices.
+        unsafe {
+            let x = _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().add(i).cast()));
+            let a = _mm256_loadu_ps(acc.as_ptr().add(i));
+            _mm256_storeu_ps(acc.as_mut_ptr().add(i), _mm256_fmadd_ps(pv, x, a));
+        }
+        i += 8;
+    }
+    for j in i..n {
+        acc[j] += p * fp16(v[j]);
+    }
+}

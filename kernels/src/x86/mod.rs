@@ -70,3 +70,21 @@ pub fn select_bf16(isa: Isa) -> Option<DotFn<bf16>> {
     let _ = isa;
     None
 }
+
+/// `acc += p · v` over an f16 row (attention's V accumulation).
+pub type AxpyF16 = fn(&mut [f32], f32, &[f16]);
+
+pub fn select_axpy_f16(isa: Isa) -> Option<AxpyF16> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa.level() >= Level::Avx2 {
+            fn wrapper(acc: &mut [f32], p: f32, v: &[f16]) {
+                // SAFETY: level ≥ Avx2 means avx2+fma+f16c were detected.
+                unsafe { avx2::axpy_f16(acc, p, v) }
+            }
+            return Some(wrapper);
+        }
+    }
+    let _ = isa;
+    None
+}

@@ -1,0 +1,125 @@
+//! The f32 operations of the forward pass besides matmul and attention: RMS norm,
+//! RoPE (NEOX pairs, partial rotary, per-dimension frequency factors for LongRoPE),
+//! softmax, SwiGLU, residual add. They are a small share of the time (the matmuls
+//! dominate), so they are plain Rust that the compiler vectorises.
+
+/// `out = x / sqrt(mean(x²) + eps) * weight` over one row.
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    assert!(x.len() == weight.len() && x.len() == out.len());
+    // Sum of squares in f64: rows are up to ~5k long and this keeps the norm exact to
+    // f32 precision whatever the order (so batch and single-token paths agree).
+    let ss: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    let scale = (1.0 / ((ss / x.len() as f64) + eps as f64).sqrt()) as f32;
+    for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
+        *o = v * scale * w;
+    }
+}
+
+/// cos/sin of every rotated pair at position `pos`:
+/// `theta_i = pos · base^(-2i / n_rot) / factor_i`, scaled by `attn_factor`
+/// (LongRoPE's magnitude correction; 1 otherwise). `cos.len() == sin.len() == n_rot / 2`.
+pub fn rope_cache(
+    pos: usize,
+    n_rot: usize,
+    base: f32,
+    factors: Option<&[f32]>,
+    attn_factor: f32,
+    cos: &mut [f32],
+    sin: &mut [f32],
+) {
+    let half = n_rot / 2;
+    assert!(cos.len() == half && sin.len() == half);
+    for i in 0..half {
+        let inv_freq = (base as f64).powf(-2.0 * i as f64 / n_rot as f64);
+        let factor = factors.map_or(1.0, |f| f[i] as f64);
+        let theta = pos as f64 * inv_freq / factor;
+        cos[i] = (theta.cos() * attn_factor as f64) as f32;
+        sin[i] = (theta.sin() * attn_factor as f64) as f32;
+    }
+}
+
+/// Rotates one head in place, NEOX style: dimension `i` pairs with `i + n_rot/2`;
+/// dimensions from `n_rot` on (partial rotary) are left as they are.
+pub fn rope_neox(head: &mut [f32], cos: &[f32], sin: &[f32]) {
+    let half = cos.len();
+    let (a, rest) = head.split_at_mut(half);
+    let b = &mut rest[..half];
+    for i in 0..half {
+        let (x0, x1) = (a[i], b[i]);
+        a[i] = x0 * cos[i] - x1 * sin[i];
+        b[i] = x0 * sin[i] + x1 * cos[i];
+    }
+}
+
+/// In-place softmax over a row.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// SwiGLU over a fused `[gate | up]` row of `2 · n`: `out = silu(gate) · up`.
+pub fn swiglu(gate_up: &[f32], out: &mut [f32]) {
+    let n = out.len();
+    assert_eq!(gate_up.len(), 2 * n);
+    let (gate, up) = gate_up.split_at(n);
+    for i in 0..n {
+        let g = gate[i];
+        out[i] = g / (1.0 + (-g).exp()) * up[i];
+    }
+}
+
+/// `x += y`.
+pub fn add(x: &mut [f32], y: &[f32]) {
+    assert_eq!(x.len(), y.len());
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rms_norm_unit() {
+        let x = [3.0, 4.0];
+        let mut out = [0.0; 2];
+        rms_norm(&x, &[1.0, 2.0], 0.0, &mut out);
+        let r = (12.5f32).sqrt();
+        assert!((out[0] - 3.0 / r).abs() < 1e-6 && (out[1] - 8.0 / r).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rope_rotates_pairs_and_keeps_the_tail() {
+        let mut head = [1.0, 0.0, 0.0, 0.0, 5.0];
+        let (mut c, mut s) = ([0.0; 2], [0.0; 2]);
+        rope_cache(1, 4, 10000.0, None, 1.0, &mut c, &mut s);
+        rope_neox(&mut head, &c, &s);
+        assert!((head[0] - 1f32.cos()).abs() < 1e-6);
+        assert!((head[2] - 1f32.sin()).abs() < 1e-6);
+        assert_eq!(head[4], 5.0);
+        // Frequency factors divide the angle.
+        rope_cache(3, 4, 10000.0, Some(&[3.0, 1.0]), 2.0, &mut c, &mut s);
+        assert!((c[0] - 2.0 * 1f32.cos()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn softmax_and_swiglu() {
+        let mut x = [1.0, 2.0, 3.0];
+        softmax(&mut x);
+        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(x[2] > x[1] && x[1] > x[0]);
+        let mut out = [0.0; 2];
+        swiglu(&[0.0, 1.0, 5.0, 2.0], &mut out);
+        assert_eq!(out[0], 0.0);
+        assert!((out[1] - 2.0 / (1.0 + (-1f32).exp())).abs() < 1e-6);
+    }
+}

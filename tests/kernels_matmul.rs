@@ -1,0 +1,224 @@
+//! matmul and attention: against naive f64 references, on every ISA, and bit-identical
+//! for any thread count.
+
+mod common;
+
+use common::pattern_bytes;
+use phiq::kernels::attention::{attention, AttnShape};
+use phiq::kernels::blocks::*;
+use phiq::kernels::dispatch::Isa;
+use phiq::kernels::half::f16;
+use phiq::kernels::matmul::{matmul, MatmulScratch};
+use phiq::kernels::quantize::Quantize;
+use phiq::kernels::GgmlType;
+
+fn signal(n: usize, seed: u64) -> Vec<f32> {
+    let r = pattern_bytes(n, seed);
+    (0..n)
+        .map(|i| {
+            0.1 + 2.0 * ((i as f32) * 0.37 + seed as f32).cos() + (r[i] as f32 - 128.0) / 256.0
+        })
+        .collect()
+}
+
+/// A `[n_out][n_in]` weight tensor of type B quantized from a signal, as bytes in an
+/// 8-aligned buffer, plus its dequantized values.
+fn weights<B: Quantize>(n_out: usize, n_in: usize) -> (Vec<u64>, usize, Vec<f32>) {
+    let x = signal(n_out * n_in, 3);
+    let mut blocks = zeroed_blocks::<B>(n_out * n_in / B::QK);
+    B::quantize_row(&x, &mut blocks);
+    let bytes = block_bytes(&blocks);
+    let mut buf = vec![0u64; bytes.len().div_ceil(8)];
+    // SAFETY: viewing the u64 buffer as bytes (no padding, alignment 1).
+    let view =
+        unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), buf.len() * 8) };
+    view[..bytes.len()].copy_from_slice(bytes);
+    let mut deq = vec![0f32; n_out * n_in];
+    dequantize_row(&blocks, &mut deq);
+    (buf, bytes.len(), deq)
+}
+
+fn as_bytes(buf: &[u64], len: usize) -> &[u8] {
+    // SAFETY: as above, read-only.
+    unsafe { &std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), buf.len() * 8)[..len] }
+}
+
+fn check_matmul<B: Quantize>(ty: GgmlType) {
+    let (n_out, n_in) = (67, 512);
+    let (buf, len, wdeq) = weights::<B>(n_out, n_in);
+    let w = as_bytes(&buf, len);
+    for n_tokens in [1, 2, 5, 33] {
+        let x = signal(n_tokens * n_in, 9 + n_tokens as u64);
+        let mut first: Option<Vec<f32>> = None;
+        for isa in Isa::all_supported() {
+            let mut y = vec![0f32; n_tokens * n_out];
+            let mut scratch = MatmulScratch::new();
+            matmul(ty, w, n_in, &x, &mut y, &mut scratch, isa).unwrap();
+            for t in 0..n_tokens {
+                for r in 0..n_out {
+                    let exact: f64 = (0..n_in)
+                        .map(|i| wdeq[r * n_in + i] as f64 * x[t * n_in + i] as f64)
+                        .sum();
+                    let mag: f64 = (0..n_in)
+                        .map(|i| (wdeq[r * n_in + i] as f64 * x[t * n_in + i] as f64).abs())
+                        .sum();
+                    // The activations are quantized (8-bit: ≤ 1/254 of each block's
+                    // max per value, ~1% of the magnitude in the worst case); BF16/F16/F32
+                    // activations are near exact.
+                    let tol = 0.01 * mag + 1e-4;
+                    let got = y[t * n_out + r] as f64;
+                    assert!(
+                        (got - exact).abs() <= tol,
+                        "{ty} {isa}: y[{t}][{r}] = {got}, f64 {exact}"
+                    );
+                }
+            }
+            // Same ISA, same numbers, whatever the number of threads.
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut y2 = vec![0f32; n_tokens * n_out];
+                pool.install(|| matmul(ty, w, n_in, &x, &mut y2, &mut MatmulScratch::new(), isa))
+                    .unwrap();
+                assert!(
+                    y.iter().zip(&y2).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{ty} {isa}: {threads} threads differ"
+                );
+            }
+            first.get_or_insert(y);
+        }
+    }
+}
+
+#[test]
+fn matmul_every_weight_type() {
+    use phiq::kernels::half::bf16;
+    check_matmul::<f32>(GgmlType::F32);
+    check_matmul::<f16>(GgmlType::F16);
+    check_matmul::<bf16>(GgmlType::BF16);
+    check_matmul::<BlockQ4_0>(GgmlType::Q4_0);
+    check_matmul::<BlockQ4_1>(GgmlType::Q4_1);
+    check_matmul::<BlockQ5_0>(GgmlType::Q5_0);
+    check_matmul::<BlockQ5_1>(GgmlType::Q5_1);
+    check_matmul::<BlockQ8_0>(GgmlType::Q8_0);
+}
+
+#[test]
+fn matmul_rejects_bad_shapes() {
+    let (buf, len, _) = weights::<BlockQ8_0>(4, 64);
+    let w = as_bytes(&buf, len);
+    let isa = Isa::scalar();
+    let mut s = MatmulScratch::new();
+    let x = vec![0f32; 64];
+    assert!(matmul(GgmlType::Q8_0, w, 64, &x, &mut vec![0f32; 3], &mut s, isa).is_err());
+    assert!(matmul(
+        GgmlType::Q8_0,
+        w,
+        48,
+        &x[..48],
+        &mut vec![0f32; 4],
+        &mut s,
+        isa
+    )
+    .is_err());
+    assert!(matmul(
+        GgmlType::Q8_0,
+        w,
+        64,
+        &x[..60],
+        &mut vec![0f32; 4],
+        &mut s,
+        isa
+    )
+    .is_err());
+    assert!(matmul(
+        GgmlType::IQ2_XXS,
+        w,
+        64,
+        &x,
+        &mut vec![0f32; 4],
+        &mut s,
+        isa
+    )
+    .is_err());
+    assert!(matmul(GgmlType::Q8_K, w, 64, &x, &mut vec![0f32; 4], &mut s, isa).is_err());
+}
+
+/// Naive attention in f64 with a full softmax.
+#[allow(clippy::too_many_arguments)]
+fn attention_f64(
+    q: &[f32],
+    k: &[f16],
+    v: &[f16],
+    n_head: usize,
+    n_kv: usize,
+    hd: usize,
+    n_past: usize,
+    scale: f32,
+) -> Vec<f64> {
+    let n_tokens = q.len() / (n_head * hd);
+    let mut out = vec![0f64; q.len()];
+    for t in 0..n_tokens {
+        for h in 0..n_head {
+            let kvh = h / (n_head / n_kv);
+            let qh = &q[(t * n_head + h) * hd..][..hd];
+            let scores: Vec<f64> = (0..=n_past + t)
+                .map(|j| {
+                    (0..hd)
+                        .map(|i| qh[i] as f64 * k[(j * n_kv + kvh) * hd + i].to_f64())
+                        .sum::<f64>()
+                        * scale as f64
+                })
+                .collect();
+            let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            for (j, p) in e.iter().enumerate() {
+                for i in 0..hd {
+                    out[(t * n_head + h) * hd + i] +=
+                        p / sum * v[(j * n_kv + kvh) * hd + i].to_f64();
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn attention_matches_naive_softmax() {
+    let (n_head, n_kv, hd) = (8, 2, 32);
+    for (n_past, n_tokens) in [(0, 1), (0, 7), (5, 1), (130, 3), (200, 70)] {
+        let total = n_past + n_tokens;
+        let q: Vec<f32> = signal(n_tokens * n_head * hd, 1);
+        let k: Vec<f16> = signal(total * n_kv * hd, 2)
+            .iter()
+            .map(|&x| f16::from_f32(x))
+            .collect();
+        let v: Vec<f16> = signal(total * n_kv * hd, 4)
+            .iter()
+            .map(|&x| f16::from_f32(x))
+            .collect();
+        let scale = 1.0 / (hd as f32).sqrt();
+        let want = attention_f64(&q, &k, &v, n_head, n_kv, hd, n_past, scale);
+        for isa in Isa::all_supported() {
+            let mut out = vec![0f32; q.len()];
+            let shape = AttnShape {
+                n_head,
+                n_kv_head: n_kv,
+                head_dim: hd,
+                n_past,
+                scale,
+            };
+            attention(&q, &k, &v, shape, &mut out, isa);
+            for (i, (a, b)) in out.iter().zip(&want).enumerate() {
+                // f32 accumulation over ≤ 270 positions of values ≤ ~3: a few 1e-6.
+                assert!(
+                    (*a as f64 - b).abs() < 2e-5,
+                    "{isa} n_past={n_past} [{i}]: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
