@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use phiq::kernels::dispatch::Isa;
 
 mod cli;
 
@@ -24,8 +25,27 @@ enum Command {
     Inspect(cli::inspect::Args),
 }
 
+/// `phiq --version`: the version and the kernel path this CPU gets (or PHIQ_ISA forces).
+fn version() -> String {
+    let isa = match Isa::global() {
+        Ok(isa) => isa.to_string(),
+        Err(e) => format!("error: {e}"),
+    };
+    let supported: Vec<String> = Isa::all_supported().iter().map(|i| i.to_string()).collect();
+    format!(
+        "{} (kernels: {isa}; this CPU supports: {})",
+        env!("CARGO_PKG_VERSION"),
+        supported.join(", ")
+    )
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let version: &'static str = Box::leak(version().into_boxed_str());
+    let matches = Cli::command().version(version).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Inspect(args) => cli::inspect::run(args),
     };

@@ -97,6 +97,9 @@ impl VecDot for BlockQ4_1 {
         }
         sumf
     }
+    fn dot_kernel(isa: Isa) -> DotFn<Self> {
+        crate::x86::select_q4_1(isa).unwrap_or(Self::dot_ref)
+    }
 }
 
 /// The 32 values 0..32 of a Q5 block (5th bit from `qh`), element order.
@@ -122,6 +125,9 @@ impl VecDot for BlockQ5_0 {
         }
         sumf
     }
+    fn dot_kernel(isa: Isa) -> DotFn<Self> {
+        crate::x86::select_q5_0(isa).unwrap_or(Self::dot_ref)
+    }
 }
 
 impl VecDot for BlockQ5_1 {
@@ -134,6 +140,9 @@ impl VecDot for BlockQ5_1 {
             sumf += sumi as f32 * (h(x.d) * h(y.d)) + h(x.m) * h(y.s);
         }
         sumf
+    }
+    fn dot_kernel(isa: Isa) -> DotFn<Self> {
+        crate::x86::select_q5_1(isa).unwrap_or(Self::dot_ref)
     }
 }
 
@@ -165,6 +174,9 @@ impl VecDot for BlockIQ4_NL {
             sumf += sumi as f32 * (h(x.d) * h(y.d));
         }
         sumf
+    }
+    fn dot_kernel(isa: Isa) -> DotFn<Self> {
+        crate::x86::select_iq4_nl(isa).unwrap_or(Self::dot_ref)
     }
 }
 
@@ -201,6 +213,9 @@ impl VecDot for BlockQ2_K {
         }
         sumf
     }
+    fn dot_kernel(isa: Isa) -> DotFn<Self> {
+        crate::x86::select_q2_k(isa).unwrap_or(Self::dot_ref)
+    }
 }
 
 impl VecDot for BlockQ3_K {
@@ -232,6 +247,9 @@ impl VecDot for BlockQ3_K {
             sumf += h(x.d) * y.d * isum as f32;
         }
         sumf
+    }
+    fn dot_kernel(isa: Isa) -> DotFn<Self> {
+        crate::x86::select_q3_k(isa).unwrap_or(Self::dot_ref)
     }
 }
 
@@ -284,6 +302,9 @@ impl VecDot for BlockQ5_K {
             sumf += h(x.d) * y.d * isum as f32 - h(x.dmin) * y.d * summs as f32;
         }
         sumf
+    }
+    fn dot_kernel(isa: Isa) -> DotFn<Self> {
+        crate::x86::select_q5_k(isa).unwrap_or(Self::dot_ref)
     }
 }
 
@@ -338,5 +359,8 @@ impl VecDot for BlockIQ4_XS {
             sumf += h(x.d) * y.d * isum as f32;
         }
         sumf
+    }
+    fn dot_kernel(isa: Isa) -> DotFn<Self> {
+        crate::x86::select_iq4_xs(isa).unwrap_or(Self::dot_ref)
     }
 }

@@ -45,6 +45,14 @@ selector!(select_f16, f16, dot_f16, [Avx512 => avx512, Avx2 => avx2]);
 selector!(select_q4_0, BlockQ4_0, dot_q4_0, [Avx512 => avx512, Avx2 => avx2]);
 selector!(select_q8_0, BlockQ8_0, dot_q8_0, [Avx512 => avx512, Avx2 => avx2]);
 selector!(select_q4_k, BlockQ4_K, dot_q4_k, [Avx2 => avx2]);
+selector!(select_q4_1, BlockQ4_1, dot_q4_1, [Avx2 => avx2]);
+selector!(select_q5_0, BlockQ5_0, dot_q5_0, [Avx2 => avx2]);
+selector!(select_q5_1, BlockQ5_1, dot_q5_1, [Avx2 => avx2]);
+selector!(select_iq4_nl, BlockIQ4_NL, dot_iq4_nl, [Avx2 => avx2]);
+selector!(select_iq4_xs, BlockIQ4_XS, dot_iq4_xs, [Avx2 => avx2]);
+selector!(select_q2_k, BlockQ2_K, dot_q2_k, [Avx2 => avx2]);
+selector!(select_q3_k, BlockQ3_K, dot_q3_k, [Avx2 => avx2]);
+selector!(select_q5_k, BlockQ5_K, dot_q5_k, [Avx2 => avx2]);
 selector!(select_q6_k, BlockQ6_K, dot_q6_k, [Avx2 => avx2]);
 
 /// BF16 × BF16: `vdpbf16ps` when the CPU has AVX512-BF16, else AVX2 widening.
