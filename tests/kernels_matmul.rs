@@ -103,6 +103,17 @@ fn matmul_every_weight_type() {
     check_matmul::<BlockQ5_0>(GgmlType::Q5_0);
     check_matmul::<BlockQ5_1>(GgmlType::Q5_1);
     check_matmul::<BlockQ8_0>(GgmlType::Q8_0);
+    check_matmul::<BlockIQ4_NL>(GgmlType::IQ4_NL);
+}
+
+#[test]
+fn matmul_k_quants() {
+    check_matmul::<BlockQ2_K>(GgmlType::Q2_K);
+    check_matmul::<BlockQ3_K>(GgmlType::Q3_K);
+    check_matmul::<BlockQ4_K>(GgmlType::Q4_K);
+    check_matmul::<BlockQ5_K>(GgmlType::Q5_K);
+    check_matmul::<BlockQ6_K>(GgmlType::Q6_K);
+    check_matmul::<BlockIQ4_XS>(GgmlType::IQ4_XS);
 }
 
 #[test]
@@ -112,38 +123,11 @@ fn matmul_rejects_bad_shapes() {
     let isa = Isa::scalar();
     let mut s = MatmulScratch::new();
     let x = vec![0f32; 64];
-    assert!(matmul(GgmlType::Q8_0, w, 64, &x, &mut vec![0f32; 3], &mut s, isa).is_err());
-    assert!(matmul(
-        GgmlType::Q8_0,
-        w,
-        48,
-        &x[..48],
-        &mut vec![0f32; 4],
-        &mut s,
-        isa
-    )
-    .is_err());
-    assert!(matmul(
-        GgmlType::Q8_0,
-        w,
-        64,
-        &x[..60],
-        &mut vec![0f32; 4],
-        &mut s,
-        isa
-    )
-    .is_err());
-    assert!(matmul(
-        GgmlType::IQ2_XXS,
-        w,
-        64,
-        &x,
-        &mut vec![0f32; 4],
-        &mut s,
-        isa
-    )
-    .is_err());
-    assert!(matmul(GgmlType::Q8_K, w, 64, &x, &mut vec![0f32; 4], &mut s, isa).is_err());
+    assert!(matmul(GgmlType::Q8_0, w, 64, &x, &mut [0f32; 3], &mut s, isa).is_err());
+    assert!(matmul(GgmlType::Q8_0, w, 48, &x[..48], &mut [0f32; 4], &mut s, isa).is_err());
+    assert!(matmul(GgmlType::Q8_0, w, 64, &x[..60], &mut [0f32; 4], &mut s, isa).is_err());
+    assert!(matmul(GgmlType::IQ2_XXS, w, 64, &x, &mut [0f32; 4], &mut s, isa).is_err());
+    assert!(matmul(GgmlType::Q8_K, w, 64, &x, &mut [0f32; 4], &mut s, isa).is_err());
 }
 
 /// Naive attention in f64 with a full softmax.

@@ -15,6 +15,7 @@ pub mod formats;
 pub mod matmul;
 pub mod ops;
 pub mod quantize;
+pub mod quantize_k;
 pub mod row;
 pub mod x86;
 

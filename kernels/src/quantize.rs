@@ -295,3 +295,24 @@ mod tests {
         assert_eq!(nearest_int(2.4999), 2);
     }
 }
+
+/// The K-quants and IQ4 formats: ggml's reference (non-imatrix) searches, in
+/// [`crate::quantize_k`].
+macro_rules! quantize_via {
+    ($($B:ty => $f:ident),*) => {$(
+        impl Quantize for $B {
+            fn quantize_row(x: &[f32], y: &mut [Self]) {
+                crate::quantize_k::$f(x, y)
+            }
+        }
+    )*};
+}
+quantize_via!(
+    BlockQ2_K => quantize_row_q2_k,
+    BlockQ3_K => quantize_row_q3_k,
+    BlockQ4_K => quantize_row_q4_k,
+    BlockQ5_K => quantize_row_q5_k,
+    BlockQ6_K => quantize_row_q6_k,
+    BlockIQ4_NL => quantize_row_iq4_nl,
+    BlockIQ4_XS => quantize_row_iq4_xs
+);

@@ -100,3 +100,17 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), Ker
         Ok(())
     })
 }
+
+/// Quantizes f32 values into blocks of `ty` (bytes in `out`, aligned for the type).
+pub fn quantize(ty: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), KernelError> {
+    use crate::quantize::Quantize;
+    crate::with_block!(ty, B => {
+        let len = out.len();
+        let blocks = view_blocks_mut::<B>(out).ok_or(KernelError::BadBytes { ty, len })?;
+        if x.len() != blocks.len() * B::QK {
+            return Err(KernelError::Length { expected: blocks.len() * B::QK, found: x.len() });
+        }
+        B::quantize_row(x, blocks);
+        Ok(())
+    })
+}

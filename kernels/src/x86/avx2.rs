@@ -18,6 +18,18 @@ pub(super) fn fp16(x: f16) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(x.to_bits() as i32)))
 }
 
+/// `a · b` for two f16 scales, converted together. The two halves are combined in a
+/// general register first so the conversion starts from `vmovd` (which zeroes the rest
+/// of the vector register); a direct 16-bit load becomes `vpinsrw` into whatever
+/// register LLVM picks — often the accumulator — chaining every block to the last.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn fp16_mul(a: f16, b: f16) -> f32 {
+    let bits = a.to_bits() as u32 | ((b.to_bits() as u32) << 16);
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(std::hint::black_box(bits) as i32));
+    _mm_cvtss_f32(_mm_mul_ss(v, _mm_movehdup_ps(v)))
+}
+
 /// Sum of the 8 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -147,7 +159,7 @@ pub(super) fn dot_bf16(w: &[bf16], a: &[bf16]) -> f32 {
 pub(super) fn dot_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (x, y) in w.iter().zip(a) {
-        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
+        let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
         let p = dot_i8x32(load32(&x.qs), load32(&y.qs));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
     }
@@ -159,7 +171,7 @@ pub(super) fn dot_q4_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let eight = _mm256_set1_epi8(8);
     for (x, y) in w.iter().zip(a) {
-        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
+        let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
         let q = _mm256_sub_epi8(nibbles(&x.qs), eight);
         let p = dot_i8x32(q, load32(&y.qs));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
@@ -305,7 +317,7 @@ pub(super) fn dot_q4_1(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut acc_m = 0.0f32;
     for (x, y) in w.iter().zip(a) {
-        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
+        let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
         let p = dot_u8i8x32(nibbles(&x.qs), load32(&y.qs));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
         acc_m += fp16(x.m) * fp16(y.s);
@@ -317,7 +329,7 @@ pub(super) fn dot_q4_1(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
 pub(super) fn dot_q5_0(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (x, y) in w.iter().zip(a) {
-        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
+        let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
         // q - 16 as int8: a clear 5th bit leaves 0xF0 in the high nibble (= nibble - 16).
         let hi = _mm256_andnot_si256(
             bytes_from_bits_32(u32::from_le_bytes(x.qh)),
@@ -334,7 +346,7 @@ pub(super) fn dot_q5_1(w: &[BlockQ5_1], a: &[BlockQ8_1]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut acc_m = 0.0f32;
     for (x, y) in w.iter().zip(a) {
-        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
+        let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
         let hi = _mm256_and_si256(
             bytes_from_bits_32(u32::from_le_bytes(x.qh)),
             _mm256_set1_epi8(0x10),
@@ -360,7 +372,7 @@ pub(super) fn dot_iq4_nl(w: &[BlockIQ4_NL], a: &[BlockQ8_0]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let table = iq4nl_table();
     for (x, y) in w.iter().zip(a) {
-        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
+        let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
         let q = _mm256_shuffle_epi8(table, nibbles(&x.qs));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8x32(q, load32(&y.qs))), acc);
     }

@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 
 use half::{bf16, f16};
 
-use super::avx2::{fp16, hsum};
+use super::avx2::{fp16, fp16_mul, hsum};
 use crate::blocks::*;
 
 #[inline]
@@ -105,7 +105,7 @@ pub(super) fn dot_bf16(w: &[bf16], a: &[bf16]) -> f32 {
 pub(super) fn dot_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (x, y) in w.iter().zip(a) {
-        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
+        let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
         // SAFETY: 32 readable bytes each.
         let (qx, qy) = unsafe {
             (
@@ -124,7 +124,7 @@ pub(super) fn dot_q4_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
     let low = _mm256_set1_epi8(0x0F);
     let eight = _mm256_set1_epi8(8);
     for (x, y) in w.iter().zip(a) {
-        let d = _mm256_set1_ps(fp16(x.d) * fp16(y.d));
+        let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
         // SAFETY: 16 and 32 readable bytes.
         let (t, qy) = unsafe {
             (
