@@ -154,7 +154,7 @@ fn dot_in_cache(c: &mut Criterion) {
     use phiq::kernels::quantize::Quantize;
     let n_in = 5120;
     let w = weight_bytes(GgmlType::Q4_0, n_in, 1, 1);
-    let w: Vec<BlockQ4_0> = blocks_from_bytes(&bytes(&w, n_in / 32 * 18));
+    let w: Vec<BlockQ4_0> = blocks_from_bytes(bytes(&w, n_in / 32 * 18));
     let x: Vec<f32> = (0..n_in).map(|i| (i as f32 * 0.1).cos()).collect();
     let mut a = zeroed_blocks::<BlockQ8_0>(n_in / 32);
     BlockQ8_0::quantize_row(&x, &mut a);
