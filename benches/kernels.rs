@@ -147,25 +147,34 @@ fn gemm(c: &mut Criterion) {
     g.finish();
 }
 
-/// One row × one activation in cache: the kernels' raw speed, per ISA.
+/// One row × one activation in cache: the kernels' raw speed, per ISA, one core.
 fn dot_in_cache(c: &mut Criterion) {
-    use phiq::kernels::blocks::{blocks_from_bytes, zeroed_blocks, BlockQ4_0, BlockQ8_0};
+    use phiq::kernels::blocks::*;
     use phiq::kernels::dot::VecDot;
     use phiq::kernels::quantize::Quantize;
-    let n_in = 5120;
-    let w = weight_bytes(GgmlType::Q4_0, n_in, 1, 1);
-    let w: Vec<BlockQ4_0> = blocks_from_bytes(bytes(&w, n_in / 32 * 18));
-    let x: Vec<f32> = (0..n_in).map(|i| (i as f32 * 0.1).cos()).collect();
-    let mut a = zeroed_blocks::<BlockQ8_0>(n_in / 32);
-    BlockQ8_0::quantize_row(&x, &mut a);
-    let mut g = c.benchmark_group("dot_in_cache");
-    g.throughput(Throughput::Bytes((n_in / 32 * 18) as u64));
-    for isa in Isa::all_supported() {
-        let f = BlockQ4_0::dot_kernel(isa);
-        g.bench_function(BenchmarkId::new("Q4_0", isa.to_string()), |b| {
-            b.iter(|| black_box(f(black_box(&w), black_box(&a))))
-        });
+    fn one<W: VecDot>(g: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>) {
+        let n_in = 5120;
+        let len = n_in / W::QK * std::mem::size_of::<W>();
+        let w: Vec<W> = blocks_from_bytes(bytes(&weight_bytes(W::TYPE, n_in, 1, 1), len));
+        let x: Vec<f32> = (0..n_in).map(|i| (i as f32 * 0.1).cos()).collect();
+        let mut a = zeroed_blocks::<W::Act>(n_in / W::Act::QK);
+        W::Act::quantize_row(&x, &mut a);
+        g.throughput(Throughput::Bytes(len as u64));
+        for isa in Isa::all_supported().into_iter().skip(1) {
+            let f = W::dot_kernel(isa);
+            g.bench_function(BenchmarkId::new(W::TYPE.name(), isa.to_string()), |b| {
+                b.iter(|| black_box(f(black_box(&w), black_box(&a))))
+            });
+        }
     }
+    let mut g = c.benchmark_group("dot_in_cache");
+    one::<BlockQ4_0>(&mut g);
+    one::<BlockQ8_0>(&mut g);
+    one::<BlockQ4_K>(&mut g);
+    one::<BlockQ5_K>(&mut g);
+    one::<BlockQ6_K>(&mut g);
+    one::<BlockIQ4_XS>(&mut g);
+    one::<phiq::kernels::half::bf16>(&mut g);
     g.finish();
 }
 

@@ -26,7 +26,7 @@ pub(super) fn fp16(x: f16) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn fp16_mul(a: f16, b: f16) -> f32 {
     let bits = a.to_bits() as u32 | ((b.to_bits() as u32) << 16);
-    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(std::hint::black_box(bits) as i32));
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
     _mm_cvtss_f32(_mm_mul_ss(v, _mm_movehdup_ps(v)))
 }
 
@@ -157,26 +157,44 @@ pub(super) fn dot_bf16(w: &[bf16], a: &[bf16]) -> f32 {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (x, y) in w.iter().zip(a) {
+    let block = |x: &BlockQ8_0, y: &BlockQ8_0, acc: __m256| {
         let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
         let p = dot_i8x32(load32(&x.qs), load32(&y.qs));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+        _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc)
+    };
+    two_accumulators(w, a, block)
+}
+
+/// Runs `block` over pairs of blocks into two accumulators (one would chain every
+/// block on the FMA latency) and sums them.
+#[inline(always)]
+fn two_accumulators<W, A>(w: &[W], a: &[A], block: impl Fn(&W, &A, __m256) -> __m256) -> f32 {
+    let n = w.len().min(a.len());
+    // SAFETY (of the intrinsics here): only called from avx2 target-feature functions.
+    let (mut acc0, mut acc1) = unsafe { (_mm256_setzero_ps(), _mm256_setzero_ps()) };
+    let mut i = 0;
+    while i + 2 <= n {
+        acc0 = block(&w[i], &a[i], acc0);
+        acc1 = block(&w[i + 1], &a[i + 1], acc1);
+        i += 2;
     }
-    hsum(acc)
+    if i < n {
+        acc0 = block(&w[i], &a[i], acc0);
+    }
+    // SAFETY: as above.
+    unsafe { hsum(_mm256_add_ps(acc0, acc1)) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_q4_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
     let eight = _mm256_set1_epi8(8);
-    for (x, y) in w.iter().zip(a) {
+    let block = |x: &BlockQ4_0, y: &BlockQ8_0, acc: __m256| {
         let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
         let q = _mm256_sub_epi8(nibbles(&x.qs), eight);
         let p = dot_i8x32(q, load32(&y.qs));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
-    }
-    hsum(acc)
+        _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc)
+    };
+    two_accumulators(w, a, block)
 }
 
 /// Σ over a super-block's 8 sub-blocks of scale × (4-bit q · q8), as 8 int32 lanes.
