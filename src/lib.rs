@@ -6,6 +6,8 @@
 
 pub mod error;
 pub mod gguf;
+pub mod model;
 
 pub use error::{Error, Result};
+pub use model::{Model, ModelOptions, Session};
 pub use phiq_kernels as kernels;

@@ -1,0 +1,128 @@
+//! The Phi-4 model: config from metadata, weights as views into the mapped file, and
+//! the forward pass ([`Session`]).
+//!
+//! ```no_run
+//! use phiq::{Model, ModelOptions};
+//! let model = Model::load("phi-4-Q4_K_M.gguf", &ModelOptions::default())?;
+//! let mut session = model.session(4096)?;
+//! let logits = session.eval(&[100264, 882, 100266])?; // ids in, logits of the last out
+//! assert_eq!(logits.len(), model.n_vocab());
+//! # Ok::<(), phiq::Error>(())
+//! ```
+
+pub mod config;
+pub mod forward;
+pub mod kv_cache;
+pub mod weights;
+
+use std::path::Path;
+
+use phiq_kernels::dispatch::Isa;
+
+pub use config::Config;
+pub use forward::Session;
+pub use weights::{Matrix, Weights};
+
+use crate::error::{Error, Result};
+use crate::gguf::GgufFile;
+
+/// How to load a model.
+#[derive(Clone, Debug, Default)]
+pub struct ModelOptions {
+    /// Worker threads (default: the number of physical cores).
+    pub threads: Option<usize>,
+    /// Tokens per batch when evaluating a prompt (default 512).
+    pub batch_size: Option<usize>,
+}
+
+/// A loaded model: the mapped file, its config and weight views, and the thread pool
+/// and kernel path its sessions use.
+pub struct Model {
+    pub file: GgufFile,
+    pub config: Config,
+    pub weights: Weights,
+    pub(crate) isa: Isa,
+    pub(crate) pool: rayon::ThreadPool,
+    threads: usize,
+    batch: usize,
+}
+
+/// Physical cores (distinct (package, core) pairs in /proc/cpuinfo), else the logical
+/// CPU count: hyper-threads share a core's vector units and only add contention here.
+pub fn physical_cores() -> usize {
+    let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+        return logical;
+    };
+    let mut cores = std::collections::HashSet::new();
+    let mut phys = "";
+    for line in info.lines() {
+        if let Some(v) = line.strip_prefix("physical id") {
+            phys = v.trim_start_matches([' ', '\t', ':']);
+        } else if let Some(v) = line.strip_prefix("core id") {
+            cores.insert((
+                phys.to_string(),
+                v.trim_start_matches([' ', '\t', ':']).to_string(),
+            ));
+        }
+    }
+    if cores.is_empty() {
+        logical
+    } else {
+        cores.len().min(logical)
+    }
+}
+
+impl Model {
+    /// Maps `path` and checks every tensor against the metadata. Nothing is copied.
+    pub fn load(path: impl AsRef<Path>, opts: &ModelOptions) -> Result<Model> {
+        Model::from_file(GgufFile::open(path)?, opts)
+    }
+
+    pub fn from_file(file: GgufFile, opts: &ModelOptions) -> Result<Model> {
+        let config = Config::from_metadata(&file.header.metadata)?;
+        let weights = Weights::load(&file, &config)?;
+        let isa = Isa::global().map_err(Error::InvalidInput)?;
+        let threads = opts.threads.unwrap_or_else(physical_cores).max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("phiq-{i}"))
+            .build()
+            .map_err(|e| Error::InvalidInput(format!("cannot start {threads} threads: {e}")))?;
+        Ok(Model {
+            file,
+            config,
+            weights,
+            isa,
+            pool,
+            threads,
+            batch: opts.batch_size.unwrap_or(forward::DEFAULT_BATCH).max(1),
+        })
+    }
+
+    /// A session with a KV cache for `n_ctx` tokens (at most the model's context length).
+    pub fn session(&self, n_ctx: usize) -> Result<Session<'_>> {
+        if n_ctx > self.config.n_ctx_train {
+            return Err(Error::InvalidInput(format!(
+                "context size {n_ctx} exceeds the model's context length {}",
+                self.config.n_ctx_train
+            )));
+        }
+        Session::new(self, n_ctx, self.batch)
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        self.weights.n_vocab
+    }
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// The bytes of a weight matrix, borrowed from the mapping.
+    pub fn bytes(&self, m: &Matrix) -> &[u8] {
+        &self.file.bytes()[m.range.clone()]
+    }
+}

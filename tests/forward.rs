@@ -1,0 +1,305 @@
+//! The forward pass on small models written by our GGUF writer: batch vs one token at a
+//! time, split prompts, thread-count determinism, and every class of bad model input.
+//! (Agreement with transformers is tested in tests/forward_reference.rs.)
+
+mod common;
+
+use phiq::gguf::{GgufFile, GgufWriter, TensorSpec, Value};
+use phiq::kernels::quantize::Quantize;
+use phiq::kernels::GgmlType;
+use phiq::{Error, Model, ModelOptions};
+
+struct Spec {
+    n_vocab: usize,
+    n_embd: usize,
+    n_ff: usize,
+    n_layer: usize,
+    n_head: usize,
+    n_kv: usize,
+    ty: GgmlType,
+}
+
+const SMALL: Spec = Spec {
+    n_vocab: 300,
+    n_embd: 64,
+    n_ff: 128,
+    n_layer: 2,
+    n_head: 4,
+    n_kv: 2,
+    ty: GgmlType::F32,
+};
+
+fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let r = common::pattern_bytes(n, seed);
+    (0..n)
+        .map(|i| (r[i] as f32 - 127.5) / 127.5 * scale)
+        .collect()
+}
+
+fn encode(ty: GgmlType, x: &[f32]) -> Vec<u8> {
+    use phiq::kernels::blocks::*;
+    fn enc<B: Quantize>(x: &[f32]) -> Vec<u8> {
+        let mut b = zeroed_blocks::<B>(x.len() / B::QK);
+        B::quantize_row(x, &mut b);
+        block_bytes(&b).to_vec()
+    }
+    match ty {
+        GgmlType::F32 => enc::<f32>(x),
+        GgmlType::Q8_0 => enc::<BlockQ8_0>(x),
+        GgmlType::Q4_0 => enc::<BlockQ4_0>(x),
+        _ => unimplemented!("test helper"),
+    }
+}
+
+/// A phi3 GGUF. `tweak` may edit metadata and tensors before writing.
+fn write_model(
+    s: &Spec,
+    tweak: impl FnOnce(&mut Vec<(String, Value)>, &mut Vec<(TensorSpec, Vec<f32>)>),
+) -> Vec<u8> {
+    let hd = s.n_embd / s.n_head;
+    let mut meta: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String("phi3".into())),
+        ("phi3.context_length".into(), Value::U32(128)),
+        ("phi3.embedding_length".into(), Value::U32(s.n_embd as u32)),
+        ("phi3.feed_forward_length".into(), Value::U32(s.n_ff as u32)),
+        ("phi3.block_count".into(), Value::U32(s.n_layer as u32)),
+        (
+            "phi3.attention.head_count".into(),
+            Value::U32(s.n_head as u32),
+        ),
+        (
+            "phi3.attention.head_count_kv".into(),
+            Value::U32(s.n_kv as u32),
+        ),
+        (
+            "phi3.attention.layer_norm_rms_epsilon".into(),
+            Value::F32(1e-5),
+        ),
+        ("phi3.rope.dimension_count".into(), Value::U32(hd as u32)),
+        ("phi3.rope.freq_base".into(), Value::F32(10000.0)),
+    ];
+    let mut tensors: Vec<(TensorSpec, Vec<f32>)> = Vec::new();
+    let mut add = |name: &str, dims: Vec<u64>, ty: GgmlType, scale: f32, bias: f32| {
+        let n: u64 = dims.iter().product();
+        let seed = tensors.len() as u64 + 1;
+        let v: Vec<f32> = values(n as usize, seed, scale)
+            .iter()
+            .map(|x| x + bias)
+            .collect();
+        tensors.push((
+            TensorSpec {
+                name: name.into(),
+                dims,
+                ty,
+            },
+            v,
+        ));
+    };
+    let (e, ff) = (s.n_embd as u64, s.n_ff as u64);
+    let qkv = (s.n_head * hd + 2 * s.n_kv * hd) as u64;
+    add(
+        "token_embd.weight",
+        vec![e, s.n_vocab as u64],
+        s.ty,
+        1.0,
+        0.0,
+    );
+    for l in 0..s.n_layer {
+        add(
+            &format!("blk.{l}.attn_norm.weight"),
+            vec![e],
+            GgmlType::F32,
+            0.1,
+            1.0,
+        );
+        add(
+            &format!("blk.{l}.attn_qkv.weight"),
+            vec![e, qkv],
+            s.ty,
+            0.2,
+            0.0,
+        );
+        add(
+            &format!("blk.{l}.attn_output.weight"),
+            vec![e, e],
+            s.ty,
+            0.2,
+            0.0,
+        );
+        add(
+            &format!("blk.{l}.ffn_norm.weight"),
+            vec![e],
+            GgmlType::F32,
+            0.1,
+            1.0,
+        );
+        add(
+            &format!("blk.{l}.ffn_up.weight"),
+            vec![e, 2 * ff],
+            s.ty,
+            0.2,
+            0.0,
+        );
+        add(
+            &format!("blk.{l}.ffn_down.weight"),
+            vec![ff, e],
+            s.ty,
+            0.2,
+            0.0,
+        );
+    }
+    add("output_norm.weight", vec![e], GgmlType::F32, 0.1, 1.0);
+    add("output.weight", vec![e, s.n_vocab as u64], s.ty, 0.3, 0.0);
+    tweak(&mut meta, &mut tensors);
+    let specs: Vec<TensorSpec> = tensors.iter().map(|(t, _)| t.clone()).collect();
+    let mut w = GgufWriter::new(Vec::new(), "model.gguf", &meta, &specs).unwrap();
+    for (t, v) in &tensors {
+        w.write_data(&encode(t.ty, v)).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+fn load(bytes: Vec<u8>, threads: usize, batch: usize) -> phiq::Result<Model> {
+    let opts = ModelOptions {
+        threads: Some(threads),
+        batch_size: Some(batch),
+    };
+    Model::from_file(GgufFile::from_bytes("model.gguf", bytes)?, &opts)
+}
+
+const PROMPT: [u32; 11] = [1, 17, 255, 3, 42, 42, 99, 0, 299, 150, 7];
+
+#[test]
+fn batch_equals_one_at_a_time_and_split_prompts() {
+    for ty in [GgmlType::F32, GgmlType::Q8_0, GgmlType::Q4_0] {
+        let bytes = write_model(&Spec { ty, ..SMALL }, |_, _| {});
+        let model = load(bytes, 2, 512).unwrap();
+        let mut s = model.session(64).unwrap();
+        let all = s.eval_all(&PROMPT).unwrap();
+        let n_vocab = model.n_vocab();
+        assert_eq!(all.len(), PROMPT.len() * n_vocab);
+        assert!(all.iter().all(|v| v.is_finite()));
+
+        // One token at a time.
+        let mut s1 = model.session(64).unwrap();
+        for (t, &id) in PROMPT.iter().enumerate() {
+            let logits = s1.eval(&[id]).unwrap().to_vec();
+            for (a, b) in logits.iter().zip(&all[t * n_vocab..(t + 1) * n_vocab]) {
+                // Same maths, different matmul tiling of the batch: f32 noise only.
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{ty} t={t}: {a} vs {b}"
+                );
+            }
+        }
+        // A prompt split across two eval calls equals one call.
+        let mut s2 = model.session(64).unwrap();
+        s2.eval(&PROMPT[..4]).unwrap();
+        let last = s2.eval(&PROMPT[4..]).unwrap();
+        let want = &all[(PROMPT.len() - 1) * n_vocab..];
+        for (a, b) in last.iter().zip(want) {
+            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{ty}: {a} vs {b}");
+        }
+        // Small batches equal one big batch.
+        let small = load(write_model(&Spec { ty, ..SMALL }, |_, _| {}), 2, 3).unwrap();
+        let all3 = small.session(64).unwrap().eval_all(&PROMPT).unwrap();
+        for (a, b) in all3.iter().zip(&all) {
+            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()));
+        }
+        // Truncate and re-evaluate the tail.
+        s2.truncate(4);
+        assert_eq!(s2.n_past(), 4);
+        let again = s2.eval(&PROMPT[4..]).unwrap();
+        assert_eq!(again, last_vec(&all, n_vocab, PROMPT.len()));
+    }
+}
+
+fn last_vec(all: &[f32], n_vocab: usize, n: usize) -> Vec<f32> {
+    all[(n - 1) * n_vocab..n * n_vocab].to_vec()
+}
+
+#[test]
+fn logits_are_bit_identical_for_any_thread_count() {
+    let bytes = write_model(
+        &Spec {
+            ty: GgmlType::Q4_0,
+            ..SMALL
+        },
+        |_, _| {},
+    );
+    let mut first: Option<Vec<f32>> = None;
+    for threads in [1, 2, 3] {
+        let model = load(bytes.clone(), threads, 512).unwrap();
+        let out = model.session(64).unwrap().eval_all(&PROMPT).unwrap();
+        match &first {
+            None => first = Some(out),
+            Some(f) => assert!(
+                f.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{threads} threads differ from 1"
+            ),
+        }
+    }
+}
+
+fn load_err(
+    tweak: impl FnOnce(&mut Vec<(String, Value)>, &mut Vec<(TensorSpec, Vec<f32>)>),
+) -> String {
+    match load(write_model(&SMALL, tweak), 1, 512) {
+        Ok(_) => panic!("expected a load error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn bad_models_are_clear_errors() {
+    let e = load_err(|m, _| m[0].1 = Value::String("llama".into()));
+    assert!(
+        e.contains("unsupported architecture 'llama'") && e.contains("phi3"),
+        "{e}"
+    );
+    let e = load_err(|m, _| m.retain(|(k, _)| k != "phi3.block_count"));
+    assert!(e.contains("phi3.block_count"), "{e}");
+    let e = load_err(|_, t| t.retain(|(s, _)| s.name != "blk.1.ffn_down.weight"));
+    assert!(e.contains("missing tensor 'blk.1.ffn_down.weight'"), "{e}");
+    let e = load_err(|_, t| {
+        let (spec, v) = t
+            .iter_mut()
+            .find(|(s, _)| s.name == "blk.0.attn_output.weight")
+            .unwrap();
+        spec.dims = vec![64, 32];
+        v.truncate(64 * 32);
+    });
+    assert!(
+        e.contains("blk.0.attn_output.weight") && e.contains("[64, 64]") && e.contains("[64, 32]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_runtime_input_is_a_clear_error() {
+    // NaN in a weight: reported with its layer.
+    let bytes = write_model(&SMALL, |_, t| {
+        let (_, v) = t
+            .iter_mut()
+            .find(|(s, _)| s.name == "blk.1.ffn_down.weight")
+            .unwrap();
+        v[5] = f32::NAN;
+    });
+    let model = load(bytes, 1, 512).unwrap();
+    let e = model
+        .session(16)
+        .unwrap()
+        .eval(&PROMPT)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("layer 1"), "{e}");
+
+    let model = load(write_model(&SMALL, |_, _| {}), 1, 512).unwrap();
+    let mut s = model.session(8).unwrap();
+    let e = s.eval(&PROMPT).unwrap_err().to_string();
+    assert!(e.contains("context full") && e.contains("8"), "{e}");
+    let e = s.eval(&[300]).unwrap_err().to_string();
+    assert!(e.contains("token id 300"), "{e}");
+    assert!(matches!(s.eval(&[]), Err(Error::InvalidInput(_))));
+    assert!(model.session(1000).is_err());
+}
