@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Show what a GGUF file holds: architecture, size, type mix, metadata, tensors.
     Inspect(cli::inspect::Args),
+    /// Evaluate token ids and write the logits of every position to a .npy file.
+    Logits(cli::logits::Args),
 }
 
 /// `phiq --version`: the version and the kernel path this CPU gets (or PHIQ_ISA forces).
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Inspect(args) => cli::inspect::run(args),
+        Command::Logits(args) => cli::logits::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

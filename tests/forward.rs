@@ -303,3 +303,47 @@ fn bad_runtime_input_is_a_clear_error() {
     assert!(matches!(s.eval(&[]), Err(Error::InvalidInput(_))));
     assert!(model.session(1000).is_err());
 }
+
+#[test]
+fn logits_cli_writes_npy_that_numpy_reads() {
+    let Some(py) = common::reference_python() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("phiq-logits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.gguf");
+    let bytes = write_model(&SMALL, |_, _| {});
+    std::fs::write(&path, &bytes).unwrap();
+    let npy = dir.join("out.npy");
+    let ids = "1,17,255,3,42";
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_phiq"))
+        .args([
+            "logits",
+            "-m",
+            path.to_str().unwrap(),
+            "--ids",
+            ids,
+            "-o",
+            npy.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = std::process::Command::new(&py)
+        .args(["-c", "import numpy as np, sys; a = np.load(sys.argv[1]); print(a.dtype, a.shape, repr(float(a[2, 7])))"])
+        .arg(&npy)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let model = load(bytes, 2, 512).unwrap();
+    let all = model
+        .session(5)
+        .unwrap()
+        .eval_all(&[1, 17, 255, 3, 42])
+        .unwrap();
+    let want = all[2 * 300 + 7];
+    assert!(text.starts_with("float32 (5, 300)"), "{text}");
+    let got: f32 = text.split_whitespace().last().unwrap().parse().unwrap();
+    assert_eq!(got, want);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,3 +1,4 @@
 //! Subcommands of the `phiq` binary, one file each.
 
 pub mod inspect;
+pub mod logits;

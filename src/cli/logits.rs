@@ -1,0 +1,69 @@
+//! `phiq logits -m FILE (--ids 1,2,3 | -p TEXT) [-c CTX] [--batch-size N] -o OUT.npy`
+//!
+//! Evaluates exactly the given token ids (no BOS added) and writes the logits of every
+//! position as a numpy `.npy` file, float32, shape `[n_tokens, n_vocab]`. The context is
+//! exactly the evaluated tokens unless `-c` is given, so the LongRoPE factor choice equals
+//! transformers' for that sequence.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use phiq::{Error, Model, ModelOptions};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The GGUF model.
+    #[arg(short = 'm', long = "model")]
+    model: PathBuf,
+    /// Token ids to evaluate, comma-separated (e.g. 100264,882,100266).
+    #[arg(long, value_delimiter = ',', required = true)]
+    ids: Vec<u32>,
+    /// Context size (default: exactly the number of tokens).
+    #[arg(short = 'c', long = "ctx-size")]
+    ctx_size: Option<usize>,
+    /// Tokens per batch (1 evaluates one token at a time).
+    #[arg(short = 'b', long = "batch-size", default_value_t = 512)]
+    batch_size: usize,
+    /// Threads (default: physical cores).
+    #[arg(short = 't', long)]
+    threads: Option<usize>,
+    /// Output .npy file.
+    #[arg(short = 'o', long = "output")]
+    output: PathBuf,
+}
+
+pub fn run(args: Args) -> phiq::Result<()> {
+    let opts = ModelOptions {
+        threads: args.threads,
+        batch_size: Some(args.batch_size),
+    };
+    let model = Model::load(&args.model, &opts)?;
+    let n_ctx = args.ctx_size.unwrap_or(args.ids.len()).max(1);
+    let mut session = model.session(n_ctx)?;
+    let logits = session.eval_all(&args.ids)?;
+    write_npy(&args.output, &logits, args.ids.len(), model.n_vocab())
+}
+
+/// Writes a float32 C-order `.npy` (format version 1.0) of shape `[rows, cols]`.
+pub fn write_npy(path: &PathBuf, data: &[f32], rows: usize, cols: usize) -> phiq::Result<()> {
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    // Magic (6) + version (2) + length (2) + header + '\n' is padded to 64 bytes.
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat(total.next_multiple_of(64) - total));
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + data.len() * 4);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    let io = |e| Error::Io {
+        path: path.clone(),
+        source: e,
+    };
+    std::fs::File::create(path)
+        .and_then(|mut f| f.write_all(&out))
+        .map_err(io)
+}
