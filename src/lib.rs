@@ -7,7 +7,9 @@
 pub mod error;
 pub mod gguf;
 pub mod model;
+pub mod sampling;
 
 pub use error::{Error, Result};
 pub use model::{Model, ModelOptions, Session};
 pub use phiq_kernels as kernels;
+pub use sampling::{Sampler, SamplerParams};
