@@ -69,6 +69,19 @@ pub enum Error {
     /// A request the caller made does not make sense (bad argument value).
     #[error("{0}")]
     InvalidInput(String),
+
+    /// The tokenizer described by the metadata cannot be built (what and why in the text).
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    /// A token id that is not in the vocabulary.
+    #[error("token id {id} is out of range (the vocabulary has {n_vocab} tokens)")]
+    TokenOutOfRange { id: u32, n_vocab: usize },
+
+    /// A chat template failed to compile or render (includes the template's own
+    /// `raise_exception` messages and hitting the sandbox's limits).
+    #[error("chat template: {0}")]
+    ChatTemplate(String),
 }
 
 impl Error {
