@@ -14,3 +14,5 @@ fi
 export PHIQ_PYTHON="$PWD/$venv/bin/python"
 export PHIQ_REQUIRE_REFERENCES=1
 cargo test --workspace "$@"
+# tiny models for the forward-pass tests: deterministic, and the ones the references describe
+"$PHIQ_PYTHON" tools/test_tiny_models.py
