@@ -8,8 +8,10 @@ pub mod error;
 pub mod gguf;
 pub mod model;
 pub mod sampling;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
 pub use model::{Model, ModelOptions, Session};
 pub use phiq_kernels as kernels;
 pub use sampling::{Sampler, SamplerParams};
+pub use tokenizer::{ChatMessage, StreamDecoder, Tokenizer};

@@ -25,6 +25,10 @@ enum Command {
     Inspect(cli::inspect::Args),
     /// Evaluate token ids and write the logits of every position to a .npy file.
     Logits(cli::logits::Args),
+    /// Turn text into token ids with the model's own tokenizer.
+    Tokenize(cli::tokenize::TokenizeArgs),
+    /// Turn token ids back into text.
+    Detokenize(cli::tokenize::DetokenizeArgs),
 }
 
 /// `phiq --version`: the version and the kernel path this CPU gets (or PHIQ_ISA forces).
@@ -51,6 +55,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Logits(args) => cli::logits::run(args),
+        Command::Tokenize(args) => cli::tokenize::run_tokenize(args),
+        Command::Detokenize(args) => cli::tokenize::run_detokenize(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

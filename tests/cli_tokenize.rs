@@ -1,0 +1,110 @@
+//! `phiq tokenize` / `phiq detokenize` as a user runs them.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn phi4_vocab() -> PathBuf {
+    common::shared_fixtures().join("vocab/ggml-vocab-phi-4.gguf")
+}
+
+fn phiq(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_phiq"))
+        .args(args)
+        .output()
+        .expect("run phiq")
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "phiq failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+#[test]
+fn tokenize_ids_is_exactly_one_json_array() {
+    let v = phi4_vocab();
+    let v = v.to_str().unwrap();
+    let o = phiq(&["tokenize", "-m", v, "--ids", "Hello, world"]);
+    assert_eq!(stdout(&o), "[9906, 11, 1917]\n");
+    assert!(o.stderr.is_empty());
+    // Control-token text is plain text unless --special.
+    let plain = stdout(&phiq(&["tokenize", "-m", v, "--ids", "<|im_end|>"]));
+    assert_ne!(plain, "[100265]\n");
+    let special = stdout(&phiq(&[
+        "tokenize",
+        "-m",
+        v,
+        "--ids",
+        "--special",
+        "<|im_end|>",
+    ]));
+    assert_eq!(special, "[100265]\n");
+    // Empty text: an empty array.
+    assert_eq!(stdout(&phiq(&["tokenize", "-m", v, "--ids", ""])), "[]\n");
+}
+
+#[test]
+fn tokenize_file_bytes_exactly() {
+    let dir = std::env::temp_dir().join(format!("phiq-cli-tok-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("prompt.txt");
+    std::fs::write(&text, "a\nb\n\n").unwrap();
+    let v = phi4_vocab();
+    let v = v.to_str().unwrap();
+    let o = phiq(&[
+        "tokenize",
+        "-m",
+        v,
+        "--ids",
+        "--file",
+        text.to_str().unwrap(),
+    ]);
+    // The trailing newlines are kept: "a", "\n", "b", "\n\n".
+    assert_eq!(stdout(&o), "[64, 198, 65, 271]\n");
+
+    let bad = dir.join("bad.txt");
+    std::fs::write(&bad, b"ok\xff").unwrap();
+    let o = phiq(&[
+        "tokenize",
+        "-m",
+        v,
+        "--ids",
+        "--file",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("not valid UTF-8") && err.contains("offset 2"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn pieces_and_detokenize() {
+    let v = phi4_vocab();
+    let v = v.to_str().unwrap();
+    let o = stdout(&phiq(&["tokenize", "-m", v, "--pieces", "Hello world"]));
+    assert_eq!(o, "   9906 \"Hello\"\n   1917 \" world\"\n");
+    let o = phiq(&["detokenize", "-m", v, "[9906, 11, 1917]"]);
+    assert_eq!(
+        stdout(&o),
+        "Hello, world",
+        "exact bytes when not a terminal"
+    );
+    let o = phiq(&["detokenize", "-m", v, "9906", "100265"]);
+    assert_eq!(stdout(&o), "Hello");
+    let o = phiq(&["detokenize", "-m", v, "--special", "9906", "100265"]);
+    assert_eq!(stdout(&o), "Hello<|im_end|>");
+    let o = phiq(&["detokenize", "-m", v, "9906", "100352"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("token id 100352 is out of range"), "{err}");
+}
