@@ -67,7 +67,7 @@ impl SamplerParams {
         if !(0.0..=1.0).contains(&self.min_p) {
             return bad("--min-p must be between 0 and 1");
         }
-        if self.repeat_penalty.is_nan() || self.repeat_penalty <= 0.0 || !self.repeat_penalty.is_finite() {
+        if self.repeat_penalty <= 0.0 || !self.repeat_penalty.is_finite() {
             return bad("--repeat-penalty must be a positive number");
         }
         if !self.presence_penalty.is_finite() || !self.frequency_penalty.is_finite() {

@@ -157,44 +157,80 @@ pub(super) fn dot_bf16(w: &[bf16], a: &[bf16]) -> f32 {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
-    let block = |x: &BlockQ8_0, y: &BlockQ8_0, acc: __m256| {
-        let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
-        let p = dot_i8x32(load32(&x.qs), load32(&y.qs));
-        _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc)
-    };
-    two_accumulators(w, a, block)
+    scaled_sum(
+        w,
+        a,
+        |x, y| (x.d, y.d),
+        |x, y| dot_i8x32(load32(&x.qs), load32(&y.qs)),
+    )
 }
 
-/// Runs `block` over pairs of blocks into two accumulators (one would chain every
-/// block on the FMA latency) and sums them.
+/// Eight f16 values → eight f32 (one `vcvtph2ps`); the halves are packed in general
+/// registers first (`vmovq` / `vpinsrq` start fresh vector registers).
 #[inline(always)]
-fn two_accumulators<W, A>(w: &[W], a: &[A], block: impl Fn(&W, &A, __m256) -> __m256) -> f32 {
+pub(super) fn f16x8(h: [f16; 8]) -> __m256 {
+    let pack = |k: usize| {
+        (h[k].to_bits() as u64)
+            | (h[k + 1].to_bits() as u64) << 16
+            | (h[k + 2].to_bits() as u64) << 32
+            | (h[k + 3].to_bits() as u64) << 48
+    };
+    // SAFETY: only reached from avx2+f16c target-feature functions.
+    unsafe { _mm256_cvtph_ps(_mm_set_epi64x(pack(4) as i64, pack(0) as i64)) }
+}
+
+/// The driver of the 32-element block kernels: per block, `block_dot` gives 8 int32
+/// partial sums of x·y; they are scaled by d_x·d_y and summed. The scales of eight
+/// blocks are converted together (f16x8) and read back by a broadcast from memory, so
+/// each block costs a few SIMD operations beyond its integer dot; two accumulators keep
+/// the FMA latency off the critical path.
+#[inline(always)]
+pub(super) fn scaled_sum<W, A>(
+    w: &[W],
+    a: &[A],
+    scales: impl Fn(&W, &A) -> (f16, f16),
+    block_dot: impl Fn(&W, &A) -> __m256i,
+) -> f32 {
     let n = w.len().min(a.len());
-    // SAFETY (of the intrinsics here): only called from avx2 target-feature functions.
-    let (mut acc0, mut acc1) = unsafe { (_mm256_setzero_ps(), _mm256_setzero_ps()) };
-    let mut i = 0;
-    while i + 2 <= n {
-        acc0 = block(&w[i], &a[i], acc0);
-        acc1 = block(&w[i + 1], &a[i + 1], acc1);
-        i += 2;
+    // SAFETY (all intrinsics below): only called from avx2+fma+f16c functions.
+    unsafe {
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut d = [0f32; 8];
+        let mut i = 0;
+        while i + 8 <= n {
+            let (wx, ay) = (&w[i..i + 8], &a[i..i + 8]);
+            let (mut hx, mut hy) = ([f16::ZERO; 8], [f16::ZERO; 8]);
+            for k in 0..8 {
+                (hx[k], hy[k]) = scales(&wx[k], &ay[k]);
+            }
+            let (sx, sy) = (f16x8(hx), f16x8(hy));
+            _mm256_storeu_ps(d.as_mut_ptr(), _mm256_mul_ps(sx, sy));
+            for k in (0..8).step_by(2) {
+                let p0 = _mm256_cvtepi32_ps(block_dot(&wx[k], &ay[k]));
+                acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&d[k]), p0, acc0);
+                let p1 = _mm256_cvtepi32_ps(block_dot(&wx[k + 1], &ay[k + 1]));
+                acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&d[k + 1]), p1, acc1);
+            }
+            i += 8;
+        }
+        for j in i..n {
+            let (dx, dy) = scales(&w[j], &a[j]);
+            let p = _mm256_cvtepi32_ps(block_dot(&w[j], &a[j]));
+            acc0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_mul(dx, dy)), p, acc0);
+        }
+        hsum(_mm256_add_ps(acc0, acc1))
     }
-    if i < n {
-        acc0 = block(&w[i], &a[i], acc0);
-    }
-    // SAFETY: as above.
-    unsafe { hsum(_mm256_add_ps(acc0, acc1)) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_q4_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
     let eight = _mm256_set1_epi8(8);
-    let block = |x: &BlockQ4_0, y: &BlockQ8_0, acc: __m256| {
-        let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
-        let q = _mm256_sub_epi8(nibbles(&x.qs), eight);
-        let p = dot_i8x32(q, load32(&y.qs));
-        _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc)
-    };
-    two_accumulators(w, a, block)
+    scaled_sum(
+        w,
+        a,
+        |x, y| (x.d, y.d),
+        |x, y| dot_i8x32(_mm256_sub_epi8(nibbles(&x.qs), eight), load32(&y.qs)),
+    )
 }
 
 /// Σ over a super-block's 8 sub-blocks of scale × (4-bit q · q8), as 8 int32 lanes.

@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 
 use half::{bf16, f16};
 
-use super::avx2::{fp16, fp16_mul, hsum};
+use super::avx2::{fp16, scaled_sum};
 use crate::blocks::*;
 
 #[inline]
@@ -103,38 +103,41 @@ pub(super) fn dot_bf16(w: &[bf16], a: &[bf16]) -> f32 {
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) fn dot_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for (x, y) in w.iter().zip(a) {
-        let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
-        // SAFETY: 32 readable bytes each.
-        let (qx, qy) = unsafe {
-            (
-                _mm256_loadu_si256(x.qs.as_ptr().cast()),
-                _mm256_loadu_si256(y.qs.as_ptr().cast()),
-            )
-        };
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8x32(qx, qy)), acc);
-    }
-    hsum(acc)
+    scaled_sum(
+        w,
+        a,
+        |x, y| (x.d, y.d),
+        |x, y| {
+            // SAFETY: 32 readable bytes each; unaligned loads.
+            let (qx, qy) = unsafe {
+                (
+                    _mm256_loadu_si256(x.qs.as_ptr().cast()),
+                    _mm256_loadu_si256(y.qs.as_ptr().cast()),
+                )
+            };
+            dot_i8x32(qx, qy)
+        },
+    )
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) fn dot_q4_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
     let low = _mm256_set1_epi8(0x0F);
     let eight = _mm256_set1_epi8(8);
-    for (x, y) in w.iter().zip(a) {
-        let d = _mm256_set1_ps(fp16_mul(x.d, y.d));
-        // SAFETY: 16 and 32 readable bytes.
-        let (t, qy) = unsafe {
-            (
-                _mm_loadu_si128(x.qs.as_ptr().cast()),
-                _mm256_loadu_si256(y.qs.as_ptr().cast()),
-            )
-        };
-        let q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), low);
-        let q = _mm256_sub_epi8(q, eight);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8x32(q, qy)), acc);
-    }
-    hsum(acc)
+    scaled_sum(
+        w,
+        a,
+        |x, y| (x.d, y.d),
+        |x, y| {
+            // SAFETY: 16 and 32 readable bytes; unaligned loads.
+            let (t, qy) = unsafe {
+                (
+                    _mm_loadu_si128(x.qs.as_ptr().cast()),
+                    _mm256_loadu_si256(y.qs.as_ptr().cast()),
+                )
+            };
+            let q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), low);
+            dot_i8x32(_mm256_sub_epi8(q, eight), qy)
+        },
+    )
 }

@@ -1,0 +1,49 @@
+//! Quick kernel timing that tolerates a busy machine: the *minimum* over many runs of
+//! one in-cache dot product per type and ISA (the minimum is the run that had the core
+//! to itself). `cargo run --release -p phiq-kernels --example dot_min`
+use std::time::Instant;
+
+use phiq_kernels::blocks::*;
+use phiq_kernels::dispatch::Isa;
+use phiq_kernels::dot::VecDot;
+use phiq_kernels::quantize::Quantize;
+
+fn run<W: VecDot + Quantize>() {
+    let n = 5120;
+    let x: Vec<f32> = (0..n)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
+        .collect();
+    let mut w = zeroed_blocks::<W>(n / W::QK);
+    W::quantize_row(&x, &mut w);
+    let mut a = zeroed_blocks::<W::Act>(n / W::Act::QK);
+    W::Act::quantize_row(&x, &mut a);
+    let bytes = std::mem::size_of_val(&w[..]);
+    for isa in Isa::all_supported().into_iter().skip(1) {
+        let f = W::dot_kernel(isa);
+        let mut best = f64::MAX;
+        for _ in 0..2000 {
+            let t = Instant::now();
+            for _ in 0..10 {
+                std::hint::black_box(f(std::hint::black_box(&w), std::hint::black_box(&a)));
+            }
+            best = best.min(t.elapsed().as_secs_f64() / 10.0);
+        }
+        println!(
+            "{:7} {:12} {:8.1} ns  {:6.1} GB/s",
+            W::TYPE.name(),
+            isa.to_string(),
+            best * 1e9,
+            bytes as f64 / best / 1e9
+        );
+    }
+}
+
+fn main() {
+    run::<BlockQ4_0>();
+    run::<BlockQ8_0>();
+    run::<BlockQ4_K>();
+    run::<BlockQ5_K>();
+    run::<BlockQ6_K>();
+    run::<BlockIQ4_XS>();
+    run::<half::bf16>();
+}
