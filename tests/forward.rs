@@ -163,6 +163,7 @@ fn load(bytes: Vec<u8>, threads: usize, batch: usize) -> phiq::Result<Model> {
     let opts = ModelOptions {
         threads: Some(threads),
         batch_size: Some(batch),
+        ..Default::default()
     };
     Model::from_file(GgufFile::from_bytes("model.gguf", bytes)?, &opts)
 }

@@ -1,4 +1,5 @@
-//! Causal grouped-query attention over an f16 KV cache.
+//! Causal grouped-query attention over a KV cache of f16 (the default, as llama.cpp's)
+//! or f32 values.
 //!
 //! For each query token and head: scores against every cached key up to the token's own
 //! position, softmax, weighted sum of the values — in one pass over K and V, with an
@@ -26,19 +27,49 @@ pub struct AttnShape {
 
 const CHUNK: usize = 64;
 
-fn axpy_ref(acc: &mut [f32], p: f32, v: &[f16]) {
-    for (a, x) in acc.iter_mut().zip(v) {
-        *a += p * x.to_f32();
+/// An element type of the KV cache: f16 or f32.
+pub trait KvElem: VecDot<Act = f32> {
+    fn from_f32(x: f32) -> Self;
+    /// `acc += p · v`, the fastest the ISA allows.
+    fn axpy_kernel(isa: Isa) -> fn(&mut [f32], f32, &[Self]);
+}
+
+impl KvElem for f16 {
+    fn from_f32(x: f32) -> f16 {
+        f16::from_f32(x)
+    }
+    fn axpy_kernel(isa: Isa) -> fn(&mut [f32], f32, &[f16]) {
+        fn axpy_ref(acc: &mut [f32], p: f32, v: &[f16]) {
+            for (a, x) in acc.iter_mut().zip(v) {
+                *a += p * x.to_f32();
+            }
+        }
+        crate::x86::select_axpy_f16(isa).unwrap_or(axpy_ref)
+    }
+}
+
+impl KvElem for f32 {
+    fn from_f32(x: f32) -> f32 {
+        x
+    }
+    fn axpy_kernel(_: Isa) -> fn(&mut [f32], f32, &[f32]) {
+        // The compiler vectorises this loop.
+        fn axpy(acc: &mut [f32], p: f32, v: &[f32]) {
+            for (a, x) in acc.iter_mut().zip(v) {
+                *a += p * x;
+            }
+        }
+        axpy
     }
 }
 
 /// `q`: `[n_tokens][n_head · head_dim]` (already rotated); `k_cache`, `v_cache`:
 /// `[n_past + n_tokens][n_kv_head · head_dim]`, the current tokens' rows already written;
 /// `out`: `[n_tokens][n_head · head_dim]`.
-pub fn attention(
+pub fn attention<T: KvElem>(
     q: &[f32],
-    k_cache: &[f16],
-    v_cache: &[f16],
+    k_cache: &[T],
+    v_cache: &[T],
     shape: AttnShape,
     out: &mut [f32],
     isa: Isa,
@@ -61,8 +92,8 @@ pub fn attention(
     assert_eq!(out.len(), q.len());
     assert!(k_cache.len() >= (n_past + n_tokens) * kv_stride);
     assert!(v_cache.len() >= (n_past + n_tokens) * kv_stride);
-    let dot = <f16 as VecDot>::dot_kernel(isa);
-    let axpy = crate::x86::select_axpy_f16(isa).unwrap_or(axpy_ref);
+    let dot = T::dot_kernel(isa);
+    let axpy = T::axpy_kernel(isa);
 
     out.par_chunks_mut(hd).enumerate().for_each(|(idx, acc)| {
         let (t, h) = (idx / n_head, idx % n_head);

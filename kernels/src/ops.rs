@@ -16,8 +16,15 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 }
 
 /// cos/sin of every rotated pair at position `pos`:
-/// `theta_i = pos · base^(-2i / n_rot) / factor_i`, scaled by `attn_factor`
-/// (LongRoPE's magnitude correction; 1 otherwise). `cos.len() == sin.len() == n_rot / 2`.
+/// `theta_i = pos · inv_freq_i`, `inv_freq_i = 1 / (factor_i · base^(2i / n_rot))`, scaled
+/// by `attn_factor` (LongRoPE's magnitude correction; 1 otherwise).
+/// `cos.len() == sin.len() == n_rot / 2`.
+///
+/// The precision follows transformers (the reference the tests hold us to): `inv_freq` is
+/// a float32 value, `pos · inv_freq` a float32 product; cos and sin of that float32 angle
+/// are then evaluated accurately. (At position ~10⁴ the angle's float32 rounding is
+/// ~10⁻³ rad: computing it in f64 instead would be "more exact" but differ from the
+/// model's training-time numbers.)
 pub fn rope_cache(
     pos: usize,
     n_rot: usize,
@@ -30,11 +37,12 @@ pub fn rope_cache(
     let half = n_rot / 2;
     assert!(cos.len() == half && sin.len() == half);
     for i in 0..half {
-        let inv_freq = (base as f64).powf(-2.0 * i as f64 / n_rot as f64);
-        let factor = factors.map_or(1.0, |f| f[i] as f64);
-        let theta = pos as f64 * inv_freq / factor;
-        cos[i] = (theta.cos() * attn_factor as f64) as f32;
-        sin[i] = (theta.sin() * attn_factor as f64) as f32;
+        let exponent = (2 * i) as f32 / n_rot as f32;
+        let factor = factors.map_or(1.0, |f| f[i]);
+        let inv_freq = 1.0 / (factor * (base as f64).powf(exponent as f64) as f32);
+        let theta = (pos as f32 * inv_freq) as f64;
+        cos[i] = (theta.cos() as f32) * attn_factor;
+        sin[i] = (theta.sin() as f32) * attn_factor;
     }
 }
 

@@ -27,6 +27,9 @@ pub struct Args {
     /// Threads (default: physical cores).
     #[arg(short = 't', long)]
     threads: Option<usize>,
+    /// KV cache element type: f16 (llama.cpp's default) or f32 (exact).
+    #[arg(long = "cache-type", default_value = "f16")]
+    cache_type: phiq::model::CacheType,
     /// Output .npy file.
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
@@ -36,6 +39,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
     let opts = ModelOptions {
         threads: args.threads,
         batch_size: Some(args.batch_size),
+        cache_type: args.cache_type,
     };
     let model = Model::load(&args.model, &opts)?;
     let n_ctx = args.ctx_size.unwrap_or(args.ids.len()).max(1);

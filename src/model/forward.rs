@@ -11,7 +11,7 @@ use phiq_kernels::matmul::{matmul, MatmulScratch};
 use phiq_kernels::ops;
 use rayon::prelude::*;
 
-use super::kv_cache::KvCache;
+use super::kv_cache::{CacheType, KvCache};
 use super::weights::{GateUp, Matrix, Qkv};
 use super::Model;
 use crate::error::{Error, Result};
@@ -50,7 +50,12 @@ pub struct Session<'m> {
 }
 
 impl<'m> Session<'m> {
-    pub(super) fn new(model: &'m Model, n_ctx: usize, batch: usize) -> Result<Session<'m>> {
+    pub(super) fn new(
+        model: &'m Model,
+        n_ctx: usize,
+        batch: usize,
+        cache: CacheType,
+    ) -> Result<Session<'m>> {
         let c = &model.config;
         if n_ctx == 0 {
             return Err(Error::InvalidInput(
@@ -74,7 +79,7 @@ impl<'m> Session<'m> {
             n_ctx,
             n_past: 0,
             batch: batch.max(1),
-            kv: KvCache::new(c.n_layer, n_ctx, c.n_kv_head * c.head_dim),
+            kv: KvCache::new(cache, c.n_layer, n_ctx, c.n_kv_head * c.head_dim),
             rope_factors,
             buf: Buffers::default(),
         })
@@ -233,7 +238,6 @@ impl<'m> Session<'m> {
                     &row[q_dim + kv_dim..],
                 );
             }
-            let (k_cache, v_cache) = self.kv.layer(l);
             let shape = AttnShape {
                 n_head: c.n_head,
                 n_kv_head: c.n_kv_head,
@@ -242,15 +246,16 @@ impl<'m> Session<'m> {
                 scale: 1.0 / (hd as f32).sqrt(),
             };
             let used = (pos0 + n) * kv_dim;
-            pool.install(|| {
-                attention(
-                    &b.q,
-                    &k_cache[..used],
-                    &v_cache[..used],
-                    shape,
-                    &mut b.attn,
-                    isa,
-                )
+            let (q, out) = (&b.q, &mut b.attn);
+            pool.install(|| match &self.kv {
+                KvCache::F16(c) => {
+                    let (k, v) = c.layer(l);
+                    attention(q, &k[..used], &v[..used], shape, out, isa)
+                }
+                KvCache::F32(c) => {
+                    let (k, v) = c.layer(l);
+                    attention(q, &k[..used], &v[..used], shape, out, isa)
+                }
             });
             mm(model, &layer.attn_output, &b.attn, &mut b.proj, &mut b.mm)?;
             ops::add(&mut b.x, &b.proj);

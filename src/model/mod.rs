@@ -21,6 +21,7 @@ use phiq_kernels::dispatch::Isa;
 
 pub use config::Config;
 pub use forward::Session;
+pub use kv_cache::CacheType;
 pub use weights::{Matrix, Weights};
 
 use crate::error::{Error, Result};
@@ -33,6 +34,8 @@ pub struct ModelOptions {
     pub threads: Option<usize>,
     /// Tokens per batch when evaluating a prompt (default 512).
     pub batch_size: Option<usize>,
+    /// Element type of the KV cache (default f16, as llama.cpp).
+    pub cache_type: CacheType,
 }
 
 /// A loaded model: the mapped file, its config and weight views, and the thread pool
@@ -45,6 +48,7 @@ pub struct Model {
     pub(crate) pool: rayon::ThreadPool,
     threads: usize,
     batch: usize,
+    cache_type: CacheType,
 }
 
 /// Physical cores (distinct (package, core) pairs in /proc/cpuinfo), else the logical
@@ -97,6 +101,7 @@ impl Model {
             pool,
             threads,
             batch: opts.batch_size.unwrap_or(forward::DEFAULT_BATCH).max(1),
+            cache_type: opts.cache_type,
         })
     }
 
@@ -108,7 +113,7 @@ impl Model {
                 self.config.n_ctx_train
             )));
         }
-        Session::new(self, n_ctx, self.batch)
+        Session::new(self, n_ctx, self.batch, self.cache_type)
     }
 
     pub fn n_vocab(&self) -> usize {
