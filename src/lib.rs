@@ -5,12 +5,14 @@
 //! the `phiq-kernels` crate.
 
 pub mod error;
+pub mod generate;
 pub mod gguf;
 pub mod model;
 pub mod sampling;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
+pub use generate::{GenerateParams, Generator, Piece, StopReason, Timings};
 pub use model::{Model, ModelOptions, Session};
 pub use phiq_kernels as kernels;
 pub use sampling::{Sampler, SamplerParams};

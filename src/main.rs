@@ -21,6 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate text from a prompt (streams to stdout; timings to stderr).
+    Run(cli::run::Args),
     /// Show what a GGUF file holds: architecture, size, type mix, metadata, tensors.
     Inspect(cli::inspect::Args),
     /// Evaluate token ids and write the logits of every position to a .npy file.
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let result = match cli.command {
+        Command::Run(args) => cli::run::run(args),
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Logits(args) => cli::logits::run(args),
         Command::Tokenize(args) => cli::tokenize::run_tokenize(args),

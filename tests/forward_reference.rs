@@ -7,44 +7,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
 use common::*;
 use phiq::model::CacheType;
 use phiq::{Model, ModelOptions, Sampler, SamplerParams};
 use serde_json::Value as Json;
-
-const TYPES: &str = "F32,F16,BF16,Q8_0,Q4_0,Q4_1,Q5_0,Q5_1";
-
-/// target/tiny-models, generated once per test run (or reused when complete).
-fn models_dir() -> Option<PathBuf> {
-    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let py = reference_python()?;
-        let dir = repo_root().join("target/tiny-models");
-        let complete = ["tiny-phi4", "tiny-phi4-mini"].iter().all(|m| {
-            TYPES
-                .split(',')
-                .all(|t| dir.join(format!("{m}-{t}.gguf")).exists())
-        });
-        if !complete {
-            let out = std::process::Command::new(&py)
-                .arg(repo_root().join("tools/tiny_models.py"))
-                .arg(&dir)
-                .args(["--types", TYPES])
-                .output()
-                .expect("run tools/tiny_models.py");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Some(dir)
-    })
-    .clone()
-}
 
 fn reference(model: &str) -> Json {
     let path = repo_root().join(format!("tests/fixtures/reference/{model}.json"));
@@ -95,7 +61,7 @@ fn load(model: &str, ty: &str) -> Option<Model> {
 }
 
 fn load_with(model: &str, ty: &str, cache_type: CacheType) -> Option<Model> {
-    let dir = models_dir()?;
+    let dir = tiny_models_dir()?;
     let opts = ModelOptions {
         cache_type,
         ..Default::default()

@@ -1,5 +1,7 @@
 //! Subcommands of the `phiq` binary, one file each.
 
+pub mod common;
 pub mod inspect;
 pub mod logits;
+pub mod run;
 pub mod tokenize;

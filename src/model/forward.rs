@@ -43,6 +43,8 @@ pub struct Session<'m> {
     model: &'m Model,
     n_ctx: usize,
     n_past: usize,
+    /// The ids in the cache, in order (`tokens.len() == n_past`), for prefix reuse.
+    tokens: Vec<u32>,
     batch: usize,
     kv: KvCache,
     rope_factors: Option<&'m [f32]>,
@@ -78,6 +80,7 @@ impl<'m> Session<'m> {
             model,
             n_ctx,
             n_past: 0,
+            tokens: Vec::new(),
             batch: batch.max(1),
             kv: KvCache::new(cache, c.n_layer, n_ctx, c.n_kv_head * c.head_dim),
             rope_factors,
@@ -98,10 +101,36 @@ impl<'m> Session<'m> {
     /// Forgets everything (the cache is overwritten as new tokens come).
     pub fn reset(&mut self) {
         self.n_past = 0;
+        self.tokens.clear();
     }
     /// Keeps only the first `n` tokens (to reuse a common prompt prefix).
     pub fn truncate(&mut self, n: usize) {
         self.n_past = self.n_past.min(n);
+        self.tokens.truncate(self.n_past);
+    }
+
+    /// The ids in the cache.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Keeps the longest cached prefix shared with `ids` and returns how many of `ids`
+    /// are already evaluated (always leaving at least one to evaluate, for its logits).
+    pub fn reuse_prefix(&mut self, ids: &[u32]) -> usize {
+        let common = self
+            .tokens
+            .iter()
+            .zip(ids)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(ids.len().saturating_sub(1));
+        self.truncate(common);
+        common
+    }
+
+    /// The model this session runs.
+    pub fn model(&self) -> &'m Model {
+        self.model
     }
 
     /// Evaluates `tokens` after those already in the cache and returns the logits of
@@ -310,6 +339,7 @@ impl<'m> Session<'m> {
         resize(&mut b.logits, m * w.n_vocab);
         mm(model, &w.output, &b.xn[..m * e], &mut b.logits, &mut b.mm)?;
         self.n_past += n;
+        self.tokens.extend_from_slice(tokens);
         Ok(())
     }
 }

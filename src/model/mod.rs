@@ -26,6 +26,7 @@ pub use weights::{Matrix, Weights};
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
+use crate::tokenizer::Tokenizer;
 
 /// How to load a model.
 #[derive(Clone, Debug, Default)]
@@ -44,6 +45,8 @@ pub struct Model {
     pub file: GgufFile,
     pub config: Config,
     pub weights: Weights,
+    /// The tokenizer in the file's metadata (`None` for files without one).
+    tokenizer: Option<Tokenizer>,
     pub(crate) isa: Isa,
     pub(crate) pool: rayon::ThreadPool,
     threads: usize,
@@ -86,6 +89,11 @@ impl Model {
     pub fn from_file(file: GgufFile, opts: &ModelOptions) -> Result<Model> {
         let config = Config::from_metadata(&file.header.metadata)?;
         let weights = Weights::load(&file, &config)?;
+        let tokenizer = if file.header.metadata.get("tokenizer.ggml.model").is_some() {
+            Some(Tokenizer::from_gguf(&file)?)
+        } else {
+            None
+        };
         let isa = Isa::global().map_err(Error::InvalidInput)?;
         let threads = opts.threads.unwrap_or_else(physical_cores).max(1);
         let pool = rayon::ThreadPoolBuilder::new()
@@ -97,6 +105,7 @@ impl Model {
             file,
             config,
             weights,
+            tokenizer,
             isa,
             pool,
             threads,
@@ -114,6 +123,13 @@ impl Model {
             )));
         }
         Session::new(self, n_ctx, self.batch, self.cache_type)
+    }
+
+    /// The model's tokenizer, or an error if the file carries none.
+    pub fn tokenizer(&self) -> Result<&Tokenizer> {
+        self.tokenizer.as_ref().ok_or_else(|| Error::MissingKey {
+            key: "tokenizer.ggml.model".into(),
+        })
     }
 
     pub fn n_vocab(&self) -> usize {

@@ -164,3 +164,37 @@ pub fn sample_file() -> (Vec<u8>, Vec<Vec<u8>>) {
     }
     (w.finish().unwrap(), data)
 }
+
+/// The tiny reference models of tools/tiny_models.py (all types), generated once per
+/// test binary into target/tiny-models, or reused when complete. `None` (after the
+/// skip message) when no Python reference is available and it is not required.
+pub fn tiny_models_dir() -> Option<PathBuf> {
+    use std::sync::OnceLock;
+    const TYPES: &str = "F32,F16,BF16,Q8_0,Q4_0,Q4_1,Q5_0,Q5_1";
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let py = reference_python()?;
+        let dir = repo_root().join("target/tiny-models");
+        let complete = ["tiny-phi4", "tiny-phi4-mini"].iter().all(|m| {
+            TYPES
+                .split(',')
+                .all(|t| dir.join(format!("{m}-{t}.gguf")).exists())
+        });
+        if !complete {
+            std::fs::create_dir_all(&dir).unwrap();
+            let out = Command::new(&py)
+                .arg(repo_root().join("tools/tiny_models.py"))
+                .arg(&dir)
+                .args(["--types", TYPES])
+                .output()
+                .expect("run tools/tiny_models.py");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Some(dir)
+    })
+    .clone()
+}

@@ -1,0 +1,197 @@
+//! `phiq run` end to end on a tiny model: streaming output, determinism, and bad input
+//! as clear errors with non-zero exit codes.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn model() -> Option<String> {
+    Some(
+        tiny_models_dir()?
+            .join("tiny-phi4-Q8_0.gguf")
+            .display()
+            .to_string(),
+    )
+}
+
+fn phiq(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_phiq"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn greedy_and_seeded_runs_repeat() {
+    let Some(m) = model() else { return };
+    let (code, a, err) = phiq(&["run", "-m", &m, "-p", "Hello", "-n", "12", "--temp", "0"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!a.trim().is_empty());
+    assert!(
+        err.contains("prompt eval") && err.contains("generation") && err.contains("tok/s"),
+        "{err}"
+    );
+    let (_, b, _) = phiq(&[
+        "run", "-m", &m, "-p", "Hello", "-n", "12", "--temp", "0", "-t", "1",
+    ]);
+    assert_eq!(a, b, "greedy output must not depend on the thread count");
+    let s1 = phiq(&["run", "-m", &m, "-p", "Hi", "-n", "12", "--seed", "7"]).1;
+    let s2 = phiq(&["run", "-m", &m, "-p", "Hi", "-n", "12", "--seed", "7"]).1;
+    assert_eq!(s1, s2);
+    // --echo puts the prompt first; stdout holds nothing else.
+    let (_, e, _) = phiq(&[
+        "run", "-m", &m, "-p", "Hello", "-n", "12", "--temp", "0", "--echo",
+    ]);
+    assert_eq!(e, format!("Hello{a}"));
+    // --chat wraps the prompt in the template and still generates.
+    let (code, _, err) = phiq(&[
+        "run",
+        "-m",
+        &m,
+        "-p",
+        "Hello",
+        "-n",
+        "4",
+        "--chat",
+        "--system",
+        "Be brief.",
+    ]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn closed_stdout_ends_quietly() {
+    let Some(m) = model() else { return };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phiq"))
+        .args(["run", "-m", &m, "-p", "Hello", "-n", "500", "--temp", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 5];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stdout.take()); // like `| head -c 5`
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "{status:?} {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let Some(m) = model() else { return };
+    let dir = std::env::temp_dir();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["-p".into(), "".into()], "prompt is empty"),
+        (
+            vec!["-p".into(), "x".into(), "-n".into(), "0".into()],
+            "-n/--n-predict",
+        ),
+        (
+            vec!["-p".into(), "x".into(), "--top-p".into(), "7".into()],
+            "--top-p",
+        ),
+        (
+            vec![
+                "-p".into(),
+                "one two three four five".into(),
+                "-c".into(),
+                "3".into(),
+            ],
+            "context",
+        ),
+        (
+            vec!["-p".into(), "x".into(), "--temp".into(), "warm".into()],
+            "invalid value",
+        ),
+    ];
+    for (extra, want) in cases {
+        let mut args = vec!["run".to_string(), "-m".into(), m.clone()];
+        args.extend(extra);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out, err) = phiq(&refs);
+        assert_ne!(code, 0, "{args:?}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(
+            out.is_empty() && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+    let (code, _, err) = phiq(&["run", "-m", "/no/such/model.gguf", "-p", "x"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("/no/such/model.gguf"), "{err}");
+    let (code, _, err) = phiq(&["run", "-m", dir.to_str().unwrap(), "-p", "x"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("directory"), "{err}");
+    let bad = dir.join(format!("phiq-bad-{}.txt", std::process::id()));
+    std::fs::write(&bad, [0x66, 0xff, 0x66]).unwrap();
+    let (code, _, err) = phiq(&["run", "-m", &m, "-f", bad.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("UTF-8"), "{err}");
+    std::fs::remove_file(bad).unwrap();
+}
+
+#[test]
+fn generate_api_streams_and_stops_on_strings() {
+    use phiq::{GenerateParams, Model, ModelOptions, SamplerParams, StopReason};
+    let Some(m) = model() else { return };
+    let model = Model::load(&m, &ModelOptions::default()).unwrap();
+    let tok = model.tokenizer().unwrap();
+    let prompt = tok.encode("Hello", true, false);
+    let greedy = GenerateParams {
+        max_tokens: 24,
+        sampler: SamplerParams::greedy(),
+        ..Default::default()
+    };
+    let mut s = model.session(256).unwrap();
+    let full: String = s
+        .generate(&prompt, greedy.clone())
+        .unwrap()
+        .map(|p| p.unwrap().text)
+        .collect();
+    assert!(full.chars().count() > 8, "{full:?}");
+    // Stop at a string that occurs in the greedy text: the output is everything before it.
+    let cut = full.char_indices().nth(6).unwrap().0;
+    let stop: String = full[cut..].chars().take(3).collect();
+    let params = GenerateParams {
+        stop_strings: vec![stop.clone()],
+        ..greedy.clone()
+    };
+    let mut s2 = model.session(256).unwrap();
+    let mut gen = s2.generate(&prompt, params).unwrap();
+    let text: String = (&mut gen).map(|p| p.unwrap().text).collect();
+    assert_eq!(
+        gen.stop_reason(),
+        Some(&StopReason::StopString(stop.clone()))
+    );
+    assert_eq!(text, full[..full.find(&stop).unwrap()]);
+    // The next turn reuses the cached prompt prefix.
+    let mut gen = s
+        .generate(
+            &prompt,
+            GenerateParams {
+                max_tokens: 2,
+                ..greedy
+            },
+        )
+        .unwrap();
+    assert_eq!(gen.timings().prompt_cached, prompt.len() - 1);
+    assert!(gen.next().is_some());
+}
