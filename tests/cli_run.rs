@@ -195,3 +195,32 @@ fn generate_api_streams_and_stops_on_strings() {
     assert_eq!(gen.timings().prompt_cached, prompt.len() - 1);
     assert!(gen.next().is_some());
 }
+
+#[test]
+fn chat_keeps_history_in_the_cache_and_exits_on_eof() {
+    use std::io::Write;
+    let Some(m) = model() else { return };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phiq"))
+        .args(["chat", "-m", &m, "-n", "6", "--temp", "0", "-v"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Hello\nAnd again\n/reset\nFresh start\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let turns: Vec<&str> = err.lines().filter(|l| l.starts_with("[prompt")).collect();
+    assert_eq!(turns.len(), 3, "{err}");
+    // Turn 2 reuses turn 1 from the cache; after /reset nothing is cached.
+    assert!(turns[0].contains("(0 cached)"), "{}", turns[0]);
+    assert!(!turns[1].contains("(0 cached)"), "{}", turns[1]);
+    assert!(turns[2].contains("(0 cached)"), "{}", turns[2]);
+    assert!(err.contains("new conversation"));
+}
