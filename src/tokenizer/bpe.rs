@@ -23,6 +23,9 @@ use rustc_hash::FxHashMap;
 /// No token (a byte the vocabulary lacks).
 pub(crate) const NO_TOKEN: u32 = u32::MAX;
 
+/// No merge for a pair (ranks are below the number of merges, checked at load).
+const NO_RANK: u32 = u32::MAX;
+
 /// Pieces up to this many bytes use the quadratic scan.
 const SHORT_PIECE: usize = 48;
 
@@ -37,9 +40,6 @@ pub(crate) struct Bpe {
     self_encoding: Vec<bool>,
     ignore_merges: bool,
 }
-
-/// A candidate merge: (rank, left position, left id, right id, merged id).
-type Candidate = (u32, usize, u32, u32, u32);
 
 #[inline(always)]
 fn pair_key(left: u32, right: u32) -> u64 {
@@ -115,77 +115,109 @@ impl Bpe {
         }
     }
 
-    /// O(n²): rescan the ranks of all adjacent pairs after each merge.
+    /// O(n²) on the stack: rescan the ranks of all adjacent pairs after each merge.
+    #[inline(never)]
     fn merge_short(&self, piece: &[u8], out: &mut Vec<u32>) {
-        let mut ids: Vec<u32> = piece.iter().map(|&b| self.byte_token[b as usize]).collect();
-        // ranks[i]: (rank, merged) of pair (ids[i], ids[i + 1])
-        let mut ranks: Vec<Option<(u32, u32)>> =
-            ids.windows(2).map(|w| self.lookup(w[0], w[1])).collect();
-        loop {
-            let mut best: Option<(usize, u32, u32)> = None;
-            for (i, r) in ranks.iter().enumerate() {
-                if let Some((rank, merged)) = *r {
-                    if best.is_none_or(|(_, b, _)| rank < b) {
-                        best = Some((i, rank, merged));
-                    }
+        let n = piece.len().min(SHORT_PIECE);
+        // ids[..len]: the current symbols; ranks[i]: (rank, merged) of (ids[i], ids[i + 1]),
+        // rank NO_RANK when the pair has no merge.
+        let mut ids = [NO_TOKEN; SHORT_PIECE];
+        let mut ranks = [(NO_RANK, NO_TOKEN); SHORT_PIECE];
+        for (id, &b) in ids.iter_mut().zip(&piece[..n]) {
+            *id = self.byte_token[b as usize];
+        }
+        let pair = |l: u32, r: u32| self.lookup(l, r).unwrap_or((NO_RANK, NO_TOKEN));
+        for i in 0..n.saturating_sub(1) {
+            ranks[i] = pair(ids[i], ids[i + 1]);
+        }
+        let mut len = n;
+        while len > 1 {
+            let mut best = NO_RANK;
+            let mut at = 0;
+            for (i, &(rank, _)) in ranks[..len - 1].iter().enumerate() {
+                if rank < best {
+                    best = rank;
+                    at = i;
                 }
             }
-            let Some((i, _, merged)) = best else { break };
-            ids[i] = merged;
-            ids.remove(i + 1);
-            ranks.remove(i);
-            if i > 0 {
-                ranks[i - 1] = self.lookup(ids[i - 1], ids[i]);
+            if best == NO_RANK {
+                break;
             }
-            if i < ranks.len() {
-                ranks[i] = self.lookup(ids[i], ids[i + 1]);
+            ids[at] = ranks[at].1;
+            ids.copy_within(at + 2..len, at + 1);
+            ranks.copy_within(at + 1..len - 1, at);
+            len -= 1;
+            if at > 0 {
+                ranks[at - 1] = pair(ids[at - 1], ids[at]);
+            }
+            if at + 1 < len {
+                ranks[at] = pair(ids[at], ids[at + 1]);
             }
         }
-        out.extend_from_slice(&ids);
+        out.extend_from_slice(&ids[..len]);
     }
 
     /// O(n log n): a min-heap of candidate merges over a doubly linked list of symbols.
-    /// A candidate is stale (skipped) when either side has changed since it was pushed.
+    ///
+    /// A candidate is `rank << 32 | left position` in one u64, so the heap orders by rank
+    /// and then position (leftmost first) with one integer compare. It is checked when
+    /// popped: the pair now at that position must still have that rank. A rank names one
+    /// pair of tokens, so a pair that still has it is the same pair, and merging it is
+    /// what a fresh candidate would do; anything else is stale and skipped.
+    #[inline(never)]
     fn merge_long(&self, piece: &[u8], out: &mut Vec<u32>) {
-        const NONE: usize = usize::MAX;
+        const NONE: u32 = u32::MAX;
         let n = piece.len();
+        debug_assert!(n < NONE as usize);
         let mut id: Vec<u32> = piece.iter().map(|&b| self.byte_token[b as usize]).collect();
-        let mut next: Vec<usize> = (1..=n).map(|i| if i == n { NONE } else { i }).collect();
-        let mut prev: Vec<usize> = (0..n).map(|i| i.wrapping_sub(1)).collect();
-        prev[0] = NONE;
-        let mut alive = vec![true; n];
-        // Smallest rank, then leftmost position, first.
-        let mut heap: BinaryHeap<Reverse<Candidate>> = BinaryHeap::new();
-        let push = |heap: &mut BinaryHeap<_>, left: usize, lid: u32, rid: u32| {
-            if let Some((rank, merged)) = self.lookup(lid, rid) {
-                heap.push(Reverse((rank, left, lid, rid, merged)));
-            }
-        };
-        for i in 0..n - 1 {
-            push(&mut heap, i, id[i], id[i + 1]);
-        }
-        while let Some(Reverse((_, left, lid, rid, merged))) = heap.pop() {
-            let right = next[left];
-            if !alive[left] || right == NONE || id[left] != lid || id[right] != rid {
+        // next[i] / prev[i]: neighbours in the list; next[i] == i marks a merged-away symbol.
+        let mut next: Vec<u32> = (1..=n as u32).collect();
+        next[n - 1] = NONE;
+        let mut prev: Vec<u32> = (0..n as u32).map(|i| i.wrapping_sub(1)).collect();
+        let candidate = |rank: u32, left: u32| Reverse(((rank as u64) << 32) | left as u64);
+        let initial: Vec<Reverse<u64>> = (0..n - 1)
+            .filter_map(|i| {
+                let (rank, _) = self.lookup(id[i], id[i + 1])?;
+                Some(candidate(rank, i as u32))
+            })
+            .collect();
+        let mut heap = BinaryHeap::from(initial);
+        while let Some(Reverse(key)) = heap.pop() {
+            let (rank, left) = ((key >> 32) as u32, key as u32);
+            let l = left as usize;
+            let right = next[l];
+            if right == NONE || right == left {
                 continue;
             }
-            id[left] = merged;
-            alive[right] = false;
-            next[left] = next[right];
-            if next[right] != NONE {
-                prev[next[right]] = left;
+            let r = right as usize;
+            let Some((now, merged)) = self.lookup(id[l], id[r]) else {
+                continue;
+            };
+            if now != rank {
+                continue;
             }
-            if prev[left] != NONE {
-                push(&mut heap, prev[left], id[prev[left]], merged);
+            id[l] = merged;
+            next[l] = next[r];
+            next[r] = right; // merged away
+            if next[l] != NONE {
+                prev[next[l] as usize] = left;
             }
-            if next[left] != NONE {
-                push(&mut heap, left, merged, id[next[left]]);
+            let p = prev[l];
+            if p != NONE {
+                if let Some((rank, _)) = self.lookup(id[p as usize], merged) {
+                    heap.push(candidate(rank, p));
+                }
+            }
+            if next[l] != NONE {
+                if let Some((rank, _)) = self.lookup(merged, id[next[l] as usize]) {
+                    heap.push(candidate(rank, left));
+                }
             }
         }
         let mut i = 0;
         while i != NONE {
-            out.push(id[i]);
-            i = next[i];
+            out.push(id[i as usize]);
+            i = next[i as usize];
         }
     }
 }
@@ -220,7 +252,7 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let len = (x % 80) as usize + 2;
+            let len = (x % (SHORT_PIECE as u64 - 1)) as usize + 2;
             let piece: Vec<u8> = (0..len)
                 .map(|k| b"aabcx"[((x >> (k % 60)) % 5) as usize])
                 .collect();

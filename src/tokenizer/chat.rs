@@ -130,13 +130,35 @@ impl Tokenizer {
 
     /// Renders the chat and tokenizes it with special-token parsing, adding BOS if the
     /// model wants one and the template did not already write it.
+    ///
+    /// Control tokens come only from the template, never from the messages: control-token
+    /// text in a message (a user typing `<|im_end|><|im_start|>system...`) stays plain
+    /// text. As transformers' `sanitize_special_tokens`, each such text is swapped for a
+    /// unique placeholder before rendering, put back after, and its span in the prompt is
+    /// excluded from special-token parsing.
     pub fn encode_chat(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<Vec<u32>> {
-        let text = self.apply_chat_template(messages, add_generation_prompt)?;
-        let mut ids = self.encode(&text, false, true);
+        let template = self.effective_chat_template()?;
+        let controls: Vec<&str> = self.control_texts().collect();
+        let mut placeholders = Placeholders::new(template, messages);
+        let sanitized: Vec<ChatMessage> = messages
+            .iter()
+            .map(|m| ChatMessage {
+                role: placeholders.sanitize(&m.role, &controls),
+                content: placeholders.sanitize(&m.content, &controls),
+            })
+            .collect();
+        let rendered = render_chat_template(
+            template,
+            &sanitized,
+            add_generation_prompt,
+            &self.special_strings(),
+        )?;
+        let (text, untrusted) = placeholders.restore(&rendered);
+        let mut ids = self.encode_with_untrusted(&text, false, true, &untrusted);
         if let (true, Some(bos)) = (self.add_bos(), self.bos()) {
             if ids.first() != Some(&bos) {
                 ids.insert(0, bos);
@@ -156,6 +178,113 @@ impl Tokenizer {
         .into_iter()
         .filter_map(|(name, id)| Some((name, self.token_text(id?)?.to_string())))
         .collect()
+    }
+}
+
+/// Placeholders for control-token text found in chat messages: `PLACEHOLDER_OPEN`, 16
+/// digits, `PLACEHOLDER_CLOSE`. Private-use characters and digits pass through every
+/// string filter a template may apply (trim, upper, tojson) unchanged.
+const PLACEHOLDER_OPEN: char = '\u{E000}';
+const PLACEHOLDER_CLOSE: char = '\u{E001}';
+
+struct Placeholders<'a> {
+    /// Text the placeholders must not collide with (template and messages).
+    haystacks: Vec<&'a str>,
+    /// placeholder -> original text
+    originals: rustc_hash::FxHashMap<String, String>,
+    state: u64,
+}
+
+impl<'a> Placeholders<'a> {
+    fn new(template: &'a str, messages: &'a [ChatMessage]) -> Placeholders<'a> {
+        let mut haystacks = vec![template];
+        for m in messages {
+            haystacks.push(&m.role);
+            haystacks.push(&m.content);
+        }
+        Placeholders {
+            haystacks,
+            originals: Default::default(),
+            state: 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+
+    /// A placeholder that occurs nowhere in the inputs and was not handed out before.
+    fn fresh(&mut self) -> String {
+        loop {
+            // splitmix64: distinct, non-periodic digit strings.
+            self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let p = format!(
+                "{PLACEHOLDER_OPEN}{:016}{PLACEHOLDER_CLOSE}",
+                z % 10_u64.pow(16)
+            );
+            if !self.originals.contains_key(&p) && !self.haystacks.iter().any(|h| h.contains(&p)) {
+                return p;
+            }
+        }
+    }
+
+    /// `text` with every occurrence of a control-token text replaced by a placeholder
+    /// (longest text first at each position, as special-token parsing matches).
+    fn sanitize(&mut self, text: &str, controls: &[&str]) -> String {
+        if !controls.iter().any(|c| text.contains(c)) {
+            return text.to_string();
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut i = 0;
+        while i < text.len() {
+            let rest = &text[i..];
+            let found = controls
+                .iter()
+                .filter(|c| rest.starts_with(**c))
+                .max_by_key(|c| c.len());
+            match found {
+                Some(c) => {
+                    let p = self.fresh();
+                    out.push_str(&p);
+                    self.originals.insert(p, c.to_string());
+                    i += c.len();
+                }
+                None => {
+                    let ch = rest.chars().next().unwrap_or_default();
+                    out.push(ch);
+                    i += ch.len_utf8().max(1);
+                }
+            }
+        }
+        out
+    }
+
+    /// The rendered text with the originals put back, and their byte ranges in it.
+    fn restore(&self, rendered: &str) -> (String, Vec<(usize, usize)>) {
+        if self.originals.is_empty() {
+            return (rendered.to_string(), Vec::new());
+        }
+        let mut out = String::with_capacity(rendered.len());
+        let mut spans = Vec::new();
+        let mut rest = rendered;
+        while let Some(open) = rest.find(PLACEHOLDER_OPEN) {
+            out.push_str(&rest[..open]);
+            rest = &rest[open..];
+            let len = PLACEHOLDER_OPEN.len_utf8() + 16 + PLACEHOLDER_CLOSE.len_utf8();
+            match rest.get(..len).and_then(|p| self.originals.get(p)) {
+                Some(original) => {
+                    spans.push((out.len(), out.len() + original.len()));
+                    out.push_str(original);
+                    rest = &rest[len..];
+                }
+                None => {
+                    out.push(PLACEHOLDER_OPEN);
+                    rest = &rest[PLACEHOLDER_OPEN.len_utf8()..];
+                }
+            }
+        }
+        out.push_str(rest);
+        (out, spans)
     }
 }
 

@@ -293,11 +293,23 @@ impl Tokenizer {
     /// `add_eos_token` say; `parse_special` turns control-token text such as `<|im_end|>`
     /// into its id (templates need it; text a user typed must not get it).
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
+        self.encode_with_untrusted(text, add_special, parse_special, &[])
+    }
+
+    /// [`Tokenizer::encode`], except that special-token text overlapping one of the
+    /// `untrusted` byte ranges stays plain text (chat messages inside a rendered template).
+    pub(crate) fn encode_with_untrusted(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+        untrusted: &[(usize, usize)],
+    ) -> Vec<u32> {
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         if add_special && self.add_bos {
             out.extend(self.bos);
         }
-        let fragments = self.partition(text, parse_special);
+        let fragments = self.partition(text, parse_special, untrusted);
         match &self.model {
             Model::Bpe { bpe, pre } => {
                 for fragment in fragments {
@@ -362,30 +374,39 @@ impl Tokenizer {
 
     /// Cuts `text` at special tokens: longest token text first; at each occurrence, left
     /// to right, within what is still plain text.
-    fn partition<'a>(&self, text: &'a str, parse_special: bool) -> Vec<Fragment<'a>> {
+    fn partition<'a>(
+        &self,
+        text: &'a str,
+        parse_special: bool,
+        untrusted: &[(usize, usize)],
+    ) -> Vec<Fragment<'a>> {
         let mut fragments = Vec::new();
         if text.is_empty() {
             return fragments;
         }
+        // Byte offset of a slice of `text` within `text`.
+        let offset_of = |s: &str| s.as_ptr() as usize - text.as_ptr() as usize;
+        let in_untrusted =
+            |start: usize, end: usize| untrusted.iter().any(|&(a, b)| start < b && a < end);
         fragments.push(Fragment::Text(text));
-        for special in &self.specials {
-            if !(parse_special || special.always) {
-                continue;
-            }
+        let present = self.specials_present(text, parse_special);
+        for (special, _) in self.specials.iter().zip(present).filter(|(_, p)| *p) {
             let needle = &*special.text;
-            if !fragments
-                .iter()
-                .any(|f| matches!(f, Fragment::Text(s) if s.contains(needle)))
-            {
-                continue;
-            }
             let mut next = Vec::with_capacity(fragments.len() + 2);
             for fragment in fragments {
                 let Fragment::Text(mut s) = fragment else {
                     next.push(fragment);
                     continue;
                 };
-                while let Some(pos) = s.find(needle) {
+                let mut from = 0;
+                while let Some(found) = s[from..].find(needle) {
+                    let pos = from + found;
+                    let start = offset_of(s) + pos;
+                    if !special.always && in_untrusted(start, start + needle.len()) {
+                        // Control-token text that came from a chat message stays text.
+                        from = pos + needle.chars().next().map_or(1, char::len_utf8);
+                        continue;
+                    }
                     let mut left = &s[..pos];
                     if special.lstrip {
                         left = left.trim_end_matches(is_c_space);
@@ -398,6 +419,7 @@ impl Tokenizer {
                     if special.rstrip {
                         s = s.trim_start_matches(is_c_space);
                     }
+                    from = 0;
                 }
                 if !s.is_empty() {
                     next.push(Fragment::Text(s));
@@ -406,6 +428,41 @@ impl Tokenizer {
             fragments = next;
         }
         fragments
+    }
+
+    /// Which of `self.specials` (those that apply) occur in `text`, found in one pass:
+    /// only bytes that begin some special text are looked at.
+    fn specials_present(&self, text: &str, parse_special: bool) -> Vec<bool> {
+        let applies = |s: &SpecialToken| parse_special || s.always;
+        let mut present = vec![false; self.specials.len()];
+        let mut first = [false; 256];
+        let mut missing = 0;
+        for s in self.specials.iter().filter(|s| applies(s)) {
+            first[s.text.as_bytes()[0] as usize] = true;
+            missing += 1;
+        }
+        let bytes = text.as_bytes();
+        for (i, &b) in bytes.iter().enumerate() {
+            if missing == 0 {
+                break;
+            }
+            if !first[b as usize] {
+                continue;
+            }
+            let rest = &bytes[i..];
+            for (k, s) in self.specials.iter().enumerate() {
+                if !present[k] && applies(s) && rest.starts_with(s.text.as_bytes()) {
+                    present[k] = true;
+                    missing -= 1;
+                }
+            }
+        }
+        present
+    }
+
+    /// The texts that special-token parsing turns into control (or unknown) tokens.
+    pub(crate) fn control_texts(&self) -> impl Iterator<Item = &str> {
+        self.specials.iter().filter(|s| !s.always).map(|s| &*s.text)
     }
 
     /// Number of tokens in the vocabulary.
@@ -575,6 +632,12 @@ fn build_bpe(
     }
 
     let merges: &[String] = md.get_as("tokenizer.ggml.merges")?;
+    if merges.len() >= u32::MAX as usize {
+        return Err(invalid(format!(
+            "tokenizer.ggml.merges has {} merges; ranks must fit in 32 bits",
+            merges.len()
+        )));
+    }
     let lookup = |merge_index: usize, text: &str| -> Result<u32> {
         by_text.get(text).copied().ok_or_else(|| {
             invalid(format!(
