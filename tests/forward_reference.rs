@@ -261,16 +261,17 @@ fn quantized_logits_kl_against_transformers() {
         let (kl, top1) = kl_and_top1(&ours, &want, model.n_vocab());
         eprintln!("tiny-phi4 {ty}: mean KL {kl:.3e}, top-1 agreement {top1:.2}");
         assert!(kl.is_finite() && kl < 0.5, "{ty}: mean KL {kl}");
-        if let Some(bar) = bars
+        // Our run uses an f32 KV cache: compare with llama.cpp's f32-cache figures.
+        let bar = bars
             .as_ref()
-            .and_then(|b| b.get(format!("tiny-phi4-{ty}.gguf")))
-        {
-            let (bkl, btop) = (
-                bar["mean_kl"].as_f64().unwrap(),
-                bar["top1"].as_f64().unwrap(),
-            );
-            // No worse than llama.cpp, with 10 % (+1e-5) slack for run-to-run noise of
-            // a 10-position sample.
+            .map(|b| &b["files"][format!("tiny-phi4-{ty}.gguf")]["kv_f32"])
+            .filter(|b| !b.is_null());
+        if let Some(bar) = bar {
+            let bkl = bar["mean_kl"].as_f64().unwrap();
+            let btop = bar["top1_agreement"].as_f64().unwrap();
+            // No worse than llama.cpp, with 10 % (+1e-5) slack: llama.cpp's own figure
+            // moves by 1-3 % with only its attention kernel changed (README).
+            eprintln!("    llama.cpp: mean KL {bkl:.3e}, top-1 {btop:.2}");
             assert!(
                 kl <= bkl * 1.1 + 1e-5,
                 "{ty}: KL {kl:.3e} vs llama.cpp {bkl:.3e}"
