@@ -582,3 +582,25 @@ fn chat_fallback_without_a_template() {
     let e = tok.apply_chat_template(&messages, true).unwrap_err();
     assert!(e.to_string().contains("no tokenizer.chat_template"), "{e}");
 }
+
+#[test]
+fn tokenizer_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tokenizer>();
+    let tok = phi4();
+    let texts: Vec<String> = random_texts(200, 42);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    texts
+                        .iter()
+                        .map(|t| tok.encode(t, false, false))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(results[0], results[1]);
+    });
+}

@@ -7,8 +7,8 @@
 //! names tokens of the vocabulary.
 //!
 //! Two shortcuts, both exact:
-//! - a piece that is a whole token whose own bytes BPE-encode to itself (checked for every
-//!   token at load) is that token: BPE on it would give the same;
+//! - a piece that is a whole token whose own bytes BPE-encode to itself (checked once per
+//!   token, the first time it is met) is that token: BPE on it would give the same;
 //! - with `ignore_merges` (Llama 3) a piece that is a token is that token, by definition.
 //!
 //! Short pieces (almost all) use an O(n²) scan over a small vector; long ones (a run of
@@ -18,10 +18,17 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use rustc_hash::FxHashMap;
 
 /// No token (a byte the vocabulary lacks).
 pub(crate) const NO_TOKEN: u32 = u32::MAX;
+
+/// States of `Bpe::self_encoding`.
+const UNKNOWN: u8 = 0;
+const YES: u8 = 1;
+const NO: u8 = 2;
 
 /// No merge for a pair (ranks are below the number of merges, checked at load).
 const NO_RANK: u32 = u32::MAX;
@@ -36,8 +43,11 @@ pub(crate) struct Bpe {
     merges: FxHashMap<u64, u64>,
     /// The bytes of each ordinary token -> its id, for the whole-piece shortcut.
     whole: FxHashMap<Box<[u8]>, u32>,
-    /// Tokens `t` with `BPE(bytes(t)) == [t]`, indexed by id.
-    self_encoding: Vec<bool>,
+    /// Whether `BPE(bytes(t)) == [t]`, indexed by id: `UNKNOWN` until a piece equal to
+    /// the token is first met, then `YES` or `NO`. Filled lazily (an atomic per token, so
+    /// `&self` stays shareable across threads) because checking all 100k tokens up front
+    /// would double the load time.
+    self_encoding: Vec<AtomicU8>,
     ignore_merges: bool,
 }
 
@@ -61,26 +71,13 @@ impl Bpe {
             map.entry(pair_key(left, right))
                 .or_insert(((rank as u64) << 32) | merged as u64);
         }
-        let mut bpe = Bpe {
+        Bpe {
             byte_token,
             merges: map,
             whole,
-            self_encoding: vec![false; n_vocab],
+            self_encoding: (0..n_vocab).map(|_| AtomicU8::new(UNKNOWN)).collect(),
             ignore_merges,
-        };
-        if !ignore_merges {
-            let mut out = Vec::new();
-            let mut self_encoding = vec![false; n_vocab];
-            for (bytes, &id) in &bpe.whole {
-                out.clear();
-                bpe.merge(bytes, &mut out);
-                if let (Some(slot), [only]) = (self_encoding.get_mut(id as usize), out.as_slice()) {
-                    *slot = *only == id;
-                }
-            }
-            bpe.self_encoding = self_encoding;
         }
-        bpe
     }
 
     #[inline(always)]
@@ -98,12 +95,31 @@ impl Bpe {
             return;
         }
         if let Some(&id) = self.whole.get(piece) {
-            if self.ignore_merges || self.self_encoding.get(id as usize) == Some(&true) {
+            if self.ignore_merges || self.encodes_to_itself(id, piece) {
                 out.push(id);
                 return;
             }
         }
         self.merge(piece, out);
+    }
+
+    /// Whether BPE on `bytes` (the token's own bytes) gives exactly `[id]`; computed once
+    /// per token. Racing threads compute the same answer, so relaxed ordering suffices.
+    fn encodes_to_itself(&self, id: u32, bytes: &[u8]) -> bool {
+        let Some(state) = self.self_encoding.get(id as usize) else {
+            return false;
+        };
+        match state.load(Ordering::Relaxed) {
+            YES => true,
+            NO => false,
+            _ => {
+                let mut out = Vec::new();
+                self.merge(bytes, &mut out);
+                let yes = out == [id];
+                state.store(if yes { YES } else { NO }, Ordering::Relaxed);
+                yes
+            }
+        }
     }
 
     /// Runs the merges on `piece`.
