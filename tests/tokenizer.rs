@@ -604,3 +604,16 @@ fn tokenizer_is_shareable_across_threads() {
         assert_eq!(results[0], results[1]);
     });
 }
+
+#[test]
+fn sentencepiece_leading_space() {
+    let phi3 = load("phi-3");
+    let ids = phi3.encode("Hello world", false, false);
+    assert_eq!(phi3.decode(&ids).unwrap(), "Hello world");
+    // " world" decoded alone: the prefix space goes, unless the ids continue shown text.
+    let world = &ids[1..];
+    assert_eq!(phi3.decode(world).unwrap(), "world");
+    let mut stream = phi3.stream_decoder().continuation();
+    let text: String = world.iter().map(|&id| stream.push(id).unwrap()).collect();
+    assert_eq!(text, " world");
+}

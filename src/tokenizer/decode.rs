@@ -92,6 +92,14 @@ impl<'t> StreamDecoder<'t> {
         }
     }
 
+    /// For ids that continue text already shown (a completion after its prompt): the
+    /// SentencePiece space in front of the first word is then a real space and is kept.
+    /// By default it is removed, as when decoding a whole text or a chat reply.
+    pub fn continuation(mut self) -> StreamDecoder<'t> {
+        self.strip_space = false;
+        self
+    }
+
     /// Adds one token; returns the text that is now complete (possibly empty).
     pub fn push(&mut self, id: u32) -> Result<String> {
         let bytes =
