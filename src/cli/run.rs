@@ -130,6 +130,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
         )));
     }
     let mut session = model.session(n_ctx)?;
+    let session_kv_mib = session.kv_cache_bytes() as f64 / (1024.0 * 1024.0);
     let params = GenerateParams {
         max_tokens,
         sampler,
@@ -152,6 +153,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
     out.write("\n")?;
     let closed = out.closed;
     let t = gen.timings().clone();
+    let kv_mib = session_kv_mib;
     let reason = gen.stop_reason().cloned();
     if closed {
         return Ok(());
@@ -178,8 +180,28 @@ pub fn run(args: Args) -> phiq::Result<()> {
             None => "-".into(),
         };
         eprintln!("phiq: stopped by {why}");
+        if let Some(mem) = memory_report() {
+            eprintln!("phiq: memory: {mem} (KV cache {:.0} MiB)", kv_mib);
+        }
     }
     Ok(())
+}
+
+/// Peak resident memory and its anonymous (heap) part, from /proc/self/status: the
+/// weights are file-backed pages of the mapping, so they count in RSS but not RssAnon.
+pub fn memory_report() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb / 1024.0)
+    };
+    Some(format!(
+        "peak RSS {:.0} MiB, RssAnon {:.0} MiB, RssFile {:.0} MiB",
+        field("VmHWM:")?,
+        field("RssAnon:")?,
+        field("RssFile:")?
+    ))
 }
 
 /// Standard output that treats a closed pipe as "stop writing", not as an error.

@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""A synthetic full-size Phi-4 GGUF: Phi-4's exact shapes and metadata, random weights.
+
+    python tools/synthetic_phi4.py OUT.gguf [--type Q4_0|Q8_0|Q4_K_M] [--layers 40]
+
+For full-size memory and speed work (it is ~8 GB as Q4_0: never commit it). Shapes:
+40 layers, hidden 5120, FFN 17920, 40 query / 10 KV heads (head_dim 128), vocab 100352,
+rope base 250000, context 16384 — as llama.cpp converts microsoft/phi-4 (architecture
+`phi3`, fused attn_qkv [5120 → 7680] and ffn_up [5120 → 35840], untied output), with
+Phi-4's real tokenizer keys from ../shared/fixtures/vocab/ggml-vocab-phi-4.gguf.
+
+The weights are random bytes whose block scales are set to small normal f16 values, so
+activations stay finite through all 40 layers (the text is gibberish; speed and memory do
+not depend on the values). `Q4_K_M` mixes types as llama-quantize's Q4_K_M does for phi3
+(attn_qkv Q5_K; ffn_down Q6_K in the "more bits" layers, else Q4_K; output Q6_K; the rest
+Q4_K). Tensors are written one at a time (gguf-py's streaming writer): memory stays small.
+
+Needs numpy and gguf (tools/requirements-ci.txt).
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+import gguf
+from gguf import GGMLQuantizationType as QT, GGUFValueType as VT
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tiny_models import tokenizer_keys, DEFAULT_VOCAB  # noqa: E402
+
+N_EMBD, N_FF, N_HEAD, N_KV, HEAD_DIM, N_VOCAB, CTX = 5120, 17920, 40, 10, 128, 100352, 16384
+
+# Byte offset and value (f16) of each block's scale fields, by type. Values are chosen so
+# one matmul of rms-normed input gives outputs of std ~0.1 (see module doc).
+SCALES = {
+    QT.Q4_0: [(0, 3e-4)],
+    QT.Q8_0: [(0, 2e-4)],
+    QT.Q4_K: [(0, 2e-5), (2, 1e-5)],
+    QT.Q5_K: [(0, 1e-5), (2, 5e-6)],
+    QT.Q6_K: [(208, 1e-5)],
+}
+FILE_TYPE = {"Q4_0": 2, "Q8_0": 7, "Q4_K_M": 15}
+
+
+def more_bits(i, n):
+    """llama.cpp's use_more_bits(i_layer, n_layers)."""
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+def random_blocks(rng, qt, n_rows, n_cols, row_chunk=512):
+    """Yields the tensor's bytes in row chunks (so a 1.9 GB tensor never sits in RAM)."""
+    block, size = gguf.GGML_QUANT_SIZES[qt]
+    per_row = n_cols // block
+    for r0 in range(0, n_rows, row_chunk):
+        rows = min(row_chunk, n_rows - r0)
+        b = rng.integers(0, 256, size=(rows * per_row, size), dtype=np.uint8)
+        for off, val in SCALES[qt]:
+            jitter = rng.uniform(0.5, 1.5, size=rows * per_row).astype(np.float16) * np.float16(val)
+            b[:, off:off + 2] = jitter.view(np.uint8).reshape(-1, 2)
+        yield b.reshape(-1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out")
+    ap.add_argument("--type", default="Q4_0", choices=sorted(FILE_TYPE))
+    ap.add_argument("--layers", type=int, default=40, help="fewer layers for quick trials")
+    args = ap.parse_args()
+    n_layer = args.layers
+    rng = np.random.default_rng(1234)
+
+    def qtype(name, layer=None):
+        if args.type != "Q4_K_M":
+            return QT[args.type]
+        if name == "attn_qkv":
+            return QT.Q5_K
+        if name == "ffn_down" and more_bits(layer, n_layer):
+            return QT.Q6_K
+        if name == "output":
+            return QT.Q6_K
+        return QT.Q4_K
+
+    # (name, ggml dims [n_in, n_out] or [n], type or None for F32)
+    tensors = [("token_embd.weight", (N_EMBD, N_VOCAB), qtype("token_embd"))]
+    for i in range(n_layer):
+        tensors += [
+            (f"blk.{i}.attn_norm.weight", (N_EMBD,), None),
+            (f"blk.{i}.attn_qkv.weight", (N_EMBD, (N_HEAD + 2 * N_KV) * HEAD_DIM), qtype("attn_qkv", i)),
+            (f"blk.{i}.attn_output.weight", (N_HEAD * HEAD_DIM, N_EMBD), qtype("attn_output", i)),
+            (f"blk.{i}.ffn_norm.weight", (N_EMBD,), None),
+            (f"blk.{i}.ffn_up.weight", (N_EMBD, 2 * N_FF), qtype("ffn_up", i)),
+            (f"blk.{i}.ffn_down.weight", (N_FF, N_EMBD), qtype("ffn_down", i)),
+        ]
+    tensors += [("output_norm.weight", (N_EMBD,), None), ("output.weight", (N_EMBD, N_VOCAB), qtype("output"))]
+
+    w = gguf.GGUFWriter(args.out, "phi3")
+    w.add_key_value("general.type", "model", VT.STRING)
+    w.add_key_value("general.name", f"Phi 4 (synthetic, random weights, {args.type})", VT.STRING)
+    for key, val in [("context_length", CTX), ("rope.scaling.original_context_length", CTX),
+                     ("embedding_length", N_EMBD), ("feed_forward_length", N_FF), ("block_count", n_layer),
+                     ("attention.head_count", N_HEAD), ("attention.head_count_kv", N_KV)]:
+        w.add_key_value(f"phi3.{key}", val, VT.UINT32)
+    w.add_key_value("phi3.attention.layer_norm_rms_epsilon", 1e-5, VT.FLOAT32)
+    w.add_key_value("phi3.rope.dimension_count", HEAD_DIM, VT.UINT32)
+    w.add_key_value("phi3.rope.freq_base", 250000.0, VT.FLOAT32)
+    w.add_key_value("general.file_type", FILE_TYPE[args.type], VT.UINT32)
+    w.add_key_value("phi3.attention.sliding_window", 0, VT.UINT32)
+    for key, val, vt, sub in tokenizer_keys(DEFAULT_VOCAB):
+        w.add_key_value(key, val, vt, sub)
+    w.add_key_value("general.quantization_version", gguf.GGML_QUANT_VERSION, VT.UINT32)
+
+    for name, dims, qt in tensors:
+        if qt is None:
+            w.add_tensor_info(name, (dims[0],), np.dtype(np.float32), dims[0] * 4)
+        else:
+            block, size = gguf.GGML_QUANT_SIZES[qt]
+            n_in, n_out = dims
+            # gguf-py takes the byte shape of the raw blocks: [n_out, bytes per row].
+            row_bytes = n_in // block * size
+            w.add_tensor_info(name, (n_out, row_bytes), np.dtype(np.uint8), n_out * row_bytes, raw_dtype=qt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    _pad(w)  # the data section starts aligned
+    total = 0
+    for name, dims, qt in tensors:
+        if qt is None:
+            chunks = [np.ones(dims[0], dtype=np.float32)]
+        else:
+            chunks = random_blocks(rng, qt, dims[1], dims[0])
+        for c in chunks:
+            _write_raw(w, c)
+            total += c.nbytes
+        _pad(w)
+        print(f"\r{name:32} {total / 2**30:6.2f} GiB", end="", file=sys.stderr, flush=True)
+    w.close()
+    print(file=sys.stderr)
+    return 0
+
+
+def _write_raw(w, arr):
+    w.fout[0].write(arr.tobytes())
+
+
+def _pad(w):
+    f = w.fout[0]
+    pos = f.tell()
+    pad = (-pos) % w.data_alignment
+    if pad:
+        f.write(b"\0" * pad)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
