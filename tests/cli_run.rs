@@ -224,3 +224,34 @@ fn chat_keeps_history_in_the_cache_and_exits_on_eof() {
     assert!(turns[2].contains("(0 cached)"), "{}", turns[2]);
     assert!(err.contains("new conversation"));
 }
+
+#[test]
+fn bench_reports_llama_bench_fields() {
+    let Some(m) = model() else { return };
+    let (code, out, err) = phiq(&[
+        "bench", "-m", &m, "-p", "16", "-n", "4", "-r", "2", "-d", "0,8", "-o", "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 4); // pp16, tg4 at depths 0 and 8
+    for r in rows {
+        for f in [
+            "n_prompt",
+            "n_gen",
+            "n_depth",
+            "avg_ts",
+            "stddev_ts",
+            "model_size",
+            "model_n_params",
+            "n_threads",
+        ] {
+            assert!(!r[f].is_null(), "{f} missing: {r}");
+        }
+        assert!(r["avg_ts"].as_f64().unwrap() > 0.0);
+        assert_eq!(r["samples_ts"].as_array().unwrap().len(), 2);
+    }
+    let (code, md, _) = phiq(&["bench", "-m", &m, "-p", "8", "-n", "0", "-r", "1"]);
+    assert_eq!(code, 0);
+    assert!(md.contains("| pp8 |"), "{md}");
+}

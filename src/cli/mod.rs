@@ -1,5 +1,6 @@
 //! Subcommands of the `phiq` binary, one file each.
 
+pub mod bench;
 pub mod chat;
 pub mod common;
 pub mod inspect;

@@ -1,0 +1,238 @@
+//! `phiq bench`: prompt and generation speed, like llama-bench.
+//!
+//! `pp` = tokens/s evaluating a p-token prompt in one batch; `tg` = tokens/s generating n
+//! tokens one at a time; both optionally after `-d` tokens already in the KV cache. Each
+//! test is repeated `-r` times after an untimed warm-up (which also pulls the weights into
+//! memory: timing a cold mmap would measure the disk). Output: a markdown table, or JSON
+//! with llama-bench's field names.
+
+use std::time::Instant;
+
+use phiq::{Error, Model, ModelOptions};
+use serde_json::json;
+
+use super::common::ModelArgs;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Prompt lengths to test (comma-separated; 0 skips pp).
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        value_delimiter = ',',
+        default_value = "512"
+    )]
+    n_prompt: Vec<usize>,
+    /// Generation lengths to test (comma-separated; 0 skips tg).
+    #[arg(
+        short = 'n',
+        long = "n-gen",
+        value_delimiter = ',',
+        default_value = "128"
+    )]
+    n_gen: Vec<usize>,
+    /// Thread counts to test (comma-separated) [default: physical cores].
+    #[arg(long = "threads-list", value_delimiter = ',')]
+    threads_list: Vec<usize>,
+    /// Repetitions per test.
+    #[arg(short = 'r', long = "repetitions", default_value_t = 3)]
+    repetitions: usize,
+    /// Tokens already in the KV cache before each test.
+    #[arg(
+        short = 'd',
+        long = "n-depth",
+        value_delimiter = ',',
+        default_value = "0"
+    )]
+    n_depth: Vec<usize>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", default_value = "md", value_parser = ["md", "json"])]
+    output: String,
+}
+
+struct Result_ {
+    n_prompt: usize,
+    n_gen: usize,
+    n_depth: usize,
+    threads: usize,
+    samples: Vec<f64>,
+}
+
+impl Result_ {
+    fn mean(&self) -> f64 {
+        self.samples.iter().sum::<f64>() / self.samples.len().max(1) as f64
+    }
+    fn stddev(&self) -> f64 {
+        let n = self.samples.len();
+        if n < 2 {
+            return 0.0;
+        }
+        let m = self.mean();
+        (self.samples.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+    }
+    fn name(&self) -> String {
+        let t = if self.n_gen == 0 {
+            format!("pp{}", self.n_prompt)
+        } else {
+            format!("tg{}", self.n_gen)
+        };
+        if self.n_depth > 0 {
+            format!("{t} @ d{}", self.n_depth)
+        } else {
+            t
+        }
+    }
+}
+
+/// Deterministic ordinary-token ids (avoiding control tokens at the top of the vocab).
+fn prompt_ids(n: usize, n_vocab: usize, seed: usize) -> Vec<u32> {
+    let range = (n_vocab.saturating_sub(512)).max(1);
+    (0..n)
+        .map(|i| ((i * 7919 + seed * 104729 + 13) % range) as u32)
+        .collect()
+}
+
+fn run_test(
+    model: &Model,
+    n_prompt: usize,
+    n_gen: usize,
+    n_depth: usize,
+    reps: usize,
+) -> phiq::Result<Vec<f64>> {
+    let n_vocab = model.n_vocab();
+    let n_ctx = n_depth + n_prompt + n_gen + 1;
+    let mut session = model.session(n_ctx.min(model.config.n_ctx_train))?;
+    let depth = prompt_ids(n_depth, n_vocab, 1);
+    let mut samples = Vec::with_capacity(reps);
+    // Warm-up (untimed): one repetition's worth of work.
+    for rep in 0..=reps {
+        session.reset();
+        if n_depth > 0 {
+            session.eval(&depth)?;
+        }
+        let secs;
+        if n_gen == 0 {
+            let ids = prompt_ids(n_prompt, n_vocab, rep + 2);
+            let t = Instant::now();
+            session.eval(&ids)?;
+            secs = t.elapsed().as_secs_f64();
+            if rep > 0 {
+                samples.push(n_prompt as f64 / secs);
+            }
+        } else {
+            let mut id = prompt_ids(1, n_vocab, rep + 2)[0];
+            let t = Instant::now();
+            for i in 0..n_gen {
+                let logits = session.eval(&[id])?;
+                // A cheap stand-in for sampling that still depends on the logits.
+                id = (logits[i % logits.len()].to_bits() as usize % (n_vocab - 512)) as u32;
+            }
+            secs = t.elapsed().as_secs_f64();
+            if rep > 0 {
+                samples.push(n_gen as f64 / secs);
+            }
+        }
+    }
+    Ok(samples)
+}
+
+pub fn run(args: Args) -> phiq::Result<()> {
+    if args.repetitions == 0 {
+        return Err(Error::InvalidInput(
+            "-r/--repetitions must be at least 1".into(),
+        ));
+    }
+    let path = args.model.model_path()?;
+    let threads: Vec<Option<usize>> = if args.threads_list.is_empty() {
+        vec![args.model.threads]
+    } else {
+        args.threads_list.iter().map(|&t| Some(t.max(1))).collect()
+    };
+    let mut results = Vec::new();
+    let mut info = None;
+    for t in threads {
+        let opts = ModelOptions {
+            threads: t,
+            batch_size: Some(args.model.batch_size.max(1)),
+            cache_type: args.model.cache_type,
+        };
+        let model = Model::load(&path, &opts)?;
+        let h = &model.file.header;
+        let size: u64 = h.tensors.iter().filter_map(|t| t.n_bytes).sum();
+        let mut mix: std::collections::BTreeMap<String, usize> = Default::default();
+        for t in &h.tensors {
+            *mix.entry(t.type_name()).or_default() += 1;
+        }
+        info.get_or_insert((
+            model.file.name().to_string(),
+            size,
+            h.n_params(),
+            model.isa().to_string(),
+            mix.iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        ));
+        for &d in &args.n_depth {
+            for &p in args.n_prompt.iter().filter(|&&p| p > 0) {
+                let samples = run_test(&model, p, 0, d, args.repetitions)?;
+                results.push(Result_ {
+                    n_prompt: p,
+                    n_gen: 0,
+                    n_depth: d,
+                    threads: model.threads(),
+                    samples,
+                });
+            }
+            for &n in args.n_gen.iter().filter(|&&n| n > 0) {
+                let samples = run_test(&model, 0, n, d, args.repetitions)?;
+                results.push(Result_ {
+                    n_prompt: 0,
+                    n_gen: n,
+                    n_depth: d,
+                    threads: model.threads(),
+                    samples,
+                });
+            }
+        }
+    }
+    let (name, size, params, isa, mix) = info.unwrap_or_default();
+    if args.output == "json" {
+        let rows: Vec<_> = results
+            .iter()
+            .map(|r| {
+                json!({
+                    "model_filename": name, "model_type": mix, "model_size": size,
+                    "model_n_params": params, "backend": format!("CPU ({isa})"),
+                    "n_threads": r.threads, "n_prompt": r.n_prompt, "n_gen": r.n_gen,
+                    "n_depth": r.n_depth, "avg_ts": r.mean(), "stddev_ts": r.stddev(),
+                    "samples_ts": r.samples, "test": r.name(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
+    } else {
+        println!("| model | size | params | backend | threads | test | t/s |");
+        println!("| --- | ---: | ---: | --- | ---: | ---: | ---: |");
+        for r in &results {
+            println!(
+                "| {} | {:.2} GiB | {:.2} B | CPU ({isa}) | {} | {} | {:.2} ± {:.2} |",
+                std::path::Path::new(&name)
+                    .file_name()
+                    .map_or(name.clone(), |f| f.to_string_lossy().into_owned()),
+                size as f64 / (1u64 << 30) as f64,
+                params as f64 / 1e9,
+                r.threads,
+                r.name(),
+                r.mean(),
+                r.stddev()
+            );
+        }
+    }
+    Ok(())
+}
