@@ -58,6 +58,12 @@ fn tokenizer(c: &mut Criterion) {
     g.bench_function("decode phi-4 (texts <= 256 B)", |b| {
         b.iter(|| tok.decode(&ids).unwrap())
     });
+    let phi3_file =
+        GgufFile::open(fixtures().join("vocab/ggml-vocab-phi-3.gguf")).expect("open phi-3");
+    let phi3 = Tokenizer::from_gguf(&phi3_file).expect("phi-3 tokenizer");
+    g.bench_function("encode phi-3 SentencePiece (texts <= 256 B)", |b| {
+        b.iter(|| phi3.encode(&natural, false, false))
+    });
     g.throughput(Throughput::Bytes(text.len() as u64));
     g.bench_function(
         "encode phi-4 (1 MiB, whole corpus incl. stress cases)",

@@ -711,3 +711,34 @@ fn build_spm(
     let scores = scores.map_or_else(|| vec![0.0; texts.len()], <[f32]>::to_vec);
     (Spm::new(pieces, scores, byte_token, unk), piece_bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Phi-3's SentencePiece encoder cuts the text before each word's `▁`; the ids must be
+    /// those of one heap over the whole text.
+    #[test]
+    fn spm_word_split_is_exact() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures/vocab/ggml-vocab-phi-3.gguf");
+        let tok = Tokenizer::from_gguf(&GgufFile::open(path).unwrap()).unwrap();
+        let Model::Spm(spm) = &tok.model else {
+            panic!("phi-3 is SentencePiece")
+        };
+        assert!(spm.split_before_space);
+        let corpus = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/fixtures/tokenizer/phi4-corpus.jsonl"),
+        )
+        .unwrap();
+        for line in corpus.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let text = format!("▁{}", v["text"].as_str().unwrap().replace(' ', "▁"));
+            let (mut split, mut whole) = (Vec::new(), Vec::new());
+            spm.encode(&text, &mut split);
+            spm.encode_unsplit(&text, &mut whole);
+            assert_eq!(split, whole, "{text:?}");
+        }
+    }
+}

@@ -21,6 +21,11 @@ pub(crate) struct Spm {
     /// The `<0xXX>` token of each byte, if the vocabulary has it.
     byte_token: [Option<u32>; 256],
     unk: Option<u32>,
+    /// No token has `▁` right after another character (true of Llama/Phi-3
+    /// vocabularies, checked at load): then no merge can join a word to the `▁` that
+    /// starts the next one, and the text is encoded word by word with the same result,
+    /// in time linear in the number of words instead of one heap over the whole text.
+    pub(crate) split_before_space: bool,
 }
 
 /// A candidate merge of the symbols at `left` and `right`.
@@ -70,20 +75,62 @@ impl Spm {
         byte_token: [Option<u32>; 256],
         unk: Option<u32>,
     ) -> Spm {
+        let split_before_space = !pieces.keys().any(|p| {
+            let mut prev = None;
+            p.chars().any(|c| {
+                let joins = c == '▁' && prev.is_some_and(|p| p != '▁');
+                prev = Some(c);
+                joins
+            })
+        });
         Spm {
             pieces,
             scores,
             byte_token,
             unk,
+            split_before_space,
         }
     }
 
     /// Appends the tokens of `text` (spaces already replaced by `▁`).
     pub(crate) fn encode(&self, text: &str, out: &mut Vec<u32>) {
+        let mut symbols = Vec::new();
+        let mut queue = BinaryHeap::new();
+        if !self.split_before_space {
+            self.encode_chunk(text, out, &mut symbols, &mut queue);
+            return;
+        }
+        // Cut before each `▁` that follows another character.
+        let mut start = 0;
+        let mut prev = None;
+        for (i, c) in text.char_indices() {
+            if c == '▁' && prev.is_some_and(|p| p != '▁') {
+                self.encode_chunk(&text[start..i], out, &mut symbols, &mut queue);
+                start = i;
+            }
+            prev = Some(c);
+        }
+        self.encode_chunk(&text[start..], out, &mut symbols, &mut queue);
+    }
+
+    /// The whole text as one chunk (to test that cutting it word by word changes nothing).
+    #[cfg(test)]
+    pub(crate) fn encode_unsplit(&self, text: &str, out: &mut Vec<u32>) {
+        self.encode_chunk(text, out, &mut Vec::new(), &mut BinaryHeap::new());
+    }
+
+    fn encode_chunk(
+        &self,
+        text: &str,
+        out: &mut Vec<u32>,
+        symbols: &mut Vec<Symbol>,
+        queue: &mut BinaryHeap<Bigram>,
+    ) {
         if text.is_empty() {
             return;
         }
-        let mut symbols: Vec<Symbol> = Vec::with_capacity(text.len());
+        symbols.clear();
+        queue.clear();
         for (start, c) in text.char_indices() {
             let i = symbols.len();
             symbols.push(Symbol {
@@ -98,9 +145,8 @@ impl Spm {
         }
         symbols[0].prev = NONE;
 
-        let mut queue = BinaryHeap::new();
         for i in 1..symbols.len() {
-            self.try_add(text, &symbols, i - 1, i, &mut queue);
+            self.try_add(text, symbols, i - 1, i, queue);
         }
         while let Some(bigram) = queue.pop() {
             let (l, r) = (symbols[bigram.left], symbols[bigram.right]);
@@ -114,8 +160,8 @@ impl Spm {
             if r.next != NONE {
                 symbols[r.next].prev = bigram.left;
             }
-            self.try_add(text, &symbols, l.prev, bigram.left, &mut queue);
-            self.try_add(text, &symbols, bigram.left, r.next, &mut queue);
+            self.try_add(text, symbols, l.prev, bigram.left, queue);
+            self.try_add(text, symbols, bigram.left, r.next, queue);
         }
 
         let mut i = 0;
