@@ -8,6 +8,7 @@ pub mod error;
 pub mod generate;
 pub mod gguf;
 pub mod model;
+pub mod quantize;
 pub mod sampling;
 pub mod tokenizer;
 

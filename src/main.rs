@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Generate text from a prompt (streams to stdout; timings to stderr).
     Run(cli::run::Args),
+    /// Convert a GGUF to another quantization type (llama-quantize's presets).
+    Quantize(cli::quantize::Args),
     /// Measure prompt (pp) and generation (tg) speed, like llama-bench.
     Bench(cli::bench::Args),
     /// Chat in the terminal with the model's chat template (history kept in the KV cache).
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(args),
         Command::Chat(args) => cli::chat::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Quantize(args) => cli::quantize::run(args),
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Logits(args) => cli::logits::run(args),
         Command::Tokenize(args) => cli::tokenize::run_tokenize(args),

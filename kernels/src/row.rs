@@ -114,3 +114,17 @@ pub fn quantize(ty: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), KernelErr
         Ok(())
     })
 }
+
+/// Quantizes f32 values into a new byte vector of blocks of `ty`.
+pub fn quantize_to_vec(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>, KernelError> {
+    use crate::quantize::Quantize;
+    crate::with_block!(ty, B => {
+        let n = x.len() / B::QK;
+        if n * B::QK != x.len() {
+            return Err(KernelError::Length { expected: (n + 1) * B::QK, found: x.len() });
+        }
+        let mut blocks = zeroed_blocks::<B>(n);
+        B::quantize_row(x, &mut blocks);
+        Ok(block_bytes(&blocks).to_vec())
+    })
+}

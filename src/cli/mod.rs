@@ -5,5 +5,6 @@ pub mod chat;
 pub mod common;
 pub mod inspect;
 pub mod logits;
+pub mod quantize;
 pub mod run;
 pub mod tokenize;

@@ -1,0 +1,160 @@
+//! `phiq quantize`: tensor bytes equal gguf-py's quantizer for the types it implements,
+//! K-quant presets load and stay close to transformers, and failures never leave a file
+//! under the final name.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use phiq::gguf::GgufFile;
+
+fn phiq(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_phiq"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("phiq-quant-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn same_tensors(a: &Path, b: &Path) {
+    let (fa, fb) = (GgufFile::open(a).unwrap(), GgufFile::open(b).unwrap());
+    assert_eq!(fa.header.tensors.len(), fb.header.tensors.len());
+    for t in &fa.header.tensors {
+        let u = fb.tensor(&t.name).unwrap();
+        assert_eq!((t.ty, &t.dims), (u.ty, &u.dims), "{}", t.name);
+        assert!(
+            fa.tensor_data(t).unwrap() == fb.tensor_data(u).unwrap(),
+            "{}: bytes differ",
+            t.name
+        );
+    }
+}
+
+#[test]
+fn pure_legacy_types_equal_gguf_py() {
+    let Some(dir) = tiny_models_dir() else { return };
+    let f32 = dir.join("tiny-phi4-F32.gguf");
+    for ty in ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "F16", "BF16"] {
+        let out = tmp(&format!("tiny-{ty}.gguf"));
+        let (code, err) = phiq(&[
+            "quantize",
+            f32.to_str().unwrap(),
+            out.to_str().unwrap(),
+            ty,
+            "--pure",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        // tools/tiny_models.py quantizes the same weights with gguf-py.
+        same_tensors(&out, &dir.join(format!("tiny-phi4-{ty}.gguf")));
+        let f = GgufFile::open(&out).unwrap();
+        assert!(f.header.metadata.get("tokenizer.ggml.merges").is_some());
+        std::fs::remove_file(out).unwrap();
+    }
+}
+
+#[test]
+fn k_quant_presets_run() {
+    use phiq::{Model, ModelOptions};
+    let Some(dir) = tiny_models_dir() else { return };
+    let f32 = dir.join("tiny-phi4-F32.gguf");
+    for preset in [
+        "Q4_K_M", "Q5_K_M", "Q6_K", "IQ4_XS", "Q3_K_M", "Q2_K", "IQ4_NL",
+    ] {
+        let out = tmp(&format!("tiny-{preset}.gguf"));
+        let (code, err) = phiq(&[
+            "quantize",
+            f32.to_str().unwrap(),
+            out.to_str().unwrap(),
+            preset,
+        ]);
+        assert_eq!(code, 0, "{preset}: {err}");
+        let model = Model::load(&out, &ModelOptions::default()).unwrap();
+        let ft = model
+            .file
+            .header
+            .metadata
+            .get_u32("general.file_type")
+            .unwrap();
+        assert_eq!(
+            ft,
+            phiq::quantize::Preset::from_name(preset).unwrap().file_type
+        );
+        let logits = model
+            .session(8)
+            .unwrap()
+            .eval(&[100264, 882, 100266, 9906])
+            .unwrap()
+            .to_vec();
+        assert!(logits.iter().all(|v| v.is_finite()), "{preset}");
+        std::fs::remove_file(out).unwrap();
+    }
+}
+
+#[test]
+fn requantizing_needs_the_flag_and_failures_leave_no_file() {
+    let Some(dir) = tiny_models_dir() else { return };
+    let q8 = dir.join("tiny-phi4-Q8_0.gguf");
+    let out = tmp("requant.gguf");
+    let (code, err) = phiq(&[
+        "quantize",
+        q8.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "Q4_0",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("already quantized") && err.contains("--allow-requantize"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    let (code, err) = phiq(&[
+        "quantize",
+        q8.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "Q4_0",
+        "--allow-requantize",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.exists());
+    std::fs::remove_file(&out).unwrap();
+    let (code, err) = phiq(&[
+        "quantize",
+        q8.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "Q9_9",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown quantization type 'Q9_9'"), "{err}");
+
+    // Killed mid-run: the final name never appears (only OUT.tmp-PID may remain).
+    let f32 = dir.join("tiny-phi4-F32.gguf");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phiq"))
+        .args([
+            "quantize",
+            f32.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "Q6_K",
+            "-t",
+            "1",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    if !status.success() {
+        assert!(!out.exists(), "a killed run left {}", out.display());
+    }
+}
