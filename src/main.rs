@@ -25,6 +25,8 @@ enum Command {
     Run(cli::run::Args),
     /// Convert a GGUF to another quantization type (llama-quantize's presets).
     Quantize(cli::quantize::Args),
+    /// Perplexity of a text file, as llama-perplexity computes it.
+    Perplexity(cli::perplexity::Args),
     /// Measure prompt (pp) and generation (tg) speed, like llama-bench.
     Bench(cli::bench::Args),
     /// Chat in the terminal with the model's chat template (history kept in the KV cache).
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Chat(args) => cli::chat::run(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Quantize(args) => cli::quantize::run(args),
+        Command::Perplexity(args) => cli::perplexity::run(args),
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Logits(args) => cli::logits::run(args),
         Command::Tokenize(args) => cli::tokenize::run_tokenize(args),

@@ -5,6 +5,7 @@ pub mod chat;
 pub mod common;
 pub mod inspect;
 pub mod logits;
+pub mod perplexity;
 pub mod quantize;
 pub mod run;
 pub mod tokenize;
