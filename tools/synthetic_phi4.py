@@ -132,7 +132,8 @@ def main():
             _write_raw(w, c)
             total += c.nbytes
         _pad(w)
-        print(f"\r{name:32} {total / 2**30:6.2f} GiB", end="", file=sys.stderr, flush=True)
+        if sys.stderr.isatty():
+            print(f"\r{name:32} {total / 2**30:6.2f} GiB", end="", file=sys.stderr, flush=True)
     w.close()
     print(file=sys.stderr)
     return 0
