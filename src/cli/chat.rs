@@ -91,6 +91,21 @@ pub fn run(args: Args) -> phiq::Result<()> {
         eprintln!("phiq: loading {} ...", args.model.model_path()?.display());
     }
     let model = args.model.load()?;
+    if interactive {
+        // Read the weights in with a progress bar (a 9 GB file from disk takes a while).
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "loading {bar:30} {bytes}/{total_bytes} [{eta}]",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        model.prefetch(|done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        });
+        bar.finish_and_clear();
+    }
     let tok = model.tokenizer()?;
     tok.effective_chat_template()?;
     let n_ctx = args.model.n_ctx(&model);
@@ -170,7 +185,20 @@ pub fn run(args: Args) -> phiq::Result<()> {
             ..Default::default()
         };
         let mut answer = String::new();
+        let new_tokens = ids.len()
+            - session
+                .tokens()
+                .iter()
+                .zip(&ids)
+                .take_while(|(a, b)| a == b)
+                .count();
+        if interactive && new_tokens > 256 {
+            eprint!("(reading {new_tokens} tokens…)");
+        }
         let mut gen = session.generate(&ids, params)?;
+        if interactive && new_tokens > 256 {
+            eprint!("\r\x1b[K");
+        }
         while let Some(piece) = gen.next() {
             let piece = piece?;
             out.write(&piece.text)?;

@@ -142,6 +142,24 @@ impl Model {
         self.isa
     }
 
+    /// Reads every page of the mapped file once, so the first token does not wait on the
+    /// disk; `progress(done, total)` is called every 64 MiB. The pages stay file-backed
+    /// (page cache), nothing is copied.
+    pub fn prefetch(&self, mut progress: impl FnMut(u64, u64)) {
+        let bytes = self.file.bytes();
+        let total = bytes.len() as u64;
+        let mut sum = 0u8;
+        const PAGE: usize = 4096;
+        const REPORT: usize = 64 << 20;
+        for (i, chunk) in bytes.chunks(REPORT).enumerate() {
+            for page in chunk.iter().step_by(PAGE) {
+                sum = sum.wrapping_add(*page);
+            }
+            progress(((i + 1) * REPORT).min(bytes.len()) as u64, total);
+        }
+        std::hint::black_box(sum);
+    }
+
     /// The bytes of a weight matrix, borrowed from the mapping.
     pub fn bytes(&self, m: &Matrix) -> &[u8] {
         &self.file.bytes()[m.range.clone()]
