@@ -11,6 +11,7 @@ use half::{bf16, f16};
 use crate::blocks::*;
 use crate::dispatch::Isa;
 use crate::quantize::Quantize;
+use crate::tile::TileKernel;
 
 /// A weight row × activation row kernel.
 pub type DotFn<W> = fn(&[W], &[<W as VecDot>::Act]) -> f32;
@@ -25,6 +26,12 @@ pub trait VecDot: Block {
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         let _ = isa;
         Self::dot_ref
+    }
+    /// The batched kernel (many weight rows × many tokens, see [`crate::tile`]) `isa`
+    /// allows, if this type has one; `None` makes matmul loop over [`Self::dot_kernel`].
+    fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
+        let _ = isa;
+        None
     }
 }
 
@@ -80,6 +87,9 @@ impl VecDot for BlockQ4_0 {
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_q4_0(isa).unwrap_or(Self::dot_ref)
     }
+    fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
+        crate::x86::select_tile::<Self>(isa)
+    }
 }
 
 impl VecDot for BlockQ4_1 {
@@ -128,6 +138,9 @@ impl VecDot for BlockQ5_0 {
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_q5_0(isa).unwrap_or(Self::dot_ref)
     }
+    fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
+        crate::x86::select_tile::<Self>(isa)
+    }
 }
 
 impl VecDot for BlockQ5_1 {
@@ -159,6 +172,9 @@ impl VecDot for BlockQ8_0 {
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_q8_0(isa).unwrap_or(Self::dot_ref)
     }
+    fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
+        crate::x86::select_tile::<Self>(isa)
+    }
 }
 
 impl VecDot for BlockIQ4_NL {
@@ -177,6 +193,9 @@ impl VecDot for BlockIQ4_NL {
     }
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_iq4_nl(isa).unwrap_or(Self::dot_ref)
+    }
+    fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
+        crate::x86::select_tile::<Self>(isa)
     }
 }
 
@@ -216,6 +235,9 @@ impl VecDot for BlockQ2_K {
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_q2_k(isa).unwrap_or(Self::dot_ref)
     }
+    fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
+        crate::x86::select_tile::<Self>(isa)
+    }
 }
 
 impl VecDot for BlockQ3_K {
@@ -251,6 +273,9 @@ impl VecDot for BlockQ3_K {
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_q3_k(isa).unwrap_or(Self::dot_ref)
     }
+    fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
+        crate::x86::select_tile::<Self>(isa)
+    }
 }
 
 impl VecDot for BlockQ4_K {
@@ -277,6 +302,9 @@ impl VecDot for BlockQ4_K {
     }
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_q4_k(isa).unwrap_or(Self::dot_ref)
+    }
+    fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
+        crate::x86::select_tile::<Self>(isa)
     }
 }
 
@@ -305,6 +333,9 @@ impl VecDot for BlockQ5_K {
     }
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_q5_k(isa).unwrap_or(Self::dot_ref)
+    }
+    fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
+        crate::x86::select_tile::<Self>(isa)
     }
 }
 
@@ -338,6 +369,9 @@ impl VecDot for BlockQ6_K {
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_q6_k(isa).unwrap_or(Self::dot_ref)
     }
+    fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
+        crate::x86::select_tile::<Self>(isa)
+    }
 }
 
 impl VecDot for BlockIQ4_XS {
@@ -362,5 +396,8 @@ impl VecDot for BlockIQ4_XS {
     }
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_iq4_xs(isa).unwrap_or(Self::dot_ref)
+    }
+    fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
+        crate::x86::select_tile::<Self>(isa)
     }
 }

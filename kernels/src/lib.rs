@@ -17,6 +17,7 @@ pub mod ops;
 pub mod quantize;
 pub mod quantize_k;
 pub mod row;
+pub mod tile;
 pub mod x86;
 
 pub use formats::{GgmlType, TypeFacts};

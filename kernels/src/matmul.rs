@@ -2,10 +2,13 @@
 //! (f32 `[n_tokens][n_in]`) → Y (f32 `[n_tokens][n_out]`).
 //!
 //! The activations are quantized once per call to W's activation format; output rows are
-//! split across rayon threads in chunks; every output element is one dot product computed
-//! whole by one thread, so the result is bit-identical for any thread count. Scratch
-//! buffers belong to the caller ([`MatmulScratch`]), so the hot path does not allocate
-//! once they have grown to size.
+//! split across rayon threads in chunks. One token (GEMV) takes one dot product per output
+//! element. A batch takes the type's tile kernel when it has one ([`crate::tile`]: weight
+//! blocks decoded once per panel and reused for up to 512 tokens), else one dot product per
+//! element. Either way every output element is computed whole by one thread with the same
+//! code, so the result is bit-identical for any thread count. Scratch buffers belong to
+//! the caller ([`MatmulScratch`]), so the hot path does not allocate once they have grown
+//! to size.
 
 use rayon::prelude::*;
 
@@ -13,21 +16,50 @@ use crate::blocks::{view_blocks_mut, Block};
 use crate::dispatch::Isa;
 use crate::dot::VecDot;
 use crate::formats::GgmlType;
-use crate::quantize::Quantize;
 use crate::row::KernelError;
+use crate::tile::{TileKernel, YOut, GROUP};
 
-/// Reusable buffers for [`matmul`]: the quantized activations and a transposed output.
+/// A 64-byte aligned line of scratch (the interleaved activations are read as zmm rows).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// Fewest tokens for which a batch takes the tile kernels: one full group of 16 lanes.
+/// Below a few tokens a group is mostly padding and the weight panels' decode is not
+/// amortized (tiles overtake one dot per output at about 6–8 tokens on Zen 4, see
+/// kernels/README.md). Batches up to 15 tokens keep the dot path, so their results are
+/// bit-identical to evaluating each token alone (tests/forward.rs relies on that for an
+/// 11-token prompt).
+pub const MIN_TILE_TOKENS: usize = GROUP;
+
+/// Reusable buffers for [`matmul`]: the quantized activations (also interleaved for the
+/// tile kernels) and a transposed output.
 #[derive(Default)]
 pub struct MatmulScratch {
     /// Quantized activations, `[n_tokens][blocks per row]`, as raw 8-byte-aligned storage.
     act: Vec<u64>,
-    /// Output in `[n_out][n_tokens]` order, so each thread writes one contiguous run.
+    /// Output in `[n_out][n_tokens]` order (tile path: tokens padded to a multiple of
+    /// 16), so each thread writes one contiguous run.
     out_t: Vec<f32>,
+    /// The tile path's interleaved activations (`[groups][blocks][act_block_bytes]`).
+    tile: Vec<Line>,
+    /// Batches take one dot product per output even when a tile kernel exists (to compare
+    /// the two paths in benchmarks and tests).
+    dots_only: bool,
 }
 
 impl MatmulScratch {
     pub fn new() -> MatmulScratch {
         MatmulScratch::default()
+    }
+
+    /// Scratch whose batches use one dot product per output element, never the tile
+    /// kernels: the path every batch took before them, kept to measure against.
+    pub fn dots_only() -> MatmulScratch {
+        MatmulScratch {
+            dots_only: true,
+            ..MatmulScratch::default()
+        }
     }
 
     fn act_blocks<A: Block>(&mut self, n: usize) -> &mut [A] {
@@ -92,12 +124,15 @@ pub fn matmul_typed<W: VecDot>(
     let act_per_row = n_in / W::Act::QK;
     let dot = W::dot_kernel(isa);
 
+    let use_tiles = n_tokens >= MIN_TILE_TOKENS && !scratch.dots_only;
     // Quantize every token's activations once (in parallel over tokens).
     let mut out_t = std::mem::take(&mut scratch.out_t);
+    let mut tile = std::mem::take(&mut scratch.tile);
     let act = scratch.act_blocks::<W::Act>(n_tokens * act_per_row);
+    let quantize = crate::x86::select_quantize::<W::Act>(isa);
     act.par_chunks_mut(act_per_row)
         .zip(x.par_chunks(n_in))
-        .for_each(|(a, xr)| W::Act::quantize_row(xr, a));
+        .for_each(|(a, xr)| quantize(xr, a));
     let act: &[W::Act] = act;
 
     if n_tokens == 1 {
@@ -109,6 +144,9 @@ pub fn matmul_typed<W: VecDot>(
                 *yv = dot(&w[r * row_blocks..(r + 1) * row_blocks], act);
             }
         });
+    } else if let Some(kernel) = W::tile_kernel(isa).filter(|_| use_tiles) {
+        let shape = (row_blocks, n_out, n_tokens);
+        matmul_tiles(kernel, w, act, shape, y, &mut out_t, &mut tile);
     } else {
         out_t.resize(n_out * n_tokens, 0.0);
         let chunk = rows_per_task(n_out);
@@ -139,7 +177,57 @@ pub fn matmul_typed<W: VecDot>(
         }
     }
     scratch.out_t = out_t;
+    scratch.tile = tile;
     Ok(())
+}
+
+/// The batched path with a tile kernel: interleave the quantized activations by groups of
+/// 16 tokens (in parallel), then run the kernel over chunks of output rows (in parallel);
+/// the kernel carries its sums between K panels in `out_t` (`[n_out][n_pad]`) and writes
+/// the finished ones straight into `y` (`[n_tokens][n_out]`).
+fn matmul_tiles<W: VecDot>(
+    kernel: TileKernel<W>,
+    w: &[W],
+    act: &[W::Act],
+    (row_blocks, n_out, n_tokens): (usize, usize, usize),
+    y: &mut [f32],
+    out_t: &mut Vec<f32>,
+    tile: &mut Vec<Line>,
+) {
+    let groups = n_tokens.div_ceil(GROUP);
+    let n_pad = groups * GROUP;
+    let group_bytes = kernel.group_bytes(row_blocks);
+    let bytes = groups * group_bytes;
+    if tile.len() < bytes.div_ceil(64) {
+        tile.resize(bytes.div_ceil(64), Line([0; 64]));
+    }
+    // SAFETY: `Line` is 64 plain bytes without padding, so the lines are a valid,
+    // initialised byte slice of that length; the borrow of `tile` covers its use.
+    let tile_bytes =
+        unsafe { std::slice::from_raw_parts_mut(tile.as_mut_ptr().cast::<u8>(), tile.len() * 64) };
+    let tile_bytes = &mut tile_bytes[..bytes];
+    let act_per_row = act.len() / n_tokens;
+    tile_bytes
+        .par_chunks_mut(group_bytes)
+        .enumerate()
+        .for_each(|(g, buf)| kernel.prepare_group(act, n_tokens, act_per_row, g, buf));
+    let tile_bytes: &[u8] = tile_bytes;
+
+    // `out_t` only carries the sums between K panels; the last panel writes y directly.
+    out_t.resize(n_out * n_pad, 0.0);
+    // SAFETY: y is valid for its length for the whole parallel loop below (it is borrowed
+    // mutably here and not otherwise touched), and each task writes only the columns of
+    // its own rows, so no two tasks write the same element.
+    let y_out = unsafe { YOut::new(y.as_mut_ptr(), y.len(), n_out, n_tokens) };
+    let chunk = rows_per_task(n_out).next_multiple_of(kernel.rows);
+    out_t
+        .par_chunks_mut(chunk * n_pad)
+        .enumerate()
+        .for_each(|(c, out)| {
+            let rows = out.len() / n_pad;
+            let w = &w[c * chunk * row_blocks..(c * chunk + rows) * row_blocks];
+            kernel.rows_to_y(w, row_blocks, tile_bytes, out, y_out, c * chunk);
+        });
 }
 
 /// Matmul with the weight type known only at run time: `w` is the raw bytes of a

@@ -180,6 +180,8 @@ impl Quantize for BlockQ5_1 {
 }
 
 impl Quantize for BlockQ8_0 {
+    // Inlined so x86::select_quantize can compile it for AVX2.
+    #[inline(always)]
     fn quantize_row(x: &[f32], y: &mut [Self]) {
         check_len(x, y);
         for (xb, b) in x.chunks_exact(32).zip(y.iter_mut()) {
@@ -195,6 +197,8 @@ impl Quantize for BlockQ8_0 {
 }
 
 impl Quantize for BlockQ8_1 {
+    // Inlined so x86::select_quantize can compile it for AVX2.
+    #[inline(always)]
     fn quantize_row(x: &[f32], y: &mut [Self]) {
         check_len(x, y);
         for (xb, b) in x.chunks_exact(32).zip(y.iter_mut()) {
@@ -213,6 +217,8 @@ impl Quantize for BlockQ8_1 {
 }
 
 impl Quantize for BlockQ8_K {
+    // Inlined so x86::select_quantize can compile it for AVX2.
+    #[inline(always)]
     fn quantize_row(x: &[f32], y: &mut [Self]) {
         check_len(x, y);
         for (xb, b) in x.chunks_exact(QK_K).zip(y.iter_mut()) {

@@ -592,3 +592,114 @@ pub(super) fn dot_q3_k(w: &[BlockQ3_K], a: &[BlockQ8_K]) -> f32 {
     }
     hsum(acc)
 }
+
+/// Weight rows per tile call (16 ymm registers: 4 int32 + 4 float accumulators,
+/// the activations, the broadcast weights and temporaries).
+pub(super) const TILE_ROWS: usize = 4;
+
+/// The tile micro-kernel (see [`crate::tile`]) without VNNI: [`TILE_ROWS`] decoded weight
+/// rows × 8 tokens (each 16-token group in two halves). Activations are signed; per weight
+/// dword broadcast, `maddubs(|w|, sign(a, w))` forms the pair sums (|w| ≤ 128, |a| ≤ 127:
+/// at most 32512, no saturation), `madd` with ones widens them to int32. Per sub-block:
+/// convert, multiply by the tokens' scales and add with `d·sc`; the mins term likewise
+/// with `madd` of the sub-block sums (int16) by the mins.
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C, and `job` must pass `job.check::<W>(TILE_ROWS)`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn tile<W: crate::tile::TileScheme>(job: crate::tile::TileJob<'_>) {
+    const R: usize = TILE_ROWS;
+    let qk = W::QK;
+    let nsub = qk / W::SUB;
+    let dwords = W::SUB / 4;
+    let bb = crate::tile::act_block_bytes(qk, W::SUB, W::MINS);
+    let p = job.w;
+    let ones = _mm256_set1_epi16(1);
+    // SAFETY (every pointer below): as in the AVX-512 kernel — `check` bounds the
+    // activation and output accesses; panel indices stay inside the `PackedRows` arrays.
+    unsafe {
+        let q = p.q.as_ptr();
+        let dsc = p.dsc.as_ptr();
+        let mins = p.mins.as_ptr().cast::<i32>();
+        let neg_dmin = p.neg_dmin.as_ptr();
+        for g in 0..job.groups {
+            for half in 0..2 {
+                // Lanes 8·half..8·half + 8 of the group: 32 bytes into each 64-byte row.
+                let acts = job.acts.as_ptr().add(g * job.group_stride + 32 * half);
+                let out = job.out.as_mut_ptr().add(crate::tile::GROUP * g + 8 * half);
+                let mut acc = [_mm256_setzero_ps(); R];
+                if !job.first {
+                    for (r, acc) in acc.iter_mut().enumerate().take(job.rows) {
+                        *acc = _mm256_loadu_ps(out.add(r * job.out_stride));
+                    }
+                }
+                for b in 0..p.n_blocks {
+                    let a = acts.add(b * bb);
+                    let wq = q.add(b * R * qk);
+                    let dy = _mm256_loadu_ps(a.add(crate::tile::GROUP * qk).cast());
+                    for s in 0..nsub {
+                        let mut sum = [_mm256_setzero_si256(); R];
+                        for j in s * dwords..(s + 1) * dwords {
+                            let av = _mm256_loadu_si256(a.add(64 * j).cast());
+                            for (r, sum) in sum.iter_mut().enumerate() {
+                                let wv = (wq.add(r * qk + 4 * j) as *const i32).read_unaligned();
+                                let wv = _mm256_set1_epi32(wv);
+                                let pairs = _mm256_maddubs_epi16(
+                                    _mm256_sign_epi8(wv, wv),
+                                    _mm256_sign_epi8(av, wv),
+                                );
+                                *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(pairs, ones));
+                            }
+                        }
+                        let at = (b * nsub + s) * R;
+                        for r in 0..R {
+                            let f = _mm256_mul_ps(_mm256_cvtepi32_ps(sum[r]), dy);
+                            let d = _mm256_set1_ps(*dsc.add(at + r));
+                            acc[r] = _mm256_fmadd_ps(f, d, acc[r]);
+                        }
+                    }
+                    if W::MINS {
+                        let sums = a.add(crate::tile::GROUP * (qk + 4));
+                        let m = mins.add(b * R * nsub / 2);
+                        let mut msum = [_mm256_setzero_si256(); R];
+                        for j in 0..nsub / 2 {
+                            let sv = _mm256_loadu_si256(sums.add(64 * j).cast());
+                            for (r, msum) in msum.iter_mut().enumerate() {
+                                let mv =
+                                    _mm256_set1_epi32(m.add(r * nsub / 2 + j).read_unaligned());
+                                *msum = _mm256_add_epi32(*msum, _mm256_madd_epi16(sv, mv));
+                            }
+                        }
+                        for r in 0..R {
+                            let f = _mm256_mul_ps(_mm256_cvtepi32_ps(msum[r]), dy);
+                            let nd = _mm256_set1_ps(*neg_dmin.add(b * R + r));
+                            acc[r] = _mm256_fmadd_ps(f, nd, acc[r]);
+                        }
+                    }
+                }
+                match job.y {
+                    Some(y) => {
+                        // Rows × 8 tokens through a small buffer into y[t][col + r].
+                        let t = y.t0 + crate::tile::GROUP * g + 8 * half;
+                        let tokens = y.n_tokens.saturating_sub(t).min(8);
+                        let mut buf = [[0f32; 8]; R];
+                        for (b, acc) in buf.iter_mut().zip(&acc) {
+                            _mm256_storeu_ps(b.as_mut_ptr(), *acc);
+                        }
+                        for k in 0..tokens {
+                            let at = y.ptr.add((t + k) * y.stride + y.col);
+                            for (r, b) in buf.iter().enumerate().take(job.rows) {
+                                *at.add(r) = b[k];
+                            }
+                        }
+                    }
+                    None => {
+                        for (r, acc) in acc.iter().enumerate().take(job.rows) {
+                            _mm256_storeu_ps(out.add(r * job.out_stride), *acc);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

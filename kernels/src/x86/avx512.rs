@@ -141,3 +141,165 @@ pub(super) fn dot_q4_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
         },
     )
 }
+
+/// Weight rows per tile call: 8 int32 + 8 sub-block + 8 running float accumulators and
+/// the activation vector fit the 32 zmm registers.
+pub(super) const TILE_ROWS: usize = 8;
+
+/// The tile micro-kernel (see [`crate::tile`]): [`TILE_ROWS`] decoded weight rows × 16
+/// tokens per group. Activations are unsigned (`a + 128`), the weights' `corr` =
+/// `-128·Σq` starts each sub-block's int32 sum, so `vpdpbusd` (u8 × i8, exact in int32)
+/// yields `Σ q·a`. Per sub-block: convert and scale by `d·sc` (a broadcast from memory);
+/// per block: add the mins term (`vpdpwssd` of the sub-block sums of a with the mins), then
+/// multiply by the tokens' scales into the running sums.
+///
+/// # Safety
+/// The CPU must have the features enabled below, and `job` must pass
+/// `job.check::<W>(TILE_ROWS)`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn tile<W: crate::tile::TileScheme>(job: crate::tile::TileJob<'_>) {
+    const R: usize = TILE_ROWS;
+    let qk = W::QK;
+    let nsub = qk / W::SUB;
+    let dwords = W::SUB / 4;
+    let bb = crate::tile::act_block_bytes(qk, W::SUB, W::MINS);
+    let p = job.w;
+    let n_blocks = p.n_blocks;
+    // SAFETY (every pointer below): `check` guarantees that each group's `n_blocks`
+    // activation blocks lie inside `job.acts` and each valid row's 16 floats per group
+    // inside `job.out`; the panel indices are bounded by `n_blocks · QK ≤ PANEL` and
+    // R ≤ MAX_TILE_ROWS, the sizes of the `PackedRows` arrays.
+    unsafe {
+        let q = p.q.as_ptr();
+        let dsc = p.dsc.as_ptr();
+        let corr = p.corr.as_ptr();
+        let mins = p.mins.as_ptr().cast::<i32>();
+        let neg_dmin = p.neg_dmin.as_ptr();
+        for g in 0..job.groups {
+            let acts = job.acts.as_ptr().add(g * job.group_stride);
+            let out = job.out.as_mut_ptr().add(crate::tile::GROUP * g);
+            let mut acc = [_mm512_setzero_ps(); R];
+            if !job.first {
+                for (r, acc) in acc.iter_mut().enumerate().take(job.rows) {
+                    *acc = _mm512_loadu_ps(out.add(r * job.out_stride));
+                }
+            }
+            for b in 0..n_blocks {
+                let a = acts.add(b * bb);
+                let wq = q.add(b * R * qk);
+                let mut sub_f = [_mm512_setzero_ps(); R];
+                for s in 0..nsub {
+                    let at = (b * nsub + s) * R;
+                    let mut sum = [_mm512_setzero_si512(); R];
+                    for (r, sum) in sum.iter_mut().enumerate() {
+                        *sum = _mm512_set1_epi32(*corr.add(at + r));
+                    }
+                    for j in s * dwords..(s + 1) * dwords {
+                        let av = _mm512_loadu_si512(a.add(64 * j).cast());
+                        for (r, sum) in sum.iter_mut().enumerate() {
+                            let wv = (wq.add(r * qk + 4 * j) as *const i32).read_unaligned();
+                            *sum = _mm512_dpbusd_epi32(*sum, av, _mm512_set1_epi32(wv));
+                        }
+                    }
+                    for r in 0..R {
+                        let f = _mm512_cvtepi32_ps(sum[r]);
+                        let d = _mm512_set1_ps(*dsc.add(at + r));
+                        sub_f[r] = if s == 0 {
+                            _mm512_mul_ps(f, d)
+                        } else {
+                            _mm512_fmadd_ps(f, d, sub_f[r])
+                        };
+                    }
+                }
+                if W::MINS {
+                    let sums = a.add(crate::tile::GROUP * (qk + 4));
+                    let m = mins.add(b * R * nsub / 2);
+                    let mut msum = [_mm512_setzero_si512(); R];
+                    for j in 0..nsub / 2 {
+                        let sv = _mm512_loadu_si512(sums.add(64 * j).cast());
+                        for (r, msum) in msum.iter_mut().enumerate() {
+                            let mv = m.add(r * nsub / 2 + j).read_unaligned();
+                            *msum = _mm512_dpwssd_epi32(*msum, sv, _mm512_set1_epi32(mv));
+                        }
+                    }
+                    for r in 0..R {
+                        let nd = _mm512_set1_ps(*neg_dmin.add(b * R + r));
+                        sub_f[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(msum[r]), nd, sub_f[r]);
+                    }
+                }
+                let dy = _mm512_loadu_ps(a.add(crate::tile::GROUP * qk).cast());
+                for r in 0..R {
+                    acc[r] = _mm512_fmadd_ps(sub_f[r], dy, acc[r]);
+                }
+            }
+            match job.y {
+                Some(y) => {
+                    let t = y.t0 + crate::tile::GROUP * g;
+                    let tokens = y.n_tokens.saturating_sub(t).min(crate::tile::GROUP);
+                    if tokens > 0 {
+                        let at = y.ptr.add(t * y.stride + y.col);
+                        store_transposed(&acc, at, y.stride, job.rows, tokens);
+                    }
+                }
+                None => {
+                    for (r, acc) in acc.iter().enumerate().take(job.rows) {
+                        _mm512_storeu_ps(out.add(r * job.out_stride), *acc);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes `acc[r]` lane `t` (row r, token t) to `y[t · stride + r]` for `r < rows` and
+/// `t < tokens`: an 8 × 16 transpose in registers (the classic unpack / shuffle steps within
+/// 128-bit lanes, then one two-source permute per pair of tokens), then 8-float masked stores.
+///
+/// # Safety
+/// `y` must be valid for those writes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn store_transposed(
+    acc: &[__m512; TILE_ROWS],
+    y: *mut f32,
+    stride: usize,
+    rows: usize,
+    tokens: usize,
+) {
+    // Per 128-bit lane L (tokens 4L..4L+4): t01 = [r0[0] r1[0] r0[1] r1[1]], …
+    let lo = |a: usize| _mm512_unpacklo_ps(acc[a], acc[a + 1]);
+    let hi = |a: usize| _mm512_unpackhi_ps(acc[a], acc[a + 1]);
+    let (l01, h01, l23, h23) = (lo(0), hi(0), lo(2), hi(2));
+    let (l45, h45, l67, h67) = (lo(4), hi(4), lo(6), hi(6));
+    // quad[c]: token 4L + c of rows 0..4 in lane L; quad[4 + c]: rows 4..8.
+    let quad = [
+        _mm512_shuffle_ps::<0x44>(l01, l23),
+        _mm512_shuffle_ps::<0xEE>(l01, l23),
+        _mm512_shuffle_ps::<0x44>(h01, h23),
+        _mm512_shuffle_ps::<0xEE>(h01, h23),
+        _mm512_shuffle_ps::<0x44>(l45, l67),
+        _mm512_shuffle_ps::<0xEE>(l45, l67),
+        _mm512_shuffle_ps::<0x44>(h45, h67),
+        _mm512_shuffle_ps::<0xEE>(h45, h67),
+    ];
+    // [token c (rows 0..8) | token 8 + c] from lanes 0 and 2; lanes 1 and 3 give 4 + c, 12 + c.
+    let even = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+    let odd = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    let mask: __mmask8 = ((1u32 << rows) - 1) as u8;
+    let put = |t: usize, v: __m256| {
+        if t < tokens {
+            // SAFETY: t < tokens and at most `rows` floats: inside the caller's promise.
+            unsafe { _mm256_mask_storeu_ps(y.add(t * stride), mask, v) };
+        }
+    };
+    for c in 0..4 {
+        for (v, t) in [
+            (_mm512_permutex2var_ps(quad[c], even, quad[4 + c]), c),
+            (_mm512_permutex2var_ps(quad[c], odd, quad[4 + c]), 4 + c),
+        ] {
+            put(t, _mm512_castps512_ps256(v));
+            let high = _mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v));
+            put(t + 8, _mm256_castpd_ps(high));
+        }
+    }
+}

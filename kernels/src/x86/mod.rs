@@ -96,3 +96,126 @@ pub fn select_axpy_f16(isa: Isa) -> Option<AxpyF16> {
     let _ = isa;
     None
 }
+
+/// The tile kernel (see [`crate::tile`]) for weight type `W`: AVX-512 VNNI, else AVX2.
+pub fn select_tile<W: crate::tile::TileScheme>(isa: Isa) -> Option<crate::tile::TileKernel<W>> {
+    use crate::tile::{PackedRows, TileJob, TileKernel};
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa.level() >= Level::Avx512 {
+            fn wrapper<W: crate::tile::TileScheme>(job: TileJob<'_>) {
+                job.check::<W>(avx512::TILE_ROWS);
+                // SAFETY: only returned for an `Isa` at level Avx512, which exists only on
+                // CPUs with these features (see module doc); `check` passed.
+                unsafe { avx512::tile::<W>(job) }
+            }
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+            fn pack_simd<W: crate::tile::TileScheme>(
+                p: &mut PackedRows,
+                rows: &[&[W]],
+                b0: usize,
+                n: usize,
+                tr: usize,
+            ) {
+                p.pack(rows, b0, n, tr)
+            }
+            fn pack<W: crate::tile::TileScheme>(
+                p: &mut PackedRows,
+                rows: &[&[W]],
+                b0: usize,
+                n: usize,
+                tr: usize,
+            ) {
+                // SAFETY: as for `wrapper` (safe code, compiled for AVX-512).
+                unsafe { pack_simd(p, rows, b0, n, tr) }
+            }
+            return Some(TileKernel::new(
+                avx512::TILE_ROWS,
+                0x80,
+                wrapper::<W>,
+                pack::<W>,
+            ));
+        }
+        if isa.level() >= Level::Avx2 {
+            fn wrapper<W: crate::tile::TileScheme>(job: TileJob<'_>) {
+                job.check::<W>(avx2::TILE_ROWS);
+                // SAFETY: level ≥ Avx2 means avx2+fma+f16c were detected; `check` passed.
+                unsafe { avx2::tile::<W>(job) }
+            }
+            #[target_feature(enable = "avx2,fma,f16c")]
+            fn pack_simd<W: crate::tile::TileScheme>(
+                p: &mut PackedRows,
+                rows: &[&[W]],
+                b0: usize,
+                n: usize,
+                tr: usize,
+            ) {
+                p.pack(rows, b0, n, tr)
+            }
+            fn pack<W: crate::tile::TileScheme>(
+                p: &mut PackedRows,
+                rows: &[&[W]],
+                b0: usize,
+                n: usize,
+                tr: usize,
+            ) {
+                // SAFETY: as for `wrapper` (safe code, compiled for AVX2).
+                unsafe { pack_simd(p, rows, b0, n, tr) }
+            }
+            return Some(TileKernel::new(
+                avx2::TILE_ROWS,
+                0x00,
+                wrapper::<W>,
+                pack::<W>,
+            ));
+        }
+    }
+    let _ = isa;
+    None
+}
+
+/// Σ of signed bytes (`v.len()` a multiple of 16, |Σ| < 2^31): `psadbw` against zero on
+/// `v + 128` (SSE2, part of x86-64), minus the 128 added to each byte.
+#[inline(always)]
+pub(crate) fn sum_i8(v: &[i8]) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        let mut total = 0i64;
+        for c in v.chunks_exact(16) {
+            // SAFETY: `c` is 16 readable bytes; SSE2 is always present on x86-64.
+            total += unsafe {
+                let x = _mm_xor_si128(_mm_loadu_si128(c.as_ptr().cast()), _mm_set1_epi8(-128));
+                let s = _mm_sad_epu8(x, _mm_setzero_si128());
+                _mm_cvtsi128_si64(s) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(s, s))
+            };
+        }
+        (total - 128 * (v.len() / 16 * 16) as i64) as i32
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        v.iter().map(|&x| x as i32).sum()
+    }
+}
+
+/// `A::quantize_row` compiled for AVX2 when `isa` allows it: the same code, so the same
+/// bits (Rust never contracts or reassociates float operations), but `round` becomes
+/// `vroundps` instead of a libm call and the loops vectorize.
+pub fn select_quantize<A: crate::quantize::Quantize>(isa: Isa) -> fn(&[f32], &mut [A]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa.level() >= Level::Avx2 {
+            #[target_feature(enable = "avx2,f16c")]
+            fn quantize_simd<A: crate::quantize::Quantize>(x: &[f32], y: &mut [A]) {
+                A::quantize_row(x, y)
+            }
+            fn wrapper<A: crate::quantize::Quantize>(x: &[f32], y: &mut [A]) {
+                // SAFETY: level ≥ Avx2 means avx2+fma+f16c were detected.
+                unsafe { quantize_simd(x, y) }
+            }
+            return wrapper::<A>;
+        }
+    }
+    let _ = isa;
+    A::quantize_row
+}

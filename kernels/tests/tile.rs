@@ -1,0 +1,271 @@
+//! Tile kernels (many weight rows × many tokens): every ISA's kernel against the scalar
+//! reference tile on random blocks and edge-case activations, with ragged rows, tokens and
+//! K panels; the matmul batch path against one token at a time; bit-identity for any
+//! thread count; and the transposing store into y against the kernel's own row output.
+
+use phiq_kernels::blocks::*;
+use phiq_kernels::dispatch::Isa;
+use phiq_kernels::dot::VecDot;
+use phiq_kernels::matmul::{matmul_typed, MatmulScratch, MIN_TILE_TOKENS};
+use phiq_kernels::quantize::Quantize;
+use phiq_kernels::tile::{tile_ref, TileKernel, GROUP, PANEL};
+
+/// xorshift bytes (the same generator as the workspace tests' `pattern_bytes`).
+fn pattern_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Activations as in tests/kernels_dot.rs: ggml's `0.1 + 2 cos(i)` signal with noise,
+/// zeros, all negative, or mostly small with rare large outliers.
+fn activations(n: usize, seed: u64, kind: u8) -> Vec<f32> {
+    let noise = pattern_bytes(n, seed);
+    (0..n)
+        .map(|i| match kind {
+            0 => 0.1 + 2.0 * ((i as f32) + seed as f32).cos() + (noise[i] as f32 - 128.0) / 64.0,
+            1 => 0.0,
+            2 => -((noise[i] as f32) + 1.0) / 7.0,
+            _ => {
+                if noise[i] > 250 {
+                    1000.0
+                } else {
+                    (noise[i] as f32 - 128.0) / 128.0
+                }
+            }
+        })
+        .collect()
+}
+
+/// Random weight blocks with the f16 fields at `scale_offsets` set to moderate values
+/// (or the f16 maximum, 65504), as tests/kernels_dot.rs makes them.
+fn weight_blocks<W: Block>(n: usize, seed: u64, scale_offsets: &[usize], max: bool) -> Vec<W> {
+    let size = std::mem::size_of::<W>();
+    let mut bytes = pattern_bytes(n * size, seed);
+    for b in 0..n {
+        for (k, &off) in scale_offsets.iter().enumerate() {
+            let r = bytes[(b * size + 7 * k + 3) % bytes.len()];
+            let v: u16 = if max {
+                0x7bff
+            } else {
+                ((r as u16 & 1) << 15) | ((8 + (r as u16 % 8)) << 10) | (r as u16 * 3)
+            };
+            bytes[b * size + off..b * size + off + 2].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    blocks_from_bytes(&bytes)
+}
+
+fn dequant<B: Block>(b: &[B]) -> Vec<f64> {
+    let mut out = vec![0f32; b.len() * B::QK];
+    dequantize_row(b, &mut out);
+    out.into_iter().map(f64::from).collect()
+}
+
+/// Σ |w·a| of one row and one token, the scale of their dot product's rounding error.
+fn magnitude(wd: &[f64], ad: &[f64]) -> f64 {
+    wd.iter().zip(ad).map(|(p, q)| (p * q).abs()).sum()
+}
+
+/// The kernels' output for `w` (`[rows][n_blocks]`) × `act` (`[n_tokens][n_blocks]`),
+/// `[rows][n_tokens]` (padding lanes dropped).
+fn run_tile<W: VecDot>(k: &TileKernel<W>, w: &[W], n_blocks: usize, act: &[W::Act]) -> Vec<f32> {
+    let n_tokens = act.len() / n_blocks;
+    let groups = n_tokens.div_ceil(GROUP);
+    let gb = k.group_bytes(n_blocks);
+    let mut acts = vec![0u8; groups * gb];
+    for (g, buf) in acts.chunks_exact_mut(gb).enumerate() {
+        k.prepare_group(act, n_tokens, n_blocks, g, buf);
+    }
+    let n_rows = w.len() / n_blocks;
+    let n_pad = groups * GROUP;
+    let mut out = vec![f32::NAN; n_rows * n_pad];
+    k.rows(w, n_blocks, &acts, &mut out);
+    (0..n_rows)
+        .flat_map(|r| out[r * n_pad..r * n_pad + n_tokens].to_vec())
+        .collect()
+}
+
+/// Every ISA's tile kernel for `W` against the scalar reference tile.
+fn check<W: VecDot>(scale_offsets: &[usize]) {
+    let kernels: Vec<(Isa, TileKernel<W>)> = Isa::all_supported()
+        .into_iter()
+        .filter_map(|isa| W::tile_kernel(isa).map(|k| (isa, k)))
+        .collect();
+    if Isa::all_supported().len() > 1 {
+        assert!(!kernels.is_empty(), "{}: no tile kernel", W::TYPE);
+    }
+    // Rows and tokens around the tile sizes (4 or 8 rows, 16-token groups), and more than
+    // two K panels with a partial last one.
+    let n_blocks = (2 * PANEL + PANEL / 4 + W::QK) / W::QK;
+    for (case, (n_rows, n_tokens)) in [(1, 1), (5, 7), (8, 16), (13, 17), (3, 40)]
+        .into_iter()
+        .enumerate()
+    {
+        for kind in 0..4u8 {
+            for max in [false, true] {
+                let seed = 100 * case as u64 + 10 * kind as u64 + max as u64;
+                let w: Vec<W> = weight_blocks(n_rows * n_blocks, seed, scale_offsets, max);
+                let x = activations(n_tokens * n_blocks * W::QK, seed + 5, kind);
+                let mut act = zeroed_blocks::<W::Act>(n_tokens * n_blocks * W::QK / W::Act::QK);
+                for (xr, ar) in x
+                    .chunks_exact(n_blocks * W::QK)
+                    .zip(act.chunks_exact_mut(n_blocks * W::QK / W::Act::QK))
+                {
+                    W::Act::quantize_row(xr, ar);
+                }
+                let mut want = vec![0f32; n_rows * n_tokens];
+                tile_ref(&w, n_blocks, &act, &mut want);
+                let (wd, ad) = (dequant(&w), dequant(&act));
+                let n_in = n_blocks * W::QK;
+                for (isa, k) in &kernels {
+                    let got = run_tile(k, &w, n_blocks, &act);
+                    for r in 0..n_rows {
+                        for t in 0..n_tokens {
+                            let mag = magnitude(
+                                &wd[r * n_in..(r + 1) * n_in],
+                                &ad[t * n_in..(t + 1) * n_in],
+                            );
+                            if !mag.is_finite() {
+                                continue;
+                            }
+                            // Both sums round in f32 (2^-24 per operation), in different
+                            // orders and with the scales applied differently (per sub-block
+                            // here, per block there): a few ulps of the magnitude per block,
+                            // as in tests/kernels_dot.rs. A wrong value or index errs by whole
+                            // terms, orders of magnitude more.
+                            let tol = 1e-5 * mag + 1e-30;
+                            let (g, e) = (got[r * n_tokens + t], want[r * n_tokens + t]);
+                            assert!(
+                                (g as f64 - e as f64).abs() <= tol,
+                                "{} on {isa}: [{r}][{t}] = {g}, reference {e} \
+                                 (rows {n_rows} tokens {n_tokens} kind {kind} max {max})",
+                                W::TYPE
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn legacy_tiles_match_reference() {
+    check::<BlockQ4_0>(&[0]);
+    check::<BlockQ5_0>(&[0]);
+    check::<BlockQ8_0>(&[0]);
+    check::<BlockIQ4_NL>(&[0]);
+}
+
+#[test]
+fn k_quant_tiles_match_reference() {
+    check::<BlockQ2_K>(&[80, 82]);
+    check::<BlockQ3_K>(&[108]);
+    check::<BlockQ4_K>(&[0, 2]);
+    check::<BlockQ5_K>(&[0, 2]);
+    check::<BlockQ6_K>(&[208]);
+    check::<BlockIQ4_XS>(&[0]);
+}
+
+/// Weights quantized from a smooth signal (the realistic case for the batch checks).
+fn signal_weights<W: Quantize>(n_rows: usize, n_in: usize) -> Vec<W> {
+    let x: Vec<f32> = (0..n_rows * n_in)
+        .map(|i| (i as f32 * 0.37).sin() + 0.25 * ((i * 7 % 13) as f32 - 6.0) / 6.0)
+        .collect();
+    let mut w = zeroed_blocks::<W>(n_rows * n_in / W::QK);
+    W::quantize_row(&x, &mut w);
+    w
+}
+
+/// matmul's batch path: bit-identical for 1, 2 and 3 threads; when it takes the tiles,
+/// equal to the tile kernel's own row output bit for bit (the transposing store into y
+/// moves values, it does not change them); and within rounding of one token at a time
+/// (the dot-product path).
+fn check_batch<W: VecDot + Quantize>() {
+    let (n_rows, n_in) = (37, 3 * PANEL / 2 + W::QK.max(256));
+    let n_in = n_in / W::QK * W::QK;
+    let w = signal_weights::<W>(n_rows, n_in);
+    let n_blocks = n_in / W::QK;
+    let (wd, _) = (dequant(&w), ());
+    for n_tokens in [2, 16, 19, 530] {
+        let x = activations(n_tokens * n_in, 77 + n_tokens as u64, 0);
+        for isa in Isa::all_supported() {
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut y = vec![0f32; n_tokens * n_rows];
+                pool.install(|| matmul_typed(&w, n_in, &x, &mut y, &mut MatmulScratch::new(), isa))
+                    .unwrap();
+                y
+            };
+            let y = run(2);
+            for threads in [1, 3] {
+                assert!(
+                    run(threads)
+                        .iter()
+                        .zip(&y)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{} {isa}: {threads} threads differ",
+                    W::TYPE
+                );
+            }
+            // Same activations, quantized as matmul does, through the kernel's row output.
+            let mut act = zeroed_blocks::<W::Act>(n_tokens * n_in / W::Act::QK);
+            for (xr, ar) in x
+                .chunks_exact(n_in)
+                .zip(act.chunks_exact_mut(n_in / W::Act::QK))
+            {
+                W::Act::quantize_row(xr, ar);
+            }
+            let tiled = W::tile_kernel(isa).filter(|_| n_tokens >= MIN_TILE_TOKENS);
+            if let Some(k) = tiled {
+                let rows = run_tile(&k, &w, n_blocks, &act);
+                for r in 0..n_rows {
+                    for t in 0..n_tokens {
+                        assert_eq!(
+                            rows[r * n_tokens + t].to_bits(),
+                            y[t * n_rows + r].to_bits(),
+                            "{} {isa}: y[{t}][{r}] differs from the kernel's row output",
+                            W::TYPE
+                        );
+                    }
+                }
+            }
+            let ad = dequant(&act);
+            for t in 0..n_tokens {
+                let mut one = vec![0f32; n_rows];
+                let xt = &x[t * n_in..(t + 1) * n_in];
+                matmul_typed(&w, n_in, xt, &mut one, &mut MatmulScratch::new(), isa).unwrap();
+                for r in 0..n_rows {
+                    let mag =
+                        magnitude(&wd[r * n_in..(r + 1) * n_in], &ad[t * n_in..(t + 1) * n_in]);
+                    // Rounding only (see `check`): the batch and the single token quantize
+                    // the activations identically.
+                    let (b, s) = (y[t * n_rows + r], one[r]);
+                    assert!(
+                        (b as f64 - s as f64).abs() <= 1e-5 * mag + 1e-30,
+                        "{} {isa}: token {t} row {r}: batch {b}, alone {s}",
+                        W::TYPE
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_path_is_deterministic_and_matches_single_tokens() {
+    check_batch::<BlockQ4_0>();
+    check_batch::<BlockQ8_0>();
+    check_batch::<BlockQ4_K>();
+    check_batch::<BlockQ6_K>();
+}
