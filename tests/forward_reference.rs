@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use phiq::model::CacheType;
-use phiq::{Model, ModelOptions, Sampler, SamplerParams};
+use phiq::{Model, ModelOptions};
 use serde_json::Value as Json;
 
 fn reference(model: &str) -> Json {
@@ -206,16 +206,7 @@ fn greedy_generation_equals_transformers() {
     let g = &reference("tiny-phi4")["greedy"];
     let prompt = ids(&g["prompt_ids"]);
     let want = ids(&g["new_ids"]);
-    let mut session = model.session(prompt.len() + want.len()).unwrap();
-    let mut sampler = Sampler::new(SamplerParams::greedy());
-    let mut logits = session.eval(&prompt).unwrap().to_vec();
-    let mut got = Vec::new();
-    for _ in 0..want.len() {
-        let id = sampler.sample(&logits);
-        got.push(id);
-        logits = session.eval(&[id]).unwrap().to_vec();
-    }
-    assert_eq!(got, want);
+    assert_eq!(greedy_ids(&model, &prompt, want.len()), want);
 }
 
 /// Half-precision files: the weights themselves are rounded (relative error up to 2^-11

@@ -2,20 +2,10 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 
 fn phiq(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_phiq"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_phiq(args)
 }
 
 #[test]

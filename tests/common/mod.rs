@@ -198,3 +198,30 @@ pub fn tiny_models_dir() -> Option<PathBuf> {
     })
     .clone()
 }
+
+/// Runs the `phiq` binary: (exit code, stdout, stderr).
+pub fn run_phiq(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_phiq"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `n` greedy tokens after `prompt` (no stop tokens), one `eval` per token.
+pub fn greedy_ids(model: &phiq::Model, prompt: &[u32], n: usize) -> Vec<u32> {
+    let mut session = model.session(prompt.len() + n).unwrap();
+    let mut sampler = phiq::Sampler::new(phiq::SamplerParams::greedy());
+    let mut logits = session.eval(prompt).unwrap().to_vec();
+    let mut got = Vec::with_capacity(n);
+    for _ in 0..n {
+        let id = sampler.sample(&logits);
+        got.push(id);
+        logits = session.eval(&[id]).unwrap().to_vec();
+    }
+    got
+}
