@@ -8,7 +8,10 @@
 //!   read; each iteration uses a different copy of the matrix (a ring larger than the
 //!   last-level cache), so the weights really come from memory.
 //! - `gemm/<type>/<tensor>/<n_tokens>`: a batch; throughput is operations (2·n_out·n_in
-//!   per token), so criterion's "elem/s" reads as op/s.
+//!   per token), so criterion's "elem/s" reads as op/s. Batches of 16 tokens or more take
+//!   the tile kernels (kernels/src/tile.rs).
+//! - `gemm_dots/<type>/<tensor>/512`: the same 512-token batch with one dot product per
+//!   output (`MatmulScratch::dots_only`), the path before the tile kernels.
 //!
 //! Threads: rayon's default (all cores); `RAYON_NUM_THREADS=1` for one.
 
@@ -37,6 +40,14 @@ const TYPES: [GgmlType; 7] = [
     GgmlType::Q8_0,
     GgmlType::IQ4_XS,
     GgmlType::BF16,
+];
+
+/// The batch benchmarks' types: the legacy pair and the Q4_K_M mix.
+const GEMM_TYPES: [GgmlType; 4] = [
+    GgmlType::Q4_0,
+    GgmlType::Q8_0,
+    GgmlType::Q4_K,
+    GgmlType::Q6_K,
 ];
 
 /// Enough copies of a matrix that the ring exceeds any last-level cache (≥ 256 MiB).
@@ -120,16 +131,19 @@ fn gemv(c: &mut Criterion) {
 
 fn gemm(c: &mut Criterion) {
     let isa = Isa::global().expect("PHIQ_ISA");
+    let (name, n_in, n_out) = SHAPES[0];
+    let x_for = |n_tokens: usize| -> Vec<f32> {
+        (0..n_in * n_tokens)
+            .map(|i| (i as f32 * 0.1).cos())
+            .collect()
+    };
     let mut g = c.benchmark_group("gemm");
     g.sample_size(10);
-    for ty in [GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::Q8_0] {
-        let (name, n_in, n_out) = SHAPES[0];
+    for ty in GEMM_TYPES {
         let len = n_in * n_out / ty.block_size() as usize * ty.type_size() as usize;
         let w = weight_bytes(ty, n_in, n_out, 3);
         for n_tokens in [8, 32, 128, 512] {
-            let x: Vec<f32> = (0..n_in * n_tokens)
-                .map(|i| (i as f32 * 0.1).cos())
-                .collect();
+            let x = x_for(n_tokens);
             let mut y = vec![0f32; n_out * n_tokens];
             let mut scratch = MatmulScratch::new();
             g.throughput(Throughput::Elements((2 * n_in * n_out * n_tokens) as u64));
@@ -143,6 +157,28 @@ fn gemm(c: &mut Criterion) {
                 },
             );
         }
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("gemm_dots");
+    g.sample_size(10);
+    for ty in GEMM_TYPES {
+        let len = n_in * n_out / ty.block_size() as usize * ty.type_size() as usize;
+        let w = weight_bytes(ty, n_in, n_out, 3);
+        let n_tokens = 512;
+        let x = x_for(n_tokens);
+        let mut y = vec![0f32; n_out * n_tokens];
+        let mut scratch = MatmulScratch::dots_only();
+        g.throughput(Throughput::Elements((2 * n_in * n_out * n_tokens) as u64));
+        g.bench_function(
+            BenchmarkId::new(format!("{}/{name}", ty.name()), n_tokens),
+            |b| {
+                b.iter(|| {
+                    matmul(ty, bytes(&w, len), n_in, &x, &mut y, &mut scratch, isa).unwrap();
+                    black_box(y[0])
+                })
+            },
+        );
     }
     g.finish();
 }

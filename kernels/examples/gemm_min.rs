@@ -1,18 +1,35 @@
 //! GEMM timing that tolerates a busy machine: the *minimum* over several runs of one
-//! `matmul` at Phi-4's attn_qkv shape (5120 → 7680) per type, ISA and token count, all
-//! threads (rayon's default), for both batch paths — one dot product per output
+//! `matmul` at a Phi-4 shape (default attn_qkv, 5120 → 7680) per type, ISA and token
+//! count, all threads (rayon's default), for both batch paths — one dot product per output
 //! (`MatmulScratch::dots_only`, the path before the tile kernels) and the tile kernels —
-//! alternating run by run. Figures are GOP/s with 2·n_in·n_out operations per token.
+//! alternating run by run. Figures are GOP/s with 2·n_in·n_out operations per token:
+//! from wall-clock time, and from the threads' on-CPU time (robust when other processes
+//! take turns on the cores, see `cpu_ns`).
 //!
-//!   cargo run --release -p phiq-kernels --example gemm_min [-- TYPES [TOKENS [RUNS]]]
+//!   cargo run --release -p phiq-kernels --example gemm_min [-- TYPES [TOKENS [RUNS [SHAPE]]]]
 //!
-//! e.g. `-- Q4_0,Q8_0 512 5`; `PHIQ_ISA=avx512` times one path only. The weights are random bits with every 16-bit word a small
-//! normal f16 (as the criterion bench makes them): the speed does not depend on values.
+//! e.g. `-- Q4_0,Q8_0 512 5 ffn_down` (shapes: attn_qkv attn_output ffn_up ffn_down
+//! output); `PHIQ_ISA=avx512` times one path only. The weights are random bits with every
+//! 16-bit word a small normal f16 (as the criterion bench makes them): the speed does not
+//! depend on values.
 use std::time::Instant;
 
 use phiq_kernels::dispatch::Isa;
 use phiq_kernels::matmul::{matmul, MatmulScratch};
 use phiq_kernels::GgmlType;
+
+/// Nanoseconds this process's threads have spent on a CPU (`/proc/self/task/*/schedstat`,
+/// Linux), or None elsewhere. Unlike wall-clock time it does not count time spent waiting
+/// for a core another process holds; it does count rayon's brief idle spinning, so it errs
+/// on the slow side.
+fn cpu_ns() -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
 
 fn weight_words(ty: GgmlType, n_in: usize, n_out: usize) -> (Vec<u64>, usize) {
     let len = n_in * n_out / ty.block_size() as usize * ty.type_size() as usize;
@@ -51,15 +68,24 @@ fn main() {
         .map(|t| t.parse().expect("token count"))
         .collect();
     let runs: usize = args.get(3).map_or(5, |r| r.parse().expect("runs"));
-    let (n_in, n_out) = (5120, 7680);
+    let shape = args.get(4).map_or("attn_qkv", |s| s.as_str());
+    let (n_in, n_out) = match shape {
+        "attn_qkv" => (5120, 7680),
+        "attn_output" => (5120, 5120),
+        "ffn_up" => (5120, 35840),
+        "ffn_down" => (17920, 5120),
+        "output" => (5120, 100352),
+        other => panic!("unknown shape {other}"),
+    };
     // PHIQ_ISA picks one path; by default every SIMD path.
     let isas: Vec<Isa> = match std::env::var("PHIQ_ISA") {
         Ok(name) if !name.is_empty() => vec![Isa::from_name(&name).expect("PHIQ_ISA")],
         _ => Isa::all_supported().into_iter().skip(1).collect(),
     };
+    let threads = rayon::current_num_threads();
     println!(
-        "attn_qkv {n_in}->{n_out}, {} threads, min of {runs}",
-        rayon::current_num_threads()
+        "{shape} {n_in}->{n_out}, {threads} threads, min of {runs}: wall-clock GOP/s, and \
+         on-CPU GOP/s (ops / (CPU time of all threads / {threads}))"
     );
     for &ty in &types {
         let (words, len) = weight_words(ty, n_in, n_out);
@@ -76,30 +102,36 @@ fn main() {
                 // Before (one dot product per output) and after (tile kernels), alternating
                 // run by run so both see the same machine.
                 let mut paths = [
-                    ("dots", MatmulScratch::dots_only(), f64::MAX),
-                    ("tiles", MatmulScratch::new(), f64::MAX),
+                    (MatmulScratch::dots_only(), f64::MAX, f64::MAX),
+                    (MatmulScratch::new(), f64::MAX, f64::MAX),
                 ];
-                for (_, scratch, _) in paths.iter_mut() {
+                for (scratch, _, _) in paths.iter_mut() {
                     matmul(ty, w, n_in, &x, &mut y, scratch, isa).unwrap(); // warm-up
                 }
                 for _ in 0..runs {
-                    for (_, scratch, best) in paths.iter_mut() {
-                        let t = Instant::now();
+                    for (scratch, wall, cpu) in paths.iter_mut() {
+                        let (t, c) = (Instant::now(), cpu_ns());
                         matmul(ty, w, n_in, &x, &mut y, scratch, isa).unwrap();
-                        *best = best.min(t.elapsed().as_secs_f64());
+                        *wall = wall.min(t.elapsed().as_secs_f64());
+                        if let (Some(c0), Some(c1)) = (c, cpu_ns()) {
+                            *cpu = cpu.min((c1 - c0) as f64 * 1e-9 / threads as f64);
+                        }
                     }
                 }
                 let ops = 2.0 * (n_in * n_out * n_tokens) as f64;
-                let gops = |best: f64| ops / best / 1e9;
+                let gops = |secs: f64| ops / secs / 1e9;
                 println!(
-                    "{:6} {:4} tok {:12} dots {:8.1} GOP/s  tiles {:8.1} GOP/s  ({:.2} ms)  x{:.1}",
+                    "{:6} {:4} tok {:12} dots {:7.1}  tiles {:7.1} GOP/s  x{:4.1}   \
+                     on-CPU: dots {:7.1}  tiles {:7.1} GOP/s  x{:4.1}",
                     ty.name(),
                     n_tokens,
                     isa.to_string(),
+                    gops(paths[0].1),
+                    gops(paths[1].1),
+                    paths[0].1 / paths[1].1,
                     gops(paths[0].2),
                     gops(paths[1].2),
-                    paths[1].2 * 1e3,
-                    paths[0].2 / paths[1].2
+                    paths[0].2 / paths[1].2,
                 );
             }
         }
