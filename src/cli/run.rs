@@ -150,7 +150,11 @@ pub fn run(args: Args) -> phiq::Result<()> {
             gen.cancel();
         }
     }
-    out.write("\n")?;
+    // Only the generated text goes to a pipe; a terminal gets a final newline so the
+    // shell prompt starts on its own line.
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        out.write("\n")?;
+    }
     let closed = out.closed;
     let t = gen.timings().clone();
     let kv_mib = session_kv_mib;
