@@ -82,6 +82,8 @@ pub trait TileScheme: VecDot<Act: TileAct> {
     const SUB: usize;
     /// Whether the block has mins (Q4_K, Q5_K, Q2_K).
     const MINS: bool;
+    /// The largest |q| `decode` can produce, for any bits (AVX2 picks its kernel by it).
+    const MAX_ABS: i32;
     /// Decodes one block: `q[..QK]` in element order, `dsc[..QK/SUB]`, `mins[..QK/SUB]`
     /// (untouched without mins); returns `-dmin` (0 without mins).
     fn decode(&self, q: &mut [i8], dsc: &mut [f32], mins: &mut [i16]) -> f32;
@@ -511,6 +513,7 @@ pub fn tile_ref<W: VecDot>(w: &[W], n_blocks: usize, act: &[W::Act], out: &mut [
 impl TileScheme for BlockQ4_0 {
     const SUB: usize = 32;
     const MINS: bool = false;
+    const MAX_ABS: i32 = 8;
     #[inline(always)]
     fn decode(&self, q: &mut [i8], dsc: &mut [f32], _: &mut [i16]) -> f32 {
         for j in 0..16 {
@@ -525,6 +528,7 @@ impl TileScheme for BlockQ4_0 {
 impl TileScheme for BlockQ5_0 {
     const SUB: usize = 32;
     const MINS: bool = false;
+    const MAX_ABS: i32 = 16;
     #[inline(always)]
     fn decode(&self, q: &mut [i8], dsc: &mut [f32], _: &mut [i16]) -> f32 {
         let qh = u32::from_le_bytes(self.qh);
@@ -542,6 +546,7 @@ impl TileScheme for BlockQ5_0 {
 impl TileScheme for BlockQ8_0 {
     const SUB: usize = 32;
     const MINS: bool = false;
+    const MAX_ABS: i32 = 128;
     #[inline(always)]
     fn decode(&self, q: &mut [i8], dsc: &mut [f32], _: &mut [i16]) -> f32 {
         q[..32].copy_from_slice(&self.qs);
@@ -553,6 +558,7 @@ impl TileScheme for BlockQ8_0 {
 impl TileScheme for BlockIQ4_NL {
     const SUB: usize = 32;
     const MINS: bool = false;
+    const MAX_ABS: i32 = 127;
     #[inline(always)]
     fn decode(&self, q: &mut [i8], dsc: &mut [f32], _: &mut [i16]) -> f32 {
         for j in 0..16 {
@@ -567,6 +573,7 @@ impl TileScheme for BlockIQ4_NL {
 impl TileScheme for BlockQ4_K {
     const SUB: usize = 32;
     const MINS: bool = true;
+    const MAX_ABS: i32 = 15;
     #[inline(always)]
     fn decode(&self, q: &mut [i8], dsc: &mut [f32], mins: &mut [i16]) -> f32 {
         let d = self.d.to_f32_const();
@@ -590,6 +597,7 @@ impl TileScheme for BlockQ4_K {
 impl TileScheme for BlockQ5_K {
     const SUB: usize = 32;
     const MINS: bool = true;
+    const MAX_ABS: i32 = 31;
     #[inline(always)]
     fn decode(&self, q: &mut [i8], dsc: &mut [f32], mins: &mut [i16]) -> f32 {
         let d = self.d.to_f32_const();
@@ -614,6 +622,7 @@ impl TileScheme for BlockQ5_K {
 impl TileScheme for BlockQ6_K {
     const SUB: usize = 16;
     const MINS: bool = false;
+    const MAX_ABS: i32 = 32;
     #[inline(always)]
     fn decode(&self, q: &mut [i8], dsc: &mut [f32], _: &mut [i16]) -> f32 {
         for half in 0..2 {
@@ -638,6 +647,7 @@ impl TileScheme for BlockQ6_K {
 impl TileScheme for BlockIQ4_XS {
     const SUB: usize = 32;
     const MINS: bool = false;
+    const MAX_ABS: i32 = 127;
     #[inline(always)]
     fn decode(&self, q: &mut [i8], dsc: &mut [f32], _: &mut [i16]) -> f32 {
         let d = self.d.to_f32_const();
@@ -656,6 +666,7 @@ impl TileScheme for BlockIQ4_XS {
 impl TileScheme for BlockQ3_K {
     const SUB: usize = 16;
     const MINS: bool = false;
+    const MAX_ABS: i32 = 4;
     #[inline(always)]
     fn decode(&self, q: &mut [i8], dsc: &mut [f32], _: &mut [i16]) -> f32 {
         let mut m = 1u8;
@@ -680,6 +691,7 @@ impl TileScheme for BlockQ3_K {
 impl TileScheme for BlockQ2_K {
     const SUB: usize = 16;
     const MINS: bool = true;
+    const MAX_ABS: i32 = 3;
     #[inline(always)]
     fn decode(&self, q: &mut [i8], dsc: &mut [f32], mins: &mut [i16]) -> f32 {
         for half in 0..2 {

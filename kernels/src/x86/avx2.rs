@@ -598,16 +598,22 @@ pub(super) fn dot_q3_k(w: &[BlockQ3_K], a: &[BlockQ8_K]) -> f32 {
 pub(super) const TILE_ROWS: usize = 4;
 
 /// The tile micro-kernel (see [`crate::tile`]) without VNNI: [`TILE_ROWS`] decoded weight
-/// rows × 8 tokens (each 16-token group in two halves). Activations are signed; per weight
-/// dword broadcast, `maddubs(|w|, sign(a, w))` forms the pair sums (|w| ≤ 128, |a| ≤ 127:
-/// at most 32512, no saturation), `madd` with ones widens them to int32. Per sub-block:
-/// convert, multiply by the tokens' scales and add with `d·sc`; the mins term likewise
-/// with `madd` of the sub-block sums (int16) by the mins.
+/// rows × 8 tokens (each 16-token group in two halves). Per weight dword broadcast,
+/// `maddubs` forms pair sums of 8 tokens and `madd` with ones widens them to int32:
+/// - `UNSIGNED` (types with |q| ≤ 64, activations `a + 128` as for VNNI, sums starting
+///   from `corr`): `maddubs(a + 128, q)`, at most 2·255·64 < 2^15, no saturation;
+/// - else (activations signed): `maddubs(|q|, sign(a, q))`, at most 2·128·127 < 2^15.
+///
+/// Per sub-block: convert, multiply by the tokens' scales and add with `d·sc`; the mins
+/// term likewise with `madd` of the sub-block sums (int16) by the mins.
 ///
 /// # Safety
-/// The CPU must have AVX2, FMA and F16C, and `job` must pass `job.check::<W>(TILE_ROWS)`.
+/// The CPU must have AVX2, FMA and F16C, `job` must pass `job.check::<W>(TILE_ROWS)`, and
+/// with `UNSIGNED` the activations must be `a + 128` and `W::MAX_ABS ≤ 64`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn tile<W: crate::tile::TileScheme>(job: crate::tile::TileJob<'_>) {
+pub(super) unsafe fn tile<W: crate::tile::TileScheme, const UNSIGNED: bool>(
+    job: crate::tile::TileJob<'_>,
+) {
     const R: usize = TILE_ROWS;
     let qk = W::QK;
     let nsub = qk / W::SUB;
@@ -620,6 +626,7 @@ pub(super) unsafe fn tile<W: crate::tile::TileScheme>(job: crate::tile::TileJob<
     unsafe {
         let q = p.q.as_ptr();
         let dsc = p.dsc.as_ptr();
+        let corr = p.corr.as_ptr();
         let mins = p.mins.as_ptr().cast::<i32>();
         let neg_dmin = p.neg_dmin.as_ptr();
         for g in 0..job.groups {
@@ -638,20 +645,29 @@ pub(super) unsafe fn tile<W: crate::tile::TileScheme>(job: crate::tile::TileJob<
                     let wq = q.add(b * R * qk);
                     let dy = _mm256_loadu_ps(a.add(crate::tile::GROUP * qk).cast());
                     for s in 0..nsub {
+                        let at = (b * nsub + s) * R;
                         let mut sum = [_mm256_setzero_si256(); R];
+                        if UNSIGNED {
+                            for (r, sum) in sum.iter_mut().enumerate() {
+                                *sum = _mm256_set1_epi32(*corr.add(at + r));
+                            }
+                        }
                         for j in s * dwords..(s + 1) * dwords {
                             let av = _mm256_loadu_si256(a.add(64 * j).cast());
                             for (r, sum) in sum.iter_mut().enumerate() {
                                 let wv = (wq.add(r * qk + 4 * j) as *const i32).read_unaligned();
                                 let wv = _mm256_set1_epi32(wv);
-                                let pairs = _mm256_maddubs_epi16(
-                                    _mm256_sign_epi8(wv, wv),
-                                    _mm256_sign_epi8(av, wv),
-                                );
+                                let pairs = if UNSIGNED {
+                                    _mm256_maddubs_epi16(av, wv)
+                                } else {
+                                    _mm256_maddubs_epi16(
+                                        _mm256_sign_epi8(wv, wv),
+                                        _mm256_sign_epi8(av, wv),
+                                    )
+                                };
                                 *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(pairs, ones));
                             }
                         }
-                        let at = (b * nsub + s) * R;
                         for r in 0..R {
                             let f = _mm256_mul_ps(_mm256_cvtepi32_ps(sum[r]), dy);
                             let d = _mm256_set1_ps(*dsc.add(at + r));

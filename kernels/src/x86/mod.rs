@@ -137,10 +137,17 @@ pub fn select_tile<W: crate::tile::TileScheme>(isa: Isa) -> Option<crate::tile::
             ));
         }
         if isa.level() >= Level::Avx2 {
-            fn wrapper<W: crate::tile::TileScheme>(job: TileJob<'_>) {
+            fn signed<W: crate::tile::TileScheme>(job: TileJob<'_>) {
                 job.check::<W>(avx2::TILE_ROWS);
                 // SAFETY: level ≥ Avx2 means avx2+fma+f16c were detected; `check` passed.
-                unsafe { avx2::tile::<W>(job) }
+                unsafe { avx2::tile::<W, false>(job) }
+            }
+            fn unsigned<W: crate::tile::TileScheme>(job: TileJob<'_>) {
+                job.check::<W>(avx2::TILE_ROWS);
+                assert!(W::MAX_ABS <= 64);
+                // SAFETY: as for `signed`; this kernel is handed out only with xor 0x80
+                // below, so the activations are a + 128, and |q| ≤ 64 was checked.
+                unsafe { avx2::tile::<W, true>(job) }
             }
             #[target_feature(enable = "avx2,fma,f16c")]
             fn pack_simd<W: crate::tile::TileScheme>(
@@ -159,15 +166,14 @@ pub fn select_tile<W: crate::tile::TileScheme>(isa: Isa) -> Option<crate::tile::
                 n: usize,
                 tr: usize,
             ) {
-                // SAFETY: as for `wrapper` (safe code, compiled for AVX2).
+                // SAFETY: as for `signed` (safe code, compiled for AVX2).
                 unsafe { pack_simd(p, rows, b0, n, tr) }
             }
-            return Some(TileKernel::new(
-                avx2::TILE_ROWS,
-                0x00,
-                wrapper::<W>,
-                pack::<W>,
-            ));
+            // Small values: unsigned activations and no sign operations (see avx2::tile).
+            return Some(match W::MAX_ABS <= 64 {
+                true => TileKernel::new(avx2::TILE_ROWS, 0x80, unsigned::<W>, pack::<W>),
+                false => TileKernel::new(avx2::TILE_ROWS, 0x00, signed::<W>, pack::<W>),
+            });
         }
     }
     let _ = isa;
