@@ -127,6 +127,13 @@ pub const PRESETS: &[Preset] = &[
 
 impl Preset {
     pub fn from_name(name: &str) -> Result<Preset> {
+        // llama-quantize's aliases for the medium presets.
+        let name = match name.to_ascii_uppercase().as_str() {
+            "Q3_K" => "Q3_K_M",
+            "Q4_K" => "Q4_K_M",
+            "Q5_K" => "Q5_K_M",
+            _ => name,
+        };
         PRESETS
             .iter()
             .find(|p| p.name.eq_ignore_ascii_case(name))
@@ -168,6 +175,7 @@ pub fn choose_type(
     opts: &QuantizeOptions,
     t: &TensorInfo,
     n_layer: usize,
+    n_gqa: usize,
     tied_output: bool,
 ) -> GgmlType {
     use GgmlType as T;
@@ -195,17 +203,17 @@ pub fn choose_type(
             if base != T::Q8_0 {
                 ty = T::Q6_K;
             }
-        } else if t.name.contains("attn_qkv.weight") {
+        } else if t.name.contains("attn_v.weight") || t.name.contains("attn_qkv.weight") {
+            // llama.cpp gives a fused attn_qkv the attn_v rules (they decide V's share).
             ty = match name {
-                "Q2_K" => T::Q4_K,
-                "Q3_K_M" | "Q3_K_L" => T::Q4_K,
-                "Q4_K_M" => T::Q5_K,
-                "Q5_K_M" => T::Q6_K,
-                _ => base,
-            };
-        } else if t.name.contains("attn_v.weight") {
-            ty = match name {
-                "Q2_K" => T::Q3_K,
+                "Q2_K" => {
+                    if n_gqa >= 4 {
+                        T::Q4_K
+                    } else {
+                        T::Q3_K
+                    }
+                }
+                "IQ4_NL" | "IQ4_XS" if n_gqa >= 4 => T::Q5_K,
                 "Q3_K_M" => {
                     if layer < 2 {
                         T::Q5_K
@@ -221,18 +229,18 @@ pub fn choose_type(
         } else if t.name.contains("ffn_down.weight") {
             ty = match name {
                 "Q2_K" => T::Q3_K,
+                // llama.cpp: Q4_K past the first sixteenth unless the model is Falcon.
                 "Q3_K_M" => {
                     if layer < n_layer / 16 {
                         T::Q5_K
-                    } else if more {
-                        T::Q4_K
                     } else {
-                        T::Q3_K
+                        T::Q4_K
                     }
                 }
                 "Q3_K_L" => T::Q5_K,
                 "Q4_K_M" | "Q5_K_M" if more => T::Q6_K,
-                "Q4_K_S" | "Q5_K_S" if layer < n_layer / 8 => T::Q5_K.max_bits(base),
+                "Q4_K_S" if layer < n_layer / 8 => T::Q5_K,
+                "IQ4_NL" | "IQ4_XS" if layer < n_layer / 8 => T::Q5_K,
                 _ => base,
             };
         } else if t.name.contains("attn_output.weight") {
@@ -247,7 +255,8 @@ pub fn choose_type(
     // Rows that are not whole blocks of the chosen type fall back as llama.cpp does.
     if !t.dims[0].is_multiple_of(ty.block_size()) {
         ty = match ty {
-            T::Q2_K | T::Q3_K | T::IQ4_XS => T::IQ4_NL,
+            T::Q2_K | T::Q3_K => T::Q4_0,
+            T::IQ4_XS => T::IQ4_NL,
             T::Q4_K => T::Q5_0,
             T::Q5_K => T::Q5_1,
             T::Q6_K => T::Q8_0,
@@ -258,20 +267,6 @@ pub fn choose_type(
         }
     }
     ty
-}
-
-trait MaxBits {
-    fn max_bits(self, other: GgmlType) -> GgmlType;
-}
-impl MaxBits for GgmlType {
-    /// The type with more bits per weight of the two.
-    fn max_bits(self, other: GgmlType) -> GgmlType {
-        if self.facts().bits_per_weight() >= other.facts().bits_per_weight() {
-            self
-        } else {
-            other
-        }
-    }
 }
 
 /// What happened to one tensor (for progress and the summary).
@@ -306,6 +301,14 @@ pub fn quantize_file(
         .opt_as::<usize>(&format!("{arch}.block_count"))?
         .unwrap_or(0);
     let tied = h.tensor("output.weight").is_none();
+    let n_head = md
+        .opt_as::<usize>(&format!("{arch}.attention.head_count"))?
+        .unwrap_or(1);
+    let n_kv = md
+        .opt_as::<usize>(&format!("{arch}.attention.head_count_kv"))?
+        .unwrap_or(n_head)
+        .max(1);
+    let n_gqa = n_head / n_kv;
 
     // Refuse to requantize unless asked: quality would suffer silently.
     if !opts.allow_requantize {
@@ -325,7 +328,7 @@ pub fn quantize_file(
     let plan: Vec<(&TensorInfo, GgmlType)> = h
         .tensors
         .iter()
-        .map(|t| (t, choose_type(preset, opts, t, n_layer, tied)))
+        .map(|t| (t, choose_type(preset, opts, t, n_layer, n_gqa, tied)))
         .collect();
     for (t, _) in &plan {
         if t.ty.is_none_or(|ty| !ty.is_supported()) {

@@ -158,3 +158,53 @@ fn requantizing_needs_the_flag_and_failures_leave_no_file() {
         assert!(!out.exists(), "a killed run left {}", out.display());
     }
 }
+
+/// llama.cpp's own output for the same presets (tools/compare_quantize.py, committed in
+/// tests/fixtures/reference/llamacpp-quantize.json): every tensor's chosen type and the
+/// sha256 of its bytes. phiq's file must hold the same types and bytes, and its KL
+/// divergence against transformers must then be llama.cpp's (checked on tiny-phi4).
+#[test]
+fn presets_equal_llama_quantize() {
+    use sha2::{Digest, Sha256};
+    let Some(dir) = tiny_models_dir() else { return };
+    let path = repo_root().join("tests/fixtures/reference/llamacpp-quantize.json");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut checked = 0;
+    for (key, run) in r["files"].as_object().unwrap() {
+        let model = run["model"].as_str().unwrap();
+        let preset = run["phiq_preset"].as_str().unwrap();
+        let pure = run["pure"].as_bool().unwrap();
+        let input = dir.join(format!("{model}-F32.gguf"));
+        let out = tmp(&format!("{key}.gguf"));
+        let mut args = vec![
+            "quantize",
+            input.to_str().unwrap(),
+            out.to_str().unwrap(),
+            preset,
+        ];
+        if pure {
+            args.push("--pure");
+        }
+        let (code, err) = phiq(&args);
+        assert_eq!(code, 0, "{key}: {err}");
+        let f = GgufFile::open(&out).unwrap();
+        for (name, want) in run["tensors"].as_object().unwrap() {
+            let t = f.tensor(name).unwrap();
+            let ty = t.ty.unwrap().name();
+            assert_eq!(ty, want["type"].as_str().unwrap(), "{key}: {name}: type");
+            let hash: String = Sha256::digest(f.tensor_data(t).unwrap())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(
+                hash,
+                want["sha256"].as_str().unwrap(),
+                "{key}: {name}: bytes differ from llama-quantize's"
+            );
+        }
+        std::fs::remove_file(out).unwrap();
+        checked += 1;
+    }
+    assert!(checked >= 20, "{checked}");
+}
