@@ -74,3 +74,39 @@ fn readme_first_command_continues_the_text() {
         "phiq run output is not the reference continuation"
     );
 }
+
+#[test]
+fn logits_from_text_predict_the_reference_token() {
+    let r = reference();
+    let case = &r["greedy"][0];
+    let npy = std::env::temp_dir().join(format!("phiq-demo-logits-{}.npy", std::process::id()));
+    let (code, _, err) = run_phiq(&[
+        "logits",
+        "-m",
+        repo_root().join("models/phiq-demo.gguf").to_str().unwrap(),
+        "-p",
+        case["prompt"].as_str().unwrap(),
+        "-o",
+        npy.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let bytes = std::fs::read(&npy).unwrap();
+    std::fs::remove_file(&npy).unwrap();
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let data: Vec<f32> = bytes[10 + hlen..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let n_prompt = ids(&case["prompt_ids"]).len();
+    assert_eq!(data.len(), n_prompt * 100352);
+    let last = &data[(n_prompt - 1) * 100352..];
+    let argmax = last
+        .iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+        )
+        .0;
+    assert_eq!(argmax as u32, ids(&case["new_ids"])[0]);
+}

@@ -16,8 +16,17 @@ pub struct Args {
     #[arg(short = 'm', long = "model")]
     model: PathBuf,
     /// Token ids to evaluate, comma-separated (e.g. 100264,882,100266).
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required_unless_present = "prompt",
+        conflicts_with = "prompt"
+    )]
     ids: Vec<u32>,
+    /// Text to tokenize and evaluate (no BOS unless the model's add_bos_token says so;
+    /// control-token text stays plain text).
+    #[arg(short = 'p', long = "prompt")]
+    prompt: Option<String>,
     /// Context size (default: exactly the number of tokens).
     #[arg(short = 'c', long = "ctx-size")]
     ctx_size: Option<usize>,
@@ -42,10 +51,17 @@ pub fn run(args: Args) -> phiq::Result<()> {
         cache_type: args.cache_type,
     };
     let model = Model::load(&args.model, &opts)?;
-    let n_ctx = args.ctx_size.unwrap_or(args.ids.len()).max(1);
+    let ids = match &args.prompt {
+        Some(text) => model.tokenizer()?.encode(text, true, false),
+        None => args.ids.clone(),
+    };
+    if ids.is_empty() {
+        return Err(Error::InvalidInput("no tokens to evaluate".into()));
+    }
+    let n_ctx = args.ctx_size.unwrap_or(ids.len()).max(1);
     let mut session = model.session(n_ctx)?;
-    let logits = session.eval_all(&args.ids)?;
-    write_npy(&args.output, &logits, args.ids.len(), model.n_vocab())
+    let logits = session.eval_all(&ids)?;
+    write_npy(&args.output, &logits, ids.len(), model.n_vocab())
 }
 
 /// Writes a float32 C-order `.npy` (format version 1.0) of shape `[rows, cols]`.
