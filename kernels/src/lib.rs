@@ -2,6 +2,8 @@
 //!
 //! - [`formats`]: the ggml tensor types — one table of facts (id, name, elements and bytes
 //!   per block) used everywhere, so no other file repeats a per-type `match`.
+//! - [`matmul`]: one dot product per output for a token ([`dot`]), tile kernels that reuse
+//!   each decoded weight block for many tokens for a batch ([`tile`]).
 
 // Index loops mirror ggml's reference code element for element, so the two can be
 // diffed; iterator rewrites would hide that correspondence.

@@ -27,8 +27,12 @@
 //! store and reload the float accumulator), so the result is bit-identical for any
 //! thread count or chunking. It differs from the per-dot path by float rounding only.
 //!
-//! Output accumulates in `out_t`, `[rows][n_pad]` with `n_pad` the token count rounded up to
-//! [`GROUP`]; the padded lanes hold zero activations and are discarded by the caller.
+//! Sums carry between panels in `out`, `[rows][n_pad]` with `n_pad` the token count rounded
+//! up to [`GROUP`] (padded lanes hold zero activations and are dropped). The last panel
+//! stores there too ([`TileKernel::rows`]) or, for matmul, straight into `y` with a
+//! transposing store. With many tokens the panels are the outer loop (one panel of
+//! activations stays in L2 while the rows stream past); with few, the rows are (each row
+//! read front to back, weights prefetched two tiles ahead).
 
 use std::marker::PhantomData;
 

@@ -99,9 +99,9 @@ pub fn select_axpy_f16(isa: Isa) -> Option<AxpyF16> {
 
 /// The tile kernel (see [`crate::tile`]) for weight type `W`: AVX-512 VNNI, else AVX2.
 pub fn select_tile<W: crate::tile::TileScheme>(isa: Isa) -> Option<crate::tile::TileKernel<W>> {
-    use crate::tile::{PackedRows, TileJob, TileKernel};
     #[cfg(target_arch = "x86_64")]
     {
+        use crate::tile::{PackedRows, TileJob, TileKernel};
         if isa.level() >= Level::Avx512 {
             fn wrapper<W: crate::tile::TileScheme>(job: TileJob<'_>) {
                 job.check::<W>(avx512::TILE_ROWS);
