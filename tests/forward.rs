@@ -5,7 +5,6 @@
 mod common;
 
 use phiq::gguf::{GgufFile, GgufWriter, TensorSpec, Value};
-use phiq::kernels::quantize::Quantize;
 use phiq::kernels::GgmlType;
 use phiq::{Error, Model, ModelOptions};
 
@@ -37,18 +36,7 @@ fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
 }
 
 fn encode(ty: GgmlType, x: &[f32]) -> Vec<u8> {
-    use phiq::kernels::blocks::*;
-    fn enc<B: Quantize>(x: &[f32]) -> Vec<u8> {
-        let mut b = zeroed_blocks::<B>(x.len() / B::QK);
-        B::quantize_row(x, &mut b);
-        block_bytes(&b).to_vec()
-    }
-    match ty {
-        GgmlType::F32 => enc::<f32>(x),
-        GgmlType::Q8_0 => enc::<BlockQ8_0>(x),
-        GgmlType::Q4_0 => enc::<BlockQ4_0>(x),
-        _ => unimplemented!("test helper"),
-    }
+    phiq::kernels::row::quantize_to_vec(ty, x).unwrap()
 }
 
 /// A phi3 GGUF. `tweak` may edit metadata and tensors before writing.
