@@ -130,7 +130,8 @@ fn matmul_rejects_bad_shapes() {
     assert!(matmul(GgmlType::Q8_K, w, 64, &x, &mut [0f32; 4], &mut s, isa).is_err());
 }
 
-/// Naive attention in f64 with a full softmax.
+/// Naive attention in f64 with a full softmax; a query at position p sees keys
+/// j with p − j < window (window 0: all of them).
 #[allow(clippy::too_many_arguments)]
 fn attention_f64(
     q: &[f32],
@@ -141,6 +142,7 @@ fn attention_f64(
     hd: usize,
     n_past: usize,
     scale: f32,
+    window: usize,
 ) -> Vec<f64> {
     let n_tokens = q.len() / (n_head * hd);
     let mut out = vec![0f64; q.len()];
@@ -148,8 +150,11 @@ fn attention_f64(
         for h in 0..n_head {
             let kvh = h / (n_head / n_kv);
             let qh = &q[(t * n_head + h) * hd..][..hd];
-            let scores: Vec<f64> = (0..=n_past + t)
-                .map(|j| {
+            let p = n_past + t;
+            let visible: Vec<usize> = (0..=p).filter(|&j| window == 0 || p - j < window).collect();
+            let scores: Vec<f64> = visible
+                .iter()
+                .map(|&j| {
                     (0..hd)
                         .map(|i| qh[i] as f64 * k[(j * n_kv + kvh) * hd + i].to_f64())
                         .sum::<f64>()
@@ -159,7 +164,7 @@ fn attention_f64(
             let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
             let sum: f64 = e.iter().sum();
-            for (j, p) in e.iter().enumerate() {
+            for (&j, p) in visible.iter().zip(&e) {
                 for i in 0..hd {
                     out[(t * n_head + h) * hd + i] +=
                         p / sum * v[(j * n_kv + kvh) * hd + i].to_f64();
@@ -173,7 +178,16 @@ fn attention_f64(
 #[test]
 fn attention_matches_naive_softmax() {
     let (n_head, n_kv, hd) = (8, 2, 32);
-    for (n_past, n_tokens) in [(0, 1), (0, 7), (5, 1), (130, 3), (200, 70)] {
+    let cases = [(0, 1, 0), (0, 7, 0), (5, 1, 0), (130, 3, 0), (200, 70, 0)];
+    // Sliding windows: shorter than, across and longer than the chunk of 64 keys.
+    let windows = [
+        (0, 7, 3),
+        (5, 1, 1),
+        (130, 3, 100),
+        (200, 70, 65),
+        (10, 5, 1000),
+    ];
+    for (n_past, n_tokens, window) in cases.into_iter().chain(windows) {
         let total = n_past + n_tokens;
         let q: Vec<f32> = signal(n_tokens * n_head * hd, 1);
         let k: Vec<f16> = signal(total * n_kv * hd, 2)
@@ -185,7 +199,7 @@ fn attention_matches_naive_softmax() {
             .map(|&x| f16::from_f32(x))
             .collect();
         let scale = 1.0 / (hd as f32).sqrt();
-        let want = attention_f64(&q, &k, &v, n_head, n_kv, hd, n_past, scale);
+        let want = attention_f64(&q, &k, &v, n_head, n_kv, hd, n_past, scale, window);
         for isa in Isa::all_supported() {
             let mut out = vec![0f32; q.len()];
             let shape = AttnShape {
@@ -194,13 +208,14 @@ fn attention_matches_naive_softmax() {
                 head_dim: hd,
                 n_past,
                 scale,
+                window,
             };
             attention(&q, &k, &v, shape, &mut out, isa);
             for (i, (a, b)) in out.iter().zip(&want).enumerate() {
                 // f32 accumulation over ≤ 270 positions of values ≤ ~3: a few 1e-6.
                 assert!(
                     (*a as f64 - b).abs() < 2e-5,
-                    "{isa} n_past={n_past} [{i}]: {a} vs {b}"
+                    "{isa} n_past={n_past} window={window} [{i}]: {a} vs {b}"
                 );
             }
         }

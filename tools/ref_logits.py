@@ -261,6 +261,8 @@ def _dist_version(name):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("outdir", nargs="?", default=DEFAULT_OUT)
+    ap.add_argument("--models", default="tiny-phi4,tiny-phi4-mini,tiny-phi4-swa",
+                    help="comma-separated subset to (re)compute")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -270,8 +272,11 @@ def main(argv=None):
     plan = {
         "tiny-phi4": [("chat", CHAT_IDS, "all")],
         "tiny-phi4-mini": [("short", CHAT_IDS, "all"), ("long", lids, "subset")],
+        "tiny-phi4-swa": [("chat", CHAT_IDS, "subset")],
     }
     for name, seqs in plan.items():
+        if name not in args.models.split(","):
+            continue
         spec = tm.MODELS[name]
         m32 = build_model(spec, torch.float32)
         m64 = build_model(spec, torch.float64)
@@ -299,6 +304,14 @@ def main(argv=None):
                 entry["made_from"] = (f"system+user chat prefix, the ids of phi4-corpus.jsonl lines "
                                       f"{LONG_CORPUS_LINES} (0-based), then <|im_end|><|im_start|>assistant<|im_sep|>")
                 entry["user_text"] = ltext
+        if name == "tiny-phi4-swa":
+            # The window must act: positions < 4 see their whole past and equal tiny-phi4's
+            # logits, later ones do not.
+            full = forward_logits(build_model(tm.MODELS["tiny-phi4"], torch.float32), CHAT_IDS)
+            swa = forward_logits(m32, CHAT_IDS)
+            d = np.abs(full - swa).max(axis=1)
+            assert d[:4].max() < 1e-5 and d[4:].min() > 1e-3, d
+            doc["sequences"]["chat"]["max_abs_diff_vs_no_window"] = [float(x) for x in d]
         if name == "tiny-phi4":
             g = greedy(spec, m32, GREEDY_PROMPT, GREEDY_NEW_TOKENS)
             doc["greedy"] = g

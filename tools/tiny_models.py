@@ -140,6 +140,9 @@ MODELS = {
         tie_word_embeddings=True,
         longrope=True,
     ),
+    # tiny-phi4's weights (same seed) with a sliding window of 4 keys (Phi-3-mini has
+    # 2047): only the F32 file is used, to test the window against transformers.
+    "tiny-phi4-swa": ModelSpec(name="tiny-phi4-swa", seed=4_000_001, sliding_window=4),
 }
 
 

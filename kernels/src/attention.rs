@@ -23,6 +23,9 @@ pub struct AttnShape {
     pub n_past: usize,
     /// Multiplier of q·k, usually 1/sqrt(head_dim).
     pub scale: f32,
+    /// Sliding window: a query at position p attends to keys at positions p − window + 1
+    /// ..= p only (transformers' `sliding_window`: q − k < window). 0: the whole past.
+    pub window: usize,
 }
 
 const CHUNK: usize = 64;
@@ -80,6 +83,7 @@ pub fn attention<T: KvElem>(
         head_dim: hd,
         n_past,
         scale,
+        window,
     } = shape;
     assert!(
         n_head % n_kv_head == 0,
@@ -103,7 +107,12 @@ pub fn attention<T: KvElem>(
         acc.fill(0.0);
         let (mut m, mut l) = (f32::NEG_INFINITY, 0.0f32);
         let mut scores = [0.0f32; CHUNK];
-        for start in (0..=pos).step_by(CHUNK) {
+        let first = if window == 0 {
+            0
+        } else {
+            (pos + 1).saturating_sub(window)
+        };
+        for start in (first..=pos).step_by(CHUNK) {
             let end = (start + CHUNK).min(pos + 1);
             let mut cmax = f32::NEG_INFINITY;
             for j in start..end {

@@ -31,7 +31,9 @@ pub struct Config {
     /// factors: the stored `rope.scaling.attn_factor`, or sqrt(1 + ln(s)/ln(n_ctx_orig))
     /// with s = n_ctx_train / n_ctx_orig, as transformers and llama.cpp compute it.
     pub rope_attn_factor: f32,
-    /// Sliding-window attention span (0: none, as llama.cpp marks Phi-4).
+    /// Sliding-window attention span: a token attends to the `sliding_window` latest
+    /// positions, itself included, as transformers applies it (0: none, as the converter
+    /// marks Phi-4; llama.cpp currently ignores the key for Phi-3 models).
     pub sliding_window: usize,
 }
 

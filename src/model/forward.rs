@@ -273,6 +273,7 @@ impl<'m> Session<'m> {
                 head_dim: hd,
                 n_past: pos0,
                 scale: 1.0 / (hd as f32).sqrt(),
+                window: c.sliding_window,
             };
             let used = (pos0 + n) * kv_dim;
             let (q, out) = (&b.q, &mut b.attn);

@@ -165,27 +165,35 @@ pub fn sample_file() -> (Vec<u8>, Vec<Vec<u8>>) {
     (w.finish().unwrap(), data)
 }
 
-/// The tiny reference models of tools/tiny_models.py (all types), generated once per
-/// test binary into target/tiny-models, or reused when complete. `None` (after the
-/// skip message) when no Python reference is available and it is not required.
+/// The tiny reference models of tools/tiny_models.py, generated once per test binary
+/// into target/tiny-models, or reused when complete: tiny-phi4 and tiny-phi4-mini in
+/// every type below, tiny-phi4-swa (a sliding window) in F32. `None` (after the skip
+/// message) when no Python reference is available and it is not required.
 pub fn tiny_models_dir() -> Option<PathBuf> {
     use std::sync::OnceLock;
     const TYPES: &str = "F32,F16,BF16,Q8_0,Q4_0,Q4_1,Q5_0,Q5_1";
+    const SETS: [(&str, &str); 2] = [
+        ("tiny-phi4,tiny-phi4-mini", TYPES),
+        ("tiny-phi4-swa", "F32"),
+    ];
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIR.get_or_init(|| {
         let py = reference_python()?;
         let dir = repo_root().join("target/tiny-models");
-        let complete = ["tiny-phi4", "tiny-phi4-mini"].iter().all(|m| {
-            TYPES
-                .split(',')
-                .all(|t| dir.join(format!("{m}-{t}.gguf")).exists())
-        });
-        if !complete {
-            std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        for (models, types) in SETS {
+            let complete = models.split(',').all(|m| {
+                types
+                    .split(',')
+                    .all(|t| dir.join(format!("{m}-{t}.gguf")).exists())
+            });
+            if complete {
+                continue;
+            }
             let out = Command::new(&py)
                 .arg(repo_root().join("tools/tiny_models.py"))
                 .arg(&dir)
-                .args(["--types", TYPES])
+                .args(["--models", models, "--types", types])
                 .output()
                 .expect("run tools/tiny_models.py");
             assert!(
