@@ -129,6 +129,15 @@ fn check_with<W: VecDot>(
                     "{}: scalar {reference} vs f64 {exact} (n={n} kind={kind})",
                     W::TYPE
                 );
+                // A second weight row for the multi-row kernels (same scale settings).
+                let w2: Vec<W> = make(w.len(), seed + 500, scale_offsets, max_scales);
+                let reference2 = W::dot_ref(&w2, &a);
+                let magnitude2: f64 = dequant(&w2)
+                    .iter()
+                    .zip(&ad)
+                    .map(|(p, q)| (p * q).abs())
+                    .sum();
+                let tol2 = 1e-5 * magnitude2 + extra_tol(&w2, &a) + 1e-30;
                 for isa in Isa::all_supported() {
                     let got = W::dot_kernel(isa)(&w, &a);
                     assert!(
@@ -136,6 +145,37 @@ fn check_with<W: VecDot>(
                         "{} on {isa}: {got} vs scalar {reference} (n={n} kind={kind} max={max_scales})",
                         W::TYPE
                     );
+                    // Multi-row kernel: each row within the same bound of its scalar dot,
+                    // and a row's result does not depend on its neighbours or position.
+                    if let Some(rows) = W::rows_kernel(isa) {
+                        let (p, q) = (&w[..], &w2[..]);
+                        let one = rows(std::array::from_fn(|j| if j == 1 { q } else { p }), &a);
+                        let two = rows(std::array::from_fn(|j| if j == 1 { p } else { q }), &a);
+                        for (j, &v) in one.iter().enumerate() {
+                            let (want, t) = if j == 1 {
+                                (reference2, tol2)
+                            } else {
+                                (reference, tol)
+                            };
+                            assert!(
+                                (v as f64 - want as f64).abs() <= t.max(1e-30) || !magnitude2.is_finite(),
+                                "{} rows on {isa}, row {j}: {v} vs scalar {want} (n={n} kind={kind} max={max_scales})",
+                                W::TYPE
+                            );
+                        }
+                        assert_eq!(
+                            one[0].to_bits(),
+                            two[1].to_bits(),
+                            "{} rows on {isa}",
+                            W::TYPE
+                        );
+                        assert_eq!(
+                            one[1].to_bits(),
+                            two[0].to_bits(),
+                            "{} rows on {isa}",
+                            W::TYPE
+                        );
+                    }
                 }
             }
         }

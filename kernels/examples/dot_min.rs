@@ -35,6 +35,27 @@ fn run<W: VecDot + Quantize>() {
             best * 1e9,
             bytes as f64 / best / 1e9
         );
+        // The multi-row kernel (matrix × vector), ROWS rows of the same data.
+        if let Some(f) = W::rows_kernel(isa) {
+            let rows = [&w[..]; phiq_kernels::dot::ROWS];
+            let mut best = f64::MAX;
+            for _ in 0..2000 {
+                let t = Instant::now();
+                for _ in 0..10 {
+                    std::hint::black_box(f(std::hint::black_box(rows), std::hint::black_box(&a)));
+                }
+                best = best.min(t.elapsed().as_secs_f64() / 10.0);
+            }
+            let rb = bytes * rows.len();
+            println!(
+                "{:7} {:12} {:8.1} ns  {:6.1} GB/s  ({} rows)",
+                W::TYPE.name(),
+                isa.to_string(),
+                best * 1e9,
+                rb as f64 / best / 1e9,
+                rows.len()
+            );
+        }
     }
 }
 

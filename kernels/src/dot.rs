@@ -12,6 +12,7 @@ use crate::blocks::*;
 use crate::dispatch::Isa;
 use crate::quantize::Quantize;
 use crate::tile::TileKernel;
+pub use crate::x86::{RowsFn, ROWS};
 
 /// A weight row × activation row kernel.
 pub type DotFn<W> = fn(&[W], &[<W as VecDot>::Act]) -> f32;
@@ -26,6 +27,13 @@ pub trait VecDot: Block {
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         let _ = isa;
         Self::dot_ref
+    }
+    /// The multi-row kernel ([`ROWS`] weight rows × one activation row) `isa` allows, if
+    /// this type has one; matrix × vector products use it for every group of rows (the
+    /// last group repeats its last row), else one [`Self::dot_kernel`] per row.
+    fn rows_kernel(isa: Isa) -> Option<RowsFn<Self>> {
+        let _ = isa;
+        None
     }
     /// The batched kernel (many weight rows × many tokens, see [`crate::tile`]) `isa`
     /// allows, if this type has one; `None` makes matmul loop over [`Self::dot_kernel`].
@@ -86,6 +94,9 @@ impl VecDot for BlockQ4_0 {
     }
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_q4_0(isa).unwrap_or(Self::dot_ref)
+    }
+    fn rows_kernel(isa: Isa) -> Option<RowsFn<Self>> {
+        crate::x86::select_rows_q4_0(isa)
     }
     fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
         crate::x86::select_tile::<Self>(isa)

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::blocks::{view_blocks_mut, Block};
 use crate::dispatch::Isa;
-use crate::dot::VecDot;
+use crate::dot::{DotFn, RowsFn, VecDot, ROWS};
 use crate::formats::GgmlType;
 use crate::row::KernelError;
 use crate::tile::{TileKernel, YOut, GROUP};
@@ -81,7 +81,41 @@ impl MatmulScratch {
 /// several tasks per thread so uneven cores balance.
 fn rows_per_task(n_out: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
-    (n_out / (threads * 8)).clamp(16, 256)
+    (n_out / (threads * 8))
+        .clamp(16, 256)
+        .next_multiple_of(ROWS)
+}
+
+/// The dot products of weight rows `r0..r0 + n` with one activation row, each handed to
+/// `put(i, value)` for row `r0 + i`: through the multi-row kernel when the type has one
+/// (the last group repeats its last row; every row's arithmetic is the same in any group),
+/// else one dot product per row.
+#[inline]
+fn row_dots<W: VecDot>(
+    w: &[W],
+    row_blocks: usize,
+    (r0, n): (usize, usize),
+    act: &[W::Act],
+    (dot, multi): (DotFn<W>, Option<RowsFn<W>>),
+    mut put: impl FnMut(usize, f32),
+) {
+    let row = |r: usize| &w[r * row_blocks..(r + 1) * row_blocks];
+    match multi {
+        Some(f) => {
+            for i0 in (0..n).step_by(ROWS) {
+                let k = (n - i0).min(ROWS);
+                let out = f(std::array::from_fn(|j| row(r0 + i0 + j.min(k - 1))), act);
+                for (j, &v) in out[..k].iter().enumerate() {
+                    put(i0 + j, v);
+                }
+            }
+        }
+        None => {
+            for i in 0..n {
+                put(i, dot(row(r0 + i), act));
+            }
+        }
+    }
 }
 
 /// Typed matmul. `w.len() == n_out * n_in / W::QK`, `x.len() == n_tokens * n_in`,
@@ -123,6 +157,7 @@ pub fn matmul_typed<W: VecDot>(
     }
     let act_per_row = n_in / W::Act::QK;
     let dot = W::dot_kernel(isa);
+    let multi = W::rows_kernel(isa);
 
     let use_tiles = n_tokens >= MIN_TILE_TOKENS && !scratch.dots_only;
     // Quantize every token's activations once (in parallel over tokens).
@@ -139,10 +174,8 @@ pub fn matmul_typed<W: VecDot>(
         // GEMV: write straight into y.
         let chunk = rows_per_task(n_out);
         y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
-            for (i, yv) in ys.iter_mut().enumerate() {
-                let r = c * chunk + i;
-                *yv = dot(&w[r * row_blocks..(r + 1) * row_blocks], act);
-            }
+            let rows = (c * chunk, ys.len());
+            row_dots(w, row_blocks, rows, act, (dot, multi), |i, v| ys[i] = v);
         });
     } else if let Some(kernel) = W::tile_kernel(isa).filter(|_| use_tiles) {
         let shape = (row_blocks, n_out, n_tokens);
@@ -158,14 +191,17 @@ pub fn matmul_typed<W: VecDot>(
                 // Tokens in tiles so a tile's activations stay in cache while the
                 // chunk's weight rows stream past them.
                 const TOKEN_TILE: usize = 32;
+                // Each token goes through `row_dots` exactly as a GEMV would, so a batch
+                // gives each token's outputs bit for bit as evaluating it alone.
                 for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
                     let t1 = (t0 + TOKEN_TILE).min(n_tokens);
-                    for i in 0..rows {
-                        let r = c * chunk + i;
-                        let wr = &w[r * row_blocks..(r + 1) * row_blocks];
+                    for i0 in (0..rows).step_by(ROWS) {
+                        let group = (c * chunk + i0, (rows - i0).min(ROWS));
                         for t in t0..t1 {
-                            ys[i * n_tokens + t] =
-                                dot(wr, &act[t * act_per_row..(t + 1) * act_per_row]);
+                            let a = &act[t * act_per_row..(t + 1) * act_per_row];
+                            row_dots(w, row_blocks, group, a, (dot, multi), |i, v| {
+                                ys[(i0 + i) * n_tokens + t] = v
+                            });
                         }
                     }
                 }

@@ -9,6 +9,8 @@ use std::arch::x86_64::*;
 
 use half::{bf16, f16};
 
+use super::rows::q4_0_rows;
+use super::ROWS;
 use crate::blocks::*;
 
 /// f16 → f32 with the F16C instruction (no run-time feature check, unlike `half`).
@@ -220,6 +222,19 @@ pub(super) fn scaled_sum<W, A>(
         }
         hsum(_mm256_add_ps(acc0, acc1))
     }
+}
+
+/// [`super::rows::q4_0_rows`] with `maddubs` + `madd` (products ≤ 15·128·2: no i16
+/// saturation).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn rows_q4_0(rows: [&[BlockQ4_0]; ROWS], a: &[BlockQ8_0]) -> [f32; ROWS] {
+    let ones = _mm256_set1_epi16(1);
+    let dp = |acc: __m256i, u: __m256i, s: __m256i| {
+        _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), ones))
+    };
+    // SAFETY: the macro passes pointers to 8 readable blocks.
+    let wd = |p: *const BlockQ4_0| f16x8(std::array::from_fn(|k| unsafe { (*p.add(k)).d }));
+    q4_0_rows!(rows, a, dp, wd)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

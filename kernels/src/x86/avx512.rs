@@ -8,7 +8,9 @@ use std::arch::x86_64::*;
 
 use half::{bf16, f16};
 
-use super::avx2::{fp16, scaled_sum};
+use super::avx2::{f16x8, fp16, fp16_mul, hsum, scaled_sum};
+use super::rows::q4_0_rows;
+use super::ROWS;
 use crate::blocks::*;
 
 #[inline]
@@ -140,6 +142,29 @@ pub(super) fn dot_q4_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
             dot_i8x32(_mm256_sub_epi8(q, eight), qy)
         },
     )
+}
+
+/// [`super::rows::q4_0_rows`] with `vpdpbusd` on 256-bit vectors (Zen 4 runs 512-bit
+/// integer operations as two 256-bit halves, so wider vectors would only add shuffles).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn rows_q4_0(rows: [&[BlockQ4_0]; ROWS], a: &[BlockQ8_0]) -> [f32; ROWS] {
+    let dp = |acc: __m256i, u: __m256i, s: __m256i| _mm256_dpbusd_epi32(acc, u, s);
+    // The 8 scales of 8 consecutive 18-byte blocks are the 16-bit words 0, 9, 18, … 63 of
+    // their first 128 bytes: two loads and one two-source word permute, instead of eight
+    // scalar loads merged in general registers.
+    let idx = _mm512_castsi128_si512(_mm_setr_epi16(0, 9, 18, 27, 36, 45, 54, 63));
+    let wd = |p: *const BlockQ4_0| {
+        // SAFETY: the macro passes pointers to 8 readable blocks = 144 bytes ≥ 128.
+        let (lo, hi) = unsafe {
+            (
+                _mm512_loadu_si512(p.cast()),
+                _mm512_loadu_si512(p.cast::<u8>().add(64).cast()),
+            )
+        };
+        let d = _mm512_permutex2var_epi16(lo, idx, hi);
+        _mm256_cvtph_ps(_mm512_castsi512_si128(d))
+    };
+    q4_0_rows!(rows, a, dp, wd)
 }
 
 /// Weight rows per tile call: 8 int32 + 8 sub-block + 8 running float accumulators and

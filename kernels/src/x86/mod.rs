@@ -15,6 +15,11 @@ use crate::dot::DotFn;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod rows;
+
+/// Weight rows per multi-row kernel call (see `rows.rs`).
+pub const ROWS: usize = 4;
 
 /// Declares `select_$name(isa) -> Option<DotFn<$W>>` from a list of
 /// (minimum level, kernel module) pairs, best first.
@@ -54,6 +59,37 @@ selector!(select_q2_k, BlockQ2_K, dot_q2_k, [Avx2 => avx2]);
 selector!(select_q3_k, BlockQ3_K, dot_q3_k, [Avx2 => avx2]);
 selector!(select_q5_k, BlockQ5_K, dot_q5_k, [Avx2 => avx2]);
 selector!(select_q6_k, BlockQ6_K, dot_q6_k, [Avx2 => avx2]);
+
+/// [`ROWS`] weight rows × one activation row (see [`rows`]).
+pub type RowsFn<W> = fn([&[W]; ROWS], &[<W as crate::dot::VecDot>::Act]) -> [f32; ROWS];
+
+/// Declares `select_$name(isa) -> Option<RowsFn<$W>>`, like [`selector`].
+macro_rules! rows_selector {
+    ($select:ident, $W:ty, $kernel:ident, [$($level:ident => $module:ident),*]) => {
+        pub fn $select(isa: Isa) -> Option<RowsFn<$W>> {
+            #[cfg(target_arch = "x86_64")]
+            {
+                $(
+                    if isa.level() >= Level::$level {
+                        fn wrapper(
+                            w: [&[$W]; ROWS],
+                            a: &[<$W as crate::dot::VecDot>::Act],
+                        ) -> [f32; ROWS] {
+                            // SAFETY: only returned for an `Isa` at or above this level,
+                            // which exists only on CPUs with these features (see module doc).
+                            unsafe { $module::$kernel(w, a) }
+                        }
+                        return Some(wrapper);
+                    }
+                )*
+            }
+            let _ = isa;
+            None
+        }
+    };
+}
+
+rows_selector!(select_rows_q4_0, BlockQ4_0, rows_q4_0, [Avx512 => avx512, Avx2 => avx2]);
 
 /// BF16 × BF16: `vdpbf16ps` when the CPU has AVX512-BF16, else AVX2 widening.
 pub fn select_bf16(isa: Isa) -> Option<DotFn<bf16>> {
