@@ -46,6 +46,8 @@ pub struct MatmulScratch {
     /// Batches take one dot product per output even when a tile kernel exists (to compare
     /// the two paths in benchmarks and tests).
     dots_only: bool,
+    /// One dot product per row even when a multi-row kernel exists (likewise).
+    single_rows: bool,
 }
 
 impl MatmulScratch {
@@ -58,6 +60,15 @@ impl MatmulScratch {
     pub fn dots_only() -> MatmulScratch {
         MatmulScratch {
             dots_only: true,
+            ..MatmulScratch::default()
+        }
+    }
+
+    /// Scratch whose matrix × vector products take one dot product per row, never the
+    /// multi-row kernels (to measure against).
+    pub fn single_rows() -> MatmulScratch {
+        MatmulScratch {
+            single_rows: true,
             ..MatmulScratch::default()
         }
     }
@@ -157,7 +168,7 @@ pub fn matmul_typed<W: VecDot>(
     }
     let act_per_row = n_in / W::Act::QK;
     let dot = W::dot_kernel(isa);
-    let multi = W::rows_kernel(isa);
+    let multi = W::rows_kernel(isa).filter(|_| !scratch.single_rows);
 
     let use_tiles = n_tokens >= MIN_TILE_TOKENS && !scratch.dots_only;
     // Quantize every token's activations once (in parallel over tokens).
