@@ -183,6 +183,9 @@ impl VecDot for BlockQ8_0 {
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_q8_0(isa).unwrap_or(Self::dot_ref)
     }
+    fn rows_kernel(isa: Isa) -> Option<RowsFn<Self>> {
+        crate::x86::select_rows_q8_0(isa)
+    }
     fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
         crate::x86::select_tile::<Self>(isa)
     }
@@ -314,6 +317,9 @@ impl VecDot for BlockQ4_K {
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_q4_k(isa).unwrap_or(Self::dot_ref)
     }
+    fn rows_kernel(isa: Isa) -> Option<RowsFn<Self>> {
+        crate::x86::select_rows_q4_k(isa)
+    }
     fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
         crate::x86::select_tile::<Self>(isa)
     }
@@ -379,6 +385,9 @@ impl VecDot for BlockQ6_K {
     }
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_q6_k(isa).unwrap_or(Self::dot_ref)
+    }
+    fn rows_kernel(isa: Isa) -> Option<RowsFn<Self>> {
+        crate::x86::select_rows_q6_k(isa)
     }
     fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
         crate::x86::select_tile::<Self>(isa)

@@ -158,6 +158,15 @@ pub(super) fn dot_bf16(w: &[bf16], a: &[bf16]) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn rows_q8_0(rows: [&[BlockQ8_0]; ROWS], a: &[BlockQ8_0]) -> [f32; ROWS] {
+    let step = |acc: &mut __m256, x: &BlockQ8_0, y: &BlockQ8_0| {
+        let p = _mm256_cvtepi32_ps(dot_i8x32(load32(&x.qs), load32(&y.qs)));
+        *acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_mul(x.d, y.d)), p, *acc);
+    };
+    rows_blockwise(rows, a, _mm256_setzero_ps(), step, |v| hsum(v))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
     scaled_sum(
         w,
@@ -248,49 +257,105 @@ pub(super) fn dot_q4_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
     )
 }
 
+/// One Q4_K super-block into (`acc`: Σ d·scale·(q · q8) as 8 f32 lanes, `acc_min`:
+/// Σ dmin·m·Σq8 of the sub-blocks).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn step_q4_k(st: &mut (__m256, f32), x: &BlockQ4_K, y: &BlockQ8_K) {
+    let low = _mm256_set1_epi8(0x0F);
+    let mut sum = _mm256_setzero_si256();
+    let mut summs = 0i32;
+    for c in 0..4 {
+        let (sc1, m1) = scale_min_k4(2 * c, &x.scales);
+        let (sc2, m2) = scale_min_k4(2 * c + 1, &x.scales);
+        // SAFETY: 32 bytes at qs[32c..] and 64 at y.qs[64c..], within the arrays.
+        let (q, y1, y2) = unsafe {
+            (
+                _mm256_loadu_si256(x.qs.as_ptr().add(32 * c).cast()),
+                _mm256_loadu_si256(y.qs.as_ptr().add(64 * c).cast()),
+                _mm256_loadu_si256(y.qs.as_ptr().add(64 * c + 32).cast()),
+            )
+        };
+        let lo = _mm256_and_si256(q, low);
+        let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+        // q in 0..16 unsigned, y signed: maddubs cannot saturate (2·15·128 < 2^15).
+        let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y1), _mm256_set1_epi16(sc1 as i16));
+        let p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y2), _mm256_set1_epi16(sc2 as i16));
+        sum = _mm256_add_epi32(sum, _mm256_add_epi32(p1, p2));
+        summs += m1 as i32 * (y.bsums[4 * c] as i32 + y.bsums[4 * c + 1] as i32);
+        summs += m2 as i32 * (y.bsums[4 * c + 2] as i32 + y.bsums[4 * c + 3] as i32);
+    }
+    let d = fp16(x.d) * y.d;
+    st.0 = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), st.0);
+    st.1 += fp16(x.dmin) * y.d * summs as f32;
+}
+
 /// Σ over a super-block's 8 sub-blocks of scale × (4-bit q · q8), as 8 int32 lanes.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn dot_q4_k(w: &[BlockQ4_K], a: &[BlockQ8_K]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_min = 0.0f32;
-    let low = _mm256_set1_epi8(0x0F);
+    let mut st = (_mm256_setzero_ps(), 0.0f32);
     for (x, y) in w.iter().zip(a) {
-        let mut sum = _mm256_setzero_si256();
-        let mut summs = 0i32;
-        for c in 0..4 {
-            let (sc1, m1) = scale_min_k4(2 * c, &x.scales);
-            let (sc2, m2) = scale_min_k4(2 * c + 1, &x.scales);
-            // SAFETY: 32 bytes at qs[32c..] and 64 at y.qs[64c..], within the arrays.
-            let (q, y1, y2) = unsafe {
-                (
-                    _mm256_loadu_si256(x.qs.as_ptr().add(32 * c).cast()),
-                    _mm256_loadu_si256(y.qs.as_ptr().add(64 * c).cast()),
-                    _mm256_loadu_si256(y.qs.as_ptr().add(64 * c + 32).cast()),
-                )
-            };
-            let lo = _mm256_and_si256(q, low);
-            let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
-            // q in 0..16 unsigned, y signed: maddubs cannot saturate (2·15·128 < 2^15).
-            let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y1), _mm256_set1_epi16(sc1 as i16));
-            let p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y2), _mm256_set1_epi16(sc2 as i16));
-            sum = _mm256_add_epi32(sum, _mm256_add_epi32(p1, p2));
-            summs += m1 as i32 * (y.bsums[4 * c] as i32 + y.bsums[4 * c + 1] as i32);
-            summs += m2 as i32 * (y.bsums[4 * c + 2] as i32 + y.bsums[4 * c + 3] as i32);
-        }
-        let d = fp16(x.d) * y.d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
-        acc_min += fp16(x.dmin) * y.d * summs as f32;
+        step_q4_k(&mut st, x, y);
     }
-    hsum(acc) - acc_min
+    hsum(st.0) - st.1
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn dot_q6_k(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
+pub(super) fn rows_q4_k(rows: [&[BlockQ4_K]; ROWS], a: &[BlockQ8_K]) -> [f32; ROWS] {
+    let init = (_mm256_setzero_ps(), 0.0f32);
+    rows_blockwise(
+        rows,
+        a,
+        init,
+        |st, x, y| step_q4_k(st, x, y),
+        |st| hsum(st.0) - st.1,
+    )
+}
+
+/// The multi-row driver for types without a dedicated kernel: the [`ROWS`] rows advance
+/// block by block together (`step` folds one weight block × activation block into a
+/// row's state, `finish` makes its result), so each activation block is loaded once for
+/// all of them while it is hot, and each step prefetches its share of the bytes after
+/// the last row (see `rows.rs`: the next group of rows). Every row's arithmetic is the
+/// same in any group.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn rows_blockwise<W, A, S: Copy>(
+    rows: [&[W]; ROWS],
+    a: &[A],
+    init: S,
+    step: impl Fn(&mut S, &W, &A),
+    finish: impl Fn(S) -> f32,
+) -> [f32; ROWS] {
+    let n = rows.iter().fold(a.len(), |n, r| n.min(r.len()));
+    let mut st = [init; ROWS];
+    let ahead = rows[ROWS - 1].as_ptr().wrapping_add(n).cast::<i8>();
+    let step_bytes = ROWS * std::mem::size_of::<W>();
+    for b in 0..n {
+        let pf = ahead.wrapping_add(b * step_bytes);
+        let mut l = 0;
+        while l < step_bytes {
+            _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(l));
+            l += 64;
+        }
+        // SAFETY: b < n, which is at most every row's and a's length.
+        let y = unsafe { a.get_unchecked(b) };
+        for (r, st) in st.iter_mut().enumerate() {
+            // SAFETY: as above.
+            step(st, unsafe { rows[r].get_unchecked(b) }, y);
+        }
+    }
+    st.map(finish)
+}
+
+/// One Q6_K super-block into `acc` (Σ d·scale·((q − 32) · q8) as 8 f32 lanes).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn step_q6_k(acc: &mut __m256, x: &BlockQ6_K, y: &BlockQ8_K) {
     let low = _mm256_set1_epi8(0x0F);
     let three = _mm256_set1_epi8(3);
     let m32 = _mm256_set1_epi8(32);
-    for (x, y) in w.iter().zip(a) {
+    {
         let mut sum = _mm256_setzero_si256();
         for half in 0..2 {
             // SAFETY: ql[64h..64h+64], qh[32h..32h+32], y.qs[128h..128h+128] are in bounds.
@@ -334,9 +399,28 @@ pub(super) fn dot_q6_k(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
             }
         }
         let d = fp16(x.d) * y.d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
+        *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), *acc);
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn dot_q6_k(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in w.iter().zip(a) {
+        step_q6_k(&mut acc, x, y);
     }
     hsum(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn rows_q6_k(rows: [&[BlockQ6_K]; ROWS], a: &[BlockQ8_K]) -> [f32; ROWS] {
+    rows_blockwise(
+        rows,
+        a,
+        _mm256_setzero_ps(),
+        |acc, x, y| step_q6_k(acc, x, y),
+        |v| hsum(v),
+    )
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

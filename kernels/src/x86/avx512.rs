@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 
 use half::{bf16, f16};
 
-use super::avx2::{f16x8, fp16, fp16_mul, hsum, scaled_sum};
+use super::avx2::{f16x8, fp16, fp16_mul, hsum, rows_blockwise, scaled_sum};
 use super::rows::q4_0_rows;
 use super::ROWS;
 use crate::blocks::*;
@@ -120,6 +120,22 @@ pub(super) fn dot_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
             dot_i8x32(qx, qy)
         },
     )
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn rows_q8_0(rows: [&[BlockQ8_0]; ROWS], a: &[BlockQ8_0]) -> [f32; ROWS] {
+    let step = |acc: &mut __m256, x: &BlockQ8_0, y: &BlockQ8_0| {
+        // SAFETY: 32 readable bytes each; unaligned loads.
+        let (qx, qy) = unsafe {
+            (
+                _mm256_loadu_si256(x.qs.as_ptr().cast()),
+                _mm256_loadu_si256(y.qs.as_ptr().cast()),
+            )
+        };
+        let p = _mm256_cvtepi32_ps(dot_i8x32(qx, qy));
+        *acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_mul(x.d, y.d)), p, *acc);
+    };
+    rows_blockwise(rows, a, _mm256_setzero_ps(), step, |v| hsum(v))
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
