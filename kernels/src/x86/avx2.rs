@@ -263,11 +263,30 @@ pub(super) fn dot_q4_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn step_q4_k(st: &mut (__m256, f32), x: &BlockQ4_K, y: &BlockQ8_K) {
     let low = _mm256_set1_epi8(0x0F);
+    // The 8 six-bit scales and 8 mins out of 12 bytes with word operations (the layout of
+    // `scale_min_k4`): scales j < 4 are the low 6 bits of bytes 0..4; j ≥ 4 take their
+    // low nibble from bytes 8..12 and their top 2 bits from the tops of bytes 0..4; the
+    // mins likewise from bytes 4..8 and the high nibbles of 8..12.
+    let word = |k: usize| u32::from_le_bytes(std::array::from_fn(|i| x.scales[4 * k + i]));
+    let (w0, w1, w2) = (word(0), word(1), word(2));
+    const M6: u32 = 0x3f3f_3f3f;
+    const M4: u32 = 0x0f0f_0f0f;
+    const M2: u32 = 0x0303_0303;
+    let sc = (w0 & M6) as u64 | (((w2 & M4) | (((w0 >> 6) & M2) << 4)) as u64) << 32;
+    let mn = (w1 & M6) as u64 | ((((w2 >> 4) & M4) | (((w1 >> 6) & M2) << 4)) as u64) << 32;
+    // Mins: Σ_j m_j · (bsums[2j] + bsums[2j+1]) in one multiply-add (|pair| ≤ 2·16·128).
+    // SAFETY: bsums is 16 i16 = 32 readable bytes.
+    let bs = unsafe { _mm256_loadu_si256(y.bsums.as_ptr().cast()) };
+    let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256::<1>(bs));
+    let m = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(mn as i64)), pairs);
+    let m = _mm_add_epi32(m, _mm_shuffle_epi32::<0b01_00_11_10>(m));
+    let m = _mm_add_epi32(m, _mm_shuffle_epi32::<0b10_11_00_01>(m));
+    let summs = _mm_cvtsi128_si32(m);
+    // Scale j as 16 equal i16: one byte shuffle of the 8 scales widened to words.
+    let sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64)));
+    let scale = |j: i16| _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((2 * j) | (2 * j + 1) << 8));
     let mut sum = _mm256_setzero_si256();
-    let mut summs = 0i32;
     for c in 0..4 {
-        let (sc1, m1) = scale_min_k4(2 * c, &x.scales);
-        let (sc2, m2) = scale_min_k4(2 * c + 1, &x.scales);
         // SAFETY: 32 bytes at qs[32c..] and 64 at y.qs[64c..], within the arrays.
         let (q, y1, y2) = unsafe {
             (
@@ -279,11 +298,10 @@ fn step_q4_k(st: &mut (__m256, f32), x: &BlockQ4_K, y: &BlockQ8_K) {
         let lo = _mm256_and_si256(q, low);
         let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
         // q in 0..16 unsigned, y signed: maddubs cannot saturate (2·15·128 < 2^15).
-        let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y1), _mm256_set1_epi16(sc1 as i16));
-        let p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y2), _mm256_set1_epi16(sc2 as i16));
+        let j = 2 * c as i16;
+        let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y1), scale(j));
+        let p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y2), scale(j + 1));
         sum = _mm256_add_epi32(sum, _mm256_add_epi32(p1, p2));
-        summs += m1 as i32 * (y.bsums[4 * c] as i32 + y.bsums[4 * c + 1] as i32);
-        summs += m2 as i32 * (y.bsums[4 * c + 2] as i32 + y.bsums[4 * c + 3] as i32);
     }
     let d = fp16(x.d) * y.d;
     st.0 = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), st.0);
