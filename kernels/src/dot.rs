@@ -35,6 +35,13 @@ pub trait VecDot: Block {
         let _ = isa;
         None
     }
+    /// Matrix × vector takes [`Self::rows_kernel`] only when one activation row is at
+    /// least this many bytes. Kernels that share work between the rows (Q4_0) win at
+    /// every shape (0); those that only walk the rows together (the block-wise driver)
+    /// win when the activation row no longer fits in L1 beside the streaming weights
+    /// (Phi-4's ffn_down, 17920 wide) and lose a few % below it to one dot per row,
+    /// which the hardware prefetcher follows well (examples/gemv_stream.rs).
+    const ROWS_MIN_ACT_BYTES: usize = 16 << 10;
     /// The batched kernel (many weight rows × many tokens, see [`crate::tile`]) `isa`
     /// allows, if this type has one; `None` makes matmul loop over [`Self::dot_kernel`].
     fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
@@ -98,6 +105,7 @@ impl VecDot for BlockQ4_0 {
     fn rows_kernel(isa: Isa) -> Option<RowsFn<Self>> {
         crate::x86::select_rows_q4_0(isa)
     }
+    const ROWS_MIN_ACT_BYTES: usize = 0;
     fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
         crate::x86::select_tile::<Self>(isa)
     }

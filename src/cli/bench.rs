@@ -47,6 +47,12 @@ pub struct Args {
         default_value = "0"
     )]
     n_depth: Vec<usize>,
+    /// Also measure the memory read bandwidth (a parallel read of 1 GiB of the model's
+    /// weights with the same threads, median of 5, right after each tg test) and report tg as a fraction of the
+    /// roofline: bandwidth ÷ bytes read per token (every weight except the unused rows of
+    /// token_embd, plus the KV cache at that depth).
+    #[arg(long)]
+    roofline: bool,
     /// Output format.
     #[arg(short = 'o', long = "output", default_value = "md", value_parser = ["md", "json"])]
     output: String,
@@ -58,6 +64,8 @@ struct Result_ {
     n_depth: usize,
     threads: usize,
     samples: Vec<f64>,
+    /// (read bandwidth GB/s, bytes read per token) for tg with --roofline.
+    roofline: Option<(f64, f64)>,
 }
 
 impl Result_ {
@@ -94,6 +102,70 @@ fn prompt_ids(n: usize, n_vocab: usize, seed: usize) -> Vec<u32> {
         .collect()
 }
 
+/// Read bandwidth in GB/s with `threads` threads: median of 5 parallel passes reading
+/// 1 GiB of the model's own tensor data (already mapped, so the probe adds
+/// nothing to the resident size), or of a 256 MiB buffer for models smaller than that.
+fn read_bandwidth(model: &Model, threads: usize) -> f64 {
+    use rayon::prelude::*;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool");
+    let f = &model.file;
+    let mut chunks: Vec<&[u8]> = Vec::new();
+    let mut total = 0usize;
+    for t in &f.header.tensors {
+        if total >= 1 << 30 {
+            break;
+        }
+        if let Ok(d) = f.tensor_data(t) {
+            total += d.len();
+            chunks.extend(d.chunks(1 << 18));
+        }
+    }
+    let owned: Vec<u8>;
+    if total < 1 << 28 {
+        owned = (0..1usize << 28).map(|i| i as u8).collect();
+        chunks = owned.chunks(1 << 18).collect();
+        total = owned.len();
+    }
+    let mut gbs: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            let s: u64 = pool.install(|| {
+                chunks
+                    .par_iter()
+                    .map(|c| phiq::kernels::x86::read_all(c))
+                    .reduce(|| 0, |a, b| a ^ b)
+            });
+            std::hint::black_box(s);
+            total as f64 / t.elapsed().as_secs_f64() / 1e9
+        })
+        .collect();
+    gbs.sort_by(|a, b| a.total_cmp(b));
+    gbs[2]
+}
+
+/// Bytes one generated token reads: every tensor except token_embd (one row of it is
+/// used) unless the output is tied to it, plus K and V of `depth` positions.
+fn bytes_per_token(model: &Model, depth: usize) -> f64 {
+    let h = &model.file.header;
+    let tied = h.tensor("output.weight").is_none();
+    let weights: u64 = h
+        .tensors
+        .iter()
+        .filter(|t| tied || t.name != "token_embd.weight")
+        .filter_map(|t| t.n_bytes)
+        .sum();
+    let c = &model.config;
+    let elem = match model.cache_type() {
+        phiq::model::CacheType::F16 => 2,
+        phiq::model::CacheType::F32 => 4,
+    };
+    let kv = 2 * c.n_layer * c.n_kv_head * c.head_dim * elem * depth;
+    (weights as usize + kv) as f64
+}
+
 fn run_test(
     model: &Model,
     n_prompt: usize,
@@ -106,12 +178,13 @@ fn run_test(
     let mut session = model.session(n_ctx.min(model.config.n_ctx_train))?;
     let depth = prompt_ids(n_depth, n_vocab, 1);
     let mut samples = Vec::with_capacity(reps);
+    // The depth prefix is evaluated once; each repetition cuts the cache back to it.
+    if n_depth > 0 {
+        session.eval(&depth)?;
+    }
     // Warm-up (untimed): one repetition's worth of work.
     for rep in 0..=reps {
-        session.reset();
-        if n_depth > 0 {
-            session.eval(&depth)?;
-        }
+        session.truncate(n_depth);
         let secs;
         if n_gen == 0 {
             let ids = prompt_ids(n_prompt, n_vocab, rep + 2);
@@ -184,16 +257,24 @@ pub fn run(args: Args) -> phiq::Result<()> {
                     n_depth: d,
                     threads: model.threads(),
                     samples,
+                    roofline: None,
                 });
             }
             for &n in args.n_gen.iter().filter(|&&n| n > 0) {
                 let samples = run_test(&model, 0, n, d, args.repetitions)?;
+                let roofline = args.roofline.then(|| {
+                    (
+                        read_bandwidth(&model, model.threads()),
+                        bytes_per_token(&model, d),
+                    )
+                });
                 results.push(Result_ {
                     n_prompt: 0,
                     n_gen: n,
                     n_depth: d,
                     threads: model.threads(),
                     samples,
+                    roofline,
                 });
             }
         }
@@ -203,13 +284,20 @@ pub fn run(args: Args) -> phiq::Result<()> {
         let rows: Vec<_> = results
             .iter()
             .map(|r| {
-                json!({
+                let mut row = json!({
                     "model_filename": name, "model_type": mix, "model_size": size,
                     "model_n_params": params, "backend": format!("CPU ({isa})"),
                     "n_threads": r.threads, "n_prompt": r.n_prompt, "n_gen": r.n_gen,
                     "n_depth": r.n_depth, "avg_ts": r.mean(), "stddev_ts": r.stddev(),
                     "samples_ts": r.samples, "test": r.name(),
-                })
+                });
+                if let Some((bw, bytes)) = r.roofline {
+                    row["membw_gbs"] = json!(bw);
+                    row["bytes_per_token"] = json!(bytes);
+                    row["roofline_ts"] = json!(bw * 1e9 / bytes);
+                    row["roofline_frac"] = json!(r.mean() * bytes / (bw * 1e9));
+                }
+                row
             })
             .collect();
         println!(
@@ -217,11 +305,18 @@ pub fn run(args: Args) -> phiq::Result<()> {
             serde_json::to_string_pretty(&rows).unwrap_or_default()
         );
     } else {
-        println!("| model | size | params | backend | threads | test | t/s |");
-        println!("| --- | ---: | ---: | --- | ---: | ---: | ---: |");
+        println!("| model | size | params | backend | threads | test | t/s | roofline |");
+        println!("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |");
         for r in &results {
+            let roof = r.roofline.map_or(String::new(), |(bw, bytes)| {
+                format!(
+                    "{:.0}% of {:.2} t/s ({bw:.1} GB/s)",
+                    100.0 * r.mean() * bytes / (bw * 1e9),
+                    bw * 1e9 / bytes
+                )
+            });
             println!(
-                "| {} | {:.2} GiB | {:.2} B | CPU ({isa}) | {} | {} | {:.2} ± {:.2} |",
+                "| {} | {:.2} GiB | {:.2} B | CPU ({isa}) | {} | {} | {:.2} ± {:.2} | {roof} |",
                 std::path::Path::new(&name)
                     .file_name()
                     .map_or(name.clone(), |f| f.to_string_lossy().into_owned()),

@@ -135,6 +135,10 @@ impl Model {
     pub fn n_vocab(&self) -> usize {
         self.weights.n_vocab
     }
+    /// The element type of the sessions' KV caches.
+    pub fn cache_type(&self) -> CacheType {
+        self.cache_type
+    }
     pub fn threads(&self) -> usize {
         self.threads
     }

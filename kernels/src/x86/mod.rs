@@ -219,6 +219,36 @@ pub fn select_tile<W: crate::tile::TileScheme>(isa: Isa) -> Option<crate::tile::
     None
 }
 
+/// Reads every byte of `bytes` as fast as the memory allows (the bandwidth probe of
+/// `phiq bench --roofline` and the benches): xor of its 16-byte words (SSE2, part of
+/// x86-64, four independent accumulators), folded to 64 bits. Elsewhere a plain loop.
+pub fn read_all(bytes: &[u8]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        let mut acc = [0u64; 2];
+        let chunks = bytes.chunks_exact(64);
+        let rest = chunks.remainder();
+        // SAFETY: each chunk is 64 readable bytes; unaligned 16-byte loads; SSE2 is
+        // always present on x86-64.
+        unsafe {
+            let mut v = [_mm_setzero_si128(); 4];
+            for c in chunks {
+                for (k, v) in v.iter_mut().enumerate() {
+                    *v = _mm_xor_si128(*v, _mm_loadu_si128(c.as_ptr().add(16 * k).cast()));
+                }
+            }
+            let x = _mm_xor_si128(_mm_xor_si128(v[0], v[1]), _mm_xor_si128(v[2], v[3]));
+            _mm_storeu_si128(acc.as_mut_ptr().cast(), x);
+        }
+        rest.iter().fold(acc[0] ^ acc[1], |a, &b| a ^ b as u64)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        bytes.iter().fold(0u64, |a, &b| a.rotate_left(1) ^ b as u64)
+    }
+}
+
 /// Σ of signed bytes (`v.len()` a multiple of 16, |Σ| < 2^31): `psadbw` against zero on
 /// `v + 128` (SSE2, part of x86-64), minus the 128 added to each byte.
 #[inline(always)]
