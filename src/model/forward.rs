@@ -49,6 +49,89 @@ pub struct Session<'m> {
     kv: KvCache,
     rope_factors: Option<&'m [f32]>,
     buf: Buffers,
+    /// Time per part of the forward pass, when enabled ([`Session::enable_profile`]).
+    profile: Option<Profile>,
+}
+
+/// The parts of the forward pass that [`Profile`] times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    AttnQkv,
+    /// RoPE, KV cache store and attention over the cache.
+    Attention,
+    AttnOutput,
+    /// ffn_up (gate and up).
+    FfnUp,
+    FfnDown,
+    Output,
+    /// Embedding rows, RoPE angles, norms, SwiGLU, residual adds, the NaN check.
+    Other,
+}
+
+impl Part {
+    pub const ALL: [Part; 7] = [
+        Part::AttnQkv,
+        Part::Attention,
+        Part::AttnOutput,
+        Part::FfnUp,
+        Part::FfnDown,
+        Part::Output,
+        Part::Other,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::AttnQkv => "matmul attn_qkv",
+            Part::Attention => "attention (RoPE, KV store, softmax·V)",
+            Part::AttnOutput => "matmul attn_output",
+            Part::FfnUp => "matmul ffn_up (gate|up)",
+            Part::FfnDown => "matmul ffn_down",
+            Part::Output => "matmul output (logits)",
+            Part::Other => "norms, SwiGLU, residuals, embeddings",
+        }
+    }
+}
+
+/// Accumulated wall-clock time per [`Part`] over the evaluations of a session.
+#[derive(Clone, Debug, Default)]
+pub struct Profile {
+    pub time: [std::time::Duration; 7],
+    /// Tokens evaluated and calls to the forward pass.
+    pub tokens: usize,
+    pub calls: usize,
+}
+
+impl Profile {
+    fn add(&mut self, lap: &Lap, n: usize) {
+        for (t, l) in self.time.iter_mut().zip(&lap.time) {
+            *t += *l;
+        }
+        self.tokens += n;
+        self.calls += 1;
+    }
+}
+
+/// Splits the time of one forward pass into parts: `mark(part)` books the time since the
+/// previous mark to `part` (nothing at all when disabled).
+struct Lap {
+    last: Option<std::time::Instant>,
+    time: [std::time::Duration; 7],
+}
+
+impl Lap {
+    fn new(enabled: bool) -> Lap {
+        Lap {
+            last: enabled.then(std::time::Instant::now),
+            time: Default::default(),
+        }
+    }
+    fn mark(&mut self, part: Part) {
+        if let Some(last) = self.last {
+            let now = std::time::Instant::now();
+            let i = Part::ALL.iter().position(|&p| p == part).unwrap_or(6);
+            self.time[i] += now - last;
+            self.last = Some(now);
+        }
+    }
 }
 
 impl<'m> Session<'m> {
@@ -85,6 +168,7 @@ impl<'m> Session<'m> {
             kv: KvCache::new(cache, c.n_layer, n_ctx, c.n_kv_head * c.head_dim),
             rope_factors,
             buf: Buffers::default(),
+            profile: None,
         })
     }
 
@@ -150,6 +234,16 @@ impl<'m> Session<'m> {
         Ok(&self.buf.logits[..n_vocab])
     }
 
+    /// Starts timing the parts of every later evaluation (see [`Profile`]).
+    pub fn enable_profile(&mut self) {
+        self.profile.get_or_insert_with(Profile::default);
+    }
+
+    /// The time per part so far, if enabled.
+    pub fn profile(&self) -> Option<&Profile> {
+        self.profile.as_ref()
+    }
+
     /// Evaluates `tokens` and returns the logits of every one (`[n_tokens][n_vocab]`).
     pub fn eval_all(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
         self.check_room(tokens.len())?;
@@ -184,6 +278,7 @@ impl<'m> Session<'m> {
         let qkv_dim = q_dim + 2 * kv_dim;
         let half_rot = c.n_rot / 2;
         let isa = model.isa;
+        let mut lap = Lap::new(self.profile.is_some());
         let b = &mut self.buf;
         let pos0 = self.n_past;
 
@@ -229,9 +324,11 @@ impl<'m> Session<'m> {
         }
 
         let pool = &model.pool;
+        lap.mark(Part::Other);
         for (l, layer) in w.layers.iter().enumerate() {
             // Attention block.
             rms_norm_rows(&b.x, &layer.attn_norm, c.rms_eps, &mut b.xn, e);
+            lap.mark(Part::Other);
             match &layer.qkv {
                 Qkv::Fused(m) => mm(model, m, &b.xn, &mut b.qkv, &mut b.mm)?,
                 Qkv::Separate { q, k, v } => {
@@ -250,6 +347,7 @@ impl<'m> Session<'m> {
                     }
                 }
             }
+            lap.mark(Part::AttnQkv);
             for t in 0..n {
                 let row = &mut b.qkv[t * qkv_dim..(t + 1) * qkv_dim];
                 let (cos, sin) = (
@@ -287,11 +385,14 @@ impl<'m> Session<'m> {
                     attention(q, &k[..used], &v[..used], shape, out, isa)
                 }
             });
+            lap.mark(Part::Attention);
             mm(model, &layer.attn_output, &b.attn, &mut b.proj, &mut b.mm)?;
+            lap.mark(Part::AttnOutput);
             ops::add(&mut b.x, &b.proj);
 
             // Feed-forward block.
             rms_norm_rows(&b.x, &layer.ffn_norm, c.rms_eps, &mut b.xn, e);
+            lap.mark(Part::Other);
             match &layer.gate_up {
                 GateUp::Fused(m) => mm(model, m, &b.xn, &mut b.gate_up, &mut b.mm)?,
                 GateUp::Separate { gate, up } => {
@@ -307,13 +408,16 @@ impl<'m> Session<'m> {
                     }
                 }
             }
+            lap.mark(Part::FfnUp);
             let ff = c.n_ff;
             pool.install(|| {
                 b.h.par_chunks_mut(ff)
                     .zip(b.gate_up.par_chunks(2 * ff))
                     .for_each(|(h, gu)| ops::swiglu(gu, h))
             });
+            lap.mark(Part::Other);
             mm(model, &layer.ffn_down, &b.h, &mut b.proj, &mut b.mm)?;
+            lap.mark(Part::FfnDown);
             ops::add(&mut b.x, &b.proj);
 
             if !b.x.iter().all(|v| v.is_finite()) {
@@ -338,7 +442,12 @@ impl<'m> Session<'m> {
             e,
         );
         resize(&mut b.logits, m * w.n_vocab);
+        lap.mark(Part::Other);
         mm(model, &w.output, &b.xn[..m * e], &mut b.logits, &mut b.mm)?;
+        lap.mark(Part::Output);
+        if let Some(p) = &mut self.profile {
+            p.add(&lap, n);
+        }
         self.n_past += n;
         self.tokens.extend_from_slice(tokens);
         Ok(())

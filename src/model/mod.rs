@@ -20,7 +20,7 @@ use std::path::Path;
 use phiq_kernels::dispatch::Isa;
 
 pub use config::Config;
-pub use forward::Session;
+pub use forward::{Part, Profile, Session};
 pub use kv_cache::CacheType;
 pub use weights::{Matrix, Weights};
 

@@ -277,7 +277,10 @@ fn step_q4_k(st: &mut (__m256, f32), x: &BlockQ4_K, y: &BlockQ8_K) {
     // Mins: Σ_j m_j · (bsums[2j] + bsums[2j+1]) in one multiply-add (|pair| ≤ 2·16·128).
     // SAFETY: bsums is 16 i16 = 32 readable bytes.
     let bs = unsafe { _mm256_loadu_si256(y.bsums.as_ptr().cast()) };
-    let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256::<1>(bs));
+    let pairs = _mm_hadd_epi16(
+        _mm256_castsi256_si128(bs),
+        _mm256_extracti128_si256::<1>(bs),
+    );
     let m = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(mn as i64)), pairs);
     let m = _mm_add_epi32(m, _mm_shuffle_epi32::<0b01_00_11_10>(m));
     let m = _mm_add_epi32(m, _mm_shuffle_epi32::<0b10_11_00_01>(m));
