@@ -196,18 +196,29 @@ impl Slots {
         };
         let index = {
             let mut slots = self.shared.lock();
+            // The idle slot that would keep the most of its cache; a slot counts only if
+            // the prompt continues at least half of what it holds (as llama-server's
+            // similarity threshold), so an unrelated request sharing just the chat
+            // template's first tokens does not evict a conversation: it takes the least
+            // recently used slot instead.
             let pick = slots
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| !s.busy)
                 .max_by_key(|(_, s)| {
                     let common = s.cached.iter().zip(key).take_while(|(a, b)| a == b).count();
-                    (common, std::cmp::Reverse(s.last_used))
+                    let reuse = if common > 0 && 2 * common >= s.cached.len() {
+                        common
+                    } else {
+                        0
+                    };
+                    (reuse, std::cmp::Reverse(s.last_used))
                 })
                 .map(|(i, _)| i)
                 .ok_or_else(|| ApiError::internal("no idle slot although a permit was free"))?;
             slots[pick].busy = true;
-            slots[pick].last_used = self.shared.picks.fetch_add(1, Ordering::Relaxed) as u64;
+            // +1: a slot never used keeps 0, the least recent of all.
+            slots[pick].last_used = self.shared.picks.fetch_add(1, Ordering::Relaxed) as u64 + 1;
             pick
         };
         let cancel = Arc::new(AtomicBool::new(false));
@@ -272,13 +283,13 @@ fn slot_main(
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             run(&mut session, work, &cancel, &shared.shutdown, &events)
         }));
-        if outcome.is_err() {
+        let last = outcome.unwrap_or_else(|_| {
             // A bug, not bad input: answer 500, start the cache afresh, keep serving.
             session.reset();
-            let _ = events.send(Event::Error(ApiError::internal(
+            Some(Event::Error(ApiError::internal(
                 "internal error while generating (a bug in phiq); the request was dropped",
-            )));
-        }
+            )))
+        });
         {
             let mut slots = shared.lock();
             slots[index].cached.clear();
@@ -286,6 +297,11 @@ fn slot_main(
             slots[index].busy = false;
         }
         drop(permit);
+        // The final event goes out only now, so a client that has its answer finds the
+        // slot free (with one slot and no queue, its next request is not refused).
+        if let Some(event) = last {
+            let _ = events.send(event);
+        }
     }
 }
 
@@ -295,7 +311,7 @@ fn run(
     cancel: &AtomicBool,
     shutdown: &AtomicBool,
     events: &tmpsc::UnboundedSender<Event>,
-) {
+) -> Option<Event> {
     let stop = || cancel.load(Ordering::Relaxed) || shutdown.load(Ordering::Relaxed);
     match work {
         Work::Generate {
@@ -305,10 +321,7 @@ fn run(
         } => {
             let mut gen = match session.generate(&prompt, params) {
                 Ok(g) => g,
-                Err(e) => {
-                    let _ = events.send(Event::Error(e.into()));
-                    return;
-                }
+                Err(e) => return Some(Event::Error(e.into())),
             };
             if let Some(n) = logprobs {
                 gen.record_logprobs(n);
@@ -329,10 +342,7 @@ fn run(
                             gen.cancel(); // the client is gone
                         }
                     }
-                    Some(Err(e)) => {
-                        let _ = events.send(Event::Error(e.into()));
-                        return;
-                    }
+                    Some(Err(e)) => return Some(Event::Error(e.into())),
                 }
             }
             let finish_reason = match gen.stop_reason() {
@@ -346,38 +356,36 @@ fn run(
                 completion_tokens: t.generated_tokens,
                 cached_tokens: t.prompt_cached,
             };
-            let _ = events.send(Event::Done {
+            Some(Event::Done {
                 finish_reason,
                 usage,
-            });
+            })
         }
         Work::Embed { inputs } => {
             let mut vectors = Vec::with_capacity(inputs.len());
             let mut prompt_tokens = 0;
             for ids in &inputs {
                 if stop() {
-                    return;
+                    return None;
                 }
                 session.reset();
                 match session.eval_hidden(ids) {
                     Ok(hidden) => vectors.push(mean_pool_normalized(&hidden, ids.len())),
-                    Err(e) => {
-                        let _ = events.send(Event::Error(e.into()));
-                        return;
-                    }
+                    Err(e) => return Some(Event::Error(e.into())),
                 }
                 prompt_tokens += ids.len();
             }
-            let _ = events.send(Event::Embeddings {
+            Some(Event::Embeddings {
                 vectors,
                 prompt_tokens,
-            });
+            })
         }
     }
 }
 
-/// The mean of `n` rows, scaled to unit L2 norm (llama-server's default for
-/// `/v1/embeddings`, and OpenAI's embeddings are unit length too).
+/// The mean of `n` rows, scaled to unit L2 norm: llama-server's default for
+/// `/v1/embeddings` (OpenAI's embeddings are unit length too). The sum is scaled directly,
+/// as dividing by `n` first would cancel out; an all-zero mean stays zero.
 pub fn mean_pool_normalized(hidden: &[f32], n: usize) -> Vec<f32> {
     let dim = hidden.len() / n.max(1);
     let mut mean = vec![0f64; dim];
