@@ -293,6 +293,16 @@ fn endpoints_errors_and_shutdown() {
     assert_eq!(status, 200);
     let ids = tok.encode("Curiouser and curiouser!", false, true);
     assert_eq!(v["tokens"], json!(ids));
+    // Control-token text is parsed by default, as llama-server does; not when asked.
+    let special = "<|im_start|>user";
+    let (_, v) = server.post("/tokenize", &json!({"content": special}));
+    assert_eq!(v["tokens"], json!(tok.encode(special, false, true)));
+    let (_, plain) = server.post(
+        "/tokenize",
+        &json!({"content": special, "parse_special": false}),
+    );
+    assert_eq!(plain["tokens"], json!(tok.encode(special, false, false)));
+    assert_ne!(v["tokens"], plain["tokens"]);
     let (status, v) = server.post("/detokenize", &json!({"tokens": ids}));
     assert_eq!(
         (status, v["content"].as_str()),
@@ -616,6 +626,46 @@ fn busy_cancel_and_prefix_reuse() {
     assert!(
         cut.elapsed() < full / 2,
         "the slot freed after {:?}; a full generation takes {full:?}",
+        cut.elapsed()
+    );
+
+    // The same for a client waiting for a whole (non-streamed) answer.
+    let body = long.to_string();
+    let mut s = TcpStream::connect(&server.addr).unwrap();
+    write!(
+        s,
+        "POST /v1/completions HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // The slot is idle (the last probe's answer came after it was freed), so the long
+    // request takes it; probing in a loop could take the slot first and get it refused.
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = server.post(
+        "/v1/completions",
+        &json!({"prompt": "Alice", "max_tokens": 1}),
+    );
+    assert_eq!(status, 503, "the long request is not occupying the slot");
+    let cut = Instant::now();
+    s.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(s);
+    while server
+        .post(
+            "/v1/completions",
+            &json!({"prompt": "Alice", "max_tokens": 1}),
+        )
+        .0
+        != 200
+    {
+        assert!(
+            cut.elapsed() < full,
+            "the disconnected request was not cancelled"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        cut.elapsed() < full / 2,
+        "freed after {:?}; full {full:?}",
         cut.elapsed()
     );
 

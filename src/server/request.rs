@@ -146,10 +146,15 @@ pub struct TokenizeRequest {
     pub content: String,
     #[serde(default)]
     pub add_special: bool,
-    #[serde(default)]
+    /// llama-server's default: control-token text becomes control tokens.
+    #[serde(default = "yes")]
     pub parse_special: bool,
     #[serde(default)]
     pub with_pieces: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize, Debug)]
