@@ -12,9 +12,14 @@ use phiq::Error;
 use super::common::ModelArgs;
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "-c/--ctx-size is the context of EACH slot: KV cache memory is --parallel × -c.\n\
+Routes: POST /v1/chat/completions, /v1/completions, /v1/embeddings, /tokenize, /detokenize; \
+GET /v1/models, /health.\n\
+Example: curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \
+-d '{\"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'"
+)]
 pub struct Args {
-    /// Model file, threads, batch size, cache type; -c/--ctx-size is the context of
-    /// EACH slot (KV cache memory grows with --parallel × -c).
     #[command(flatten)]
     model: ModelArgs,
     /// Address to listen on. The default answers this machine only; anything else
