@@ -71,6 +71,41 @@ pub struct Piece {
     pub token: u32,
 }
 
+/// The log-probability of a generated token and of the most likely tokens at its
+/// position, from the model's own distribution (log-softmax of the raw logits, before the
+/// sampling settings reshape it), as OpenAI's `logprobs` reports them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprob {
+    pub token: u32,
+    pub logprob: f32,
+    /// The `n` most likely (token, logprob), most likely first.
+    pub top: Vec<(u32, f32)>,
+}
+
+impl TokenLogprob {
+    /// The entry for `token` given the logits of its position, with the `top_n` best.
+    pub fn from_logits(logits: &[f32], token: u32, top_n: usize) -> TokenLogprob {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        // log-sum-exp in f64: 100k terms summed in f32 lose digits.
+        let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+        let log_z = max as f64 + sum.ln();
+        let lp = |id: u32| (logits[id as usize] as f64 - log_z) as f32;
+        let mut top: Vec<u32> = (0..logits.len() as u32).collect();
+        let n = top_n.min(top.len());
+        let by_logit = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]);
+        if n > 0 && n < top.len() {
+            top.select_nth_unstable_by(n - 1, by_logit);
+        }
+        top.truncate(n);
+        top.sort_by(by_logit);
+        TokenLogprob {
+            token,
+            logprob: lp(token),
+            top: top.into_iter().map(|id| (id, lp(id))).collect(),
+        }
+    }
+}
+
 /// Counts and times of a generation, like llama.cpp's timings.
 #[derive(Clone, Debug, Default)]
 pub struct Timings {
@@ -95,6 +130,9 @@ pub struct Generator<'s, 'm> {
     held: String,
     stop: Option<StopReason>,
     timings: Timings,
+    /// With `Some(n)`, the log-probabilities of each generated token (and the n best).
+    logprobs: Option<usize>,
+    logprob_log: Vec<TokenLogprob>,
 }
 
 impl<'m> Session<'m> {
@@ -133,6 +171,8 @@ impl<'m> Session<'m> {
             held: String::new(),
             stop: None,
             timings,
+            logprobs: None,
+            logprob_log: Vec::new(),
         })
     }
 }
@@ -145,6 +185,19 @@ impl Generator<'_, '_> {
 
     pub fn timings(&self) -> &Timings {
         &self.timings
+    }
+
+    /// Records the log-probability of every token generated from now on, with the
+    /// `top_n` most likely tokens at its position; [`Generator::take_logprobs`] hands
+    /// them out.
+    pub fn record_logprobs(&mut self, top_n: usize) {
+        self.logprobs = Some(top_n);
+    }
+
+    /// The log-probabilities recorded since the last call, one per generated token (stop
+    /// tokens excluded), in order.
+    pub fn take_logprobs(&mut self) -> Vec<TokenLogprob> {
+        std::mem::take(&mut self.logprob_log)
     }
 
     /// Ends the generation at the next call to `next` (e.g. on Ctrl-C).
@@ -220,6 +273,11 @@ impl Iterator for Generator<'_, '_> {
                 continue;
             }
             self.timings.generated_tokens += 1;
+            if let Some(top_n) = self.logprobs {
+                // Before the eval below replaces the logits of this position.
+                let entry = TokenLogprob::from_logits(&self.logits, id, top_n);
+                self.logprob_log.push(entry);
+            }
             let text = match self.decoder.push(id) {
                 Ok(t) => t,
                 Err(e) => return Some(Err(e)),

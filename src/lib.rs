@@ -10,10 +10,11 @@ pub mod gguf;
 pub mod model;
 pub mod quantize;
 pub mod sampling;
+pub mod server;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
-pub use generate::{GenerateParams, Generator, Piece, StopReason, Timings};
+pub use generate::{GenerateParams, Generator, Piece, StopReason, Timings, TokenLogprob};
 pub use model::{Model, ModelOptions, Session};
 pub use phiq_kernels as kernels;
 pub use sampling::{Sampler, SamplerParams};

@@ -29,6 +29,8 @@ enum Command {
     Perplexity(cli::perplexity::Args),
     /// Measure prompt (pp) and generation (tg) speed, like llama-bench.
     Bench(cli::bench::Args),
+    /// Serve an OpenAI-compatible HTTP API (chat, completions, embeddings) on localhost.
+    Serve(cli::serve::Args),
     /// Chat in the terminal with the model's chat template (history kept in the KV cache).
     Chat(cli::chat::Args),
     /// Show what a GGUF file holds: architecture, size, type mix, metadata, tensors.
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => cli::run::run(args),
         Command::Chat(args) => cli::chat::run(args),
+        Command::Serve(args) => cli::serve::run(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Quantize(args) => cli::quantize::run(args),
         Command::Perplexity(args) => cli::perplexity::run(args),

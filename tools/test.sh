@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=target/pyref
-if ! "$venv/bin/python" -c "import gguf, numpy" 2>/dev/null; then
-  echo "tools/test.sh: creating $venv (gguf-py, numpy)" >&2
+if ! "$venv/bin/python" -c "import gguf, numpy, openai" 2>/dev/null; then
+  echo "tools/test.sh: creating $venv (gguf-py, numpy, openai)" >&2
   rm -rf "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r tools/requirements-ci.txt

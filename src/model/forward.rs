@@ -492,3 +492,34 @@ fn mm(
         .install(|| matmul(m.ty, w, m.n_in, x, y, scratch, model.isa))
         .map_err(|e| kernel_error(m, e))
 }
+
+impl Session<'_> {
+    /// Evaluates `tokens` like [`Session::eval`] and returns the final hidden state of
+    /// every one, after output_norm (`[n_tokens][n_embd]`): the vectors the logits are
+    /// computed from, and what embeddings pool.
+    pub fn eval_hidden(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        if tokens.is_empty() {
+            return Err(Error::InvalidInput("eval_hidden: no tokens".into()));
+        }
+        self.check_room(tokens.len())?;
+        let (c, w) = (&self.model.config, &self.model.weights);
+        let e = c.n_embd;
+        let mut out = vec![0.0; tokens.len() * e];
+        for (chunk, rows) in tokens
+            .chunks(self.batch)
+            .zip(out.chunks_mut(self.batch * e))
+        {
+            // `forward` leaves the chunk's final residual stream in `buf.x`; asking for
+            // one row of logits is its cheapest mode (they are not used).
+            self.forward(chunk, Some(chunk.len() - 1))?;
+            rms_norm_rows(
+                &self.buf.x[..chunk.len() * e],
+                &w.output_norm,
+                c.rms_eps,
+                rows,
+                e,
+            );
+        }
+        Ok(out)
+    }
+}

@@ -43,6 +43,28 @@ pub fn reference_python() -> Option<PathBuf> {
     None
 }
 
+/// A Python with the reference packages and these extra `modules` (comma-separated,
+/// e.g. "openai"), with the same skip / require rules as [`reference_python`].
+pub fn python_with(modules: &str) -> Option<PathBuf> {
+    let py = reference_python()?;
+    let ok = Command::new(&py)
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if ok {
+        return Some(py);
+    }
+    if std::env::var("PHIQ_REQUIRE_REFERENCES").as_deref() == Ok("1") {
+        panic!("PHIQ_REQUIRE_REFERENCES=1 but {} lacks {modules} (tools/requirements-ci.txt; rerun tools/test.sh)", py.display());
+    }
+    eprintln!(
+        "SKIPPED: {} lacks {modules}; run tools/test.sh",
+        py.display()
+    );
+    None
+}
+
 /// Runs a `tools/` Python script and returns its stdout; panics with its output on failure.
 pub fn run_tool(py: &Path, args: &[&str]) -> String {
     let out = Command::new(py)

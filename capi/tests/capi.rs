@@ -1,0 +1,165 @@
+//! The C interface from C and from Python: `tests/c/capi_demo.c` is compiled with `cc`
+//! against the built `libphiq_capi`, and `examples/python/phiq_ctypes.py` loads it with
+//! ctypes; both run on the demo model and their output is checked against the Rust
+//! library (token ids, greedy text, early stop, error codes).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use phiq::{GenerateParams, Model, ModelOptions, SamplerParams};
+
+const PROMPT: &str = "Alice was beginning to get very tired of sitting by her sister";
+const MAX_TOKENS: usize = 24;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn demo_model() -> PathBuf {
+    repo_root().join("models/phiq-demo.gguf")
+}
+
+/// The directory of the built libraries: the test binary is `<profile>/deps/capi-*`.
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// What the Rust library says: (prompt ids, greedy text, text of the first 3 pieces).
+fn reference() -> (Vec<u32>, String, String) {
+    let model = Model::load(demo_model(), &ModelOptions::default()).unwrap();
+    let ids = model.tokenizer().unwrap().encode(PROMPT, true, false);
+    let mut session = model.session(ids.len() + MAX_TOKENS).unwrap();
+    let params = GenerateParams {
+        max_tokens: MAX_TOKENS,
+        sampler: SamplerParams::greedy(),
+        ..GenerateParams::default()
+    };
+    let pieces: Vec<String> = session
+        .generate(&ids, params)
+        .unwrap()
+        .map(|p| p.unwrap().text)
+        .filter(|t| !t.is_empty())
+        .collect();
+    assert!(pieces.len() > 3, "the demo model generates text");
+    (ids, pieces.concat(), pieces[..3].concat())
+}
+
+fn line<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no '{key}' line in:\n{out}"))
+}
+
+#[test]
+fn c_program_matches_the_rust_library() {
+    let (ids, text, early) = reference();
+    let dir = lib_dir();
+    assert!(dir.join("libphiq_capi.so").exists() || dir.join("libphiq_capi.dylib").exists());
+    let exe = std::env::temp_dir().join(format!("phiq_capi_demo_{}", std::process::id()));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(&cc)
+        .arg(repo_root().join("capi/tests/c/capi_demo.c"))
+        .arg("-I")
+        .arg(repo_root().join("capi/include"))
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&exe)
+        .arg("-L")
+        .arg(&dir)
+        .arg(format!("-Wl,-rpath,{}", dir.display()))
+        .arg("-lphiq_capi")
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler '{cc}': {e}"));
+    assert!(status.success(), "compiling capi_demo.c failed");
+    let out = Command::new(&exe)
+        .arg(demo_model())
+        .arg(PROMPT)
+        .arg(MAX_TOKENS.to_string())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&exe);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "capi_demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(line(&stdout, "version: "), env!("CARGO_PKG_VERSION"));
+    // Size query: PHIQ_ERR_BUFFER_TOO_SMALL (5) with the count needed.
+    assert_eq!(line(&stdout, "size_query: "), format!("5 {}", ids.len()));
+    let want: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    assert_eq!(line(&stdout, "tokens: "), format!("0 {}", want.join(" ")));
+    // PHIQ_OK, stopped at max_tokens (0).
+    assert!(line(&stdout, "generate: ").starts_with("0 0 "), "{stdout}");
+    assert_eq!(line(&stdout, "text: "), text);
+    // The callback's nonzero return stops after 3 pieces: PHIQ_STOP_CALLBACK (4).
+    assert_eq!(line(&stdout, "early: "), "0 4 3");
+    assert_eq!(line(&stdout, "early_text: "), early);
+    assert!(line(&stdout, "err_null: ").starts_with("1 path is NULL"));
+    let load = line(&stdout, "err_load: ");
+    assert!(
+        load.starts_with("3 ") && load.contains("/nonexistent/model.gguf"),
+        "{load}"
+    );
+    assert!(line(&stdout, "err_utf8: ").starts_with("2 prompt is not valid UTF-8 (byte 4)"));
+    assert!(line(&stdout, "err_callback: ").starts_with("1 callback is NULL"));
+    assert_eq!(line(&stdout, "err_small: "), format!("5 {}", ids.len()));
+    assert!(line(&stdout, "err_model: ").starts_with("1 model is NULL"));
+}
+
+/// A Python 3 (only the standard library is needed): `PHIQ_PYTHON`, else `python3`.
+fn python() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("PHIQ_PYTHON").map(PathBuf::from),
+        Some(PathBuf::from("python3")),
+    ];
+    for py in candidates.into_iter().flatten() {
+        if Command::new(&py)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return Some(py);
+        }
+    }
+    if std::env::var("PHIQ_REQUIRE_REFERENCES").as_deref() == Ok("1") {
+        panic!("PHIQ_REQUIRE_REFERENCES=1 but no python3 for the ctypes example");
+    }
+    eprintln!("SKIPPED: no python3; the ctypes example was not run");
+    None
+}
+
+#[test]
+fn python_ctypes_example_matches_the_rust_library() {
+    let Some(py) = python() else { return };
+    let (ids, text, _) = reference();
+    let dir = lib_dir();
+    let lib = ["libphiq_capi.so", "libphiq_capi.dylib"]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.exists())
+        .expect("built libphiq_capi");
+    let out = Command::new(py)
+        .arg(repo_root().join("examples/python/phiq_ctypes.py"))
+        .arg(lib)
+        .arg(demo_model())
+        .arg(PROMPT)
+        .arg(MAX_TOKENS.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "phiq_ctypes.py failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    assert_eq!(line(&stdout, "tokens: "), want.join(" "));
+    assert_eq!(line(&stdout, "text: "), text);
+    assert_eq!(line(&stdout, "reason: "), "0");
+    let err = line(&stdout, "error: ");
+    assert!(
+        err.starts_with("phiq error 3:") && err.contains("/nonexistent/model.gguf"),
+        "{err}"
+    );
+}
