@@ -30,6 +30,9 @@ pub struct AttnShape {
 
 const CHUNK: usize = 64;
 
+/// Query heads of one KV group processed together (larger groups go in several passes).
+const MAX_GROUP: usize = 8;
+
 /// An element type of the KV cache: f16 or f32.
 pub trait KvElem: VecDot<Act = f32> {
     fn from_f32(x: f32) -> Self;
@@ -99,45 +102,68 @@ pub fn attention<T: KvElem>(
     let dot = T::dot_kernel(isa);
     let axpy = T::axpy_kernel(isa);
 
-    out.par_chunks_mut(hd).enumerate().for_each(|(idx, acc)| {
-        let (t, h) = (idx / n_head, idx % n_head);
-        let pos = n_past + t;
-        let kvh = h / group;
-        let qh = &q[t * q_stride + h * hd..t * q_stride + (h + 1) * hd];
-        acc.fill(0.0);
-        let (mut m, mut l) = (f32::NEG_INFINITY, 0.0f32);
-        let mut scores = [0.0f32; CHUNK];
-        let first = if window == 0 {
-            0
-        } else {
-            (pos + 1).saturating_sub(window)
-        };
-        for start in (first..=pos).step_by(CHUNK) {
-            let end = (start + CHUNK).min(pos + 1);
-            let mut cmax = f32::NEG_INFINITY;
-            for j in start..end {
-                let k = &k_cache[j * kv_stride + kvh * hd..j * kv_stride + (kvh + 1) * hd];
-                let s = dot(k, qh) * scale;
-                scores[j - start] = s;
-                cmax = cmax.max(s);
-            }
-            if cmax > m {
-                // exp(-inf) = 0 on the first chunk: nothing accumulated yet.
-                let rescale = (m - cmax).exp();
-                if rescale != 1.0 {
-                    acc.iter_mut().for_each(|a| *a *= rescale);
+    // One task per (token, KV head): the query heads that share the KV head run side by
+    // side over its keys, so each K and V row is read from memory once for all of them
+    // (they are computed exactly as each would be alone: same kernels, same order).
+    out.par_chunks_mut(group * hd)
+        .enumerate()
+        .for_each(|(idx, accs)| {
+            let (t, kvh) = (idx / n_kv_head, idx % n_kv_head);
+            let pos = n_past + t;
+            let first = if window == 0 {
+                0
+            } else {
+                (pos + 1).saturating_sub(window)
+            };
+            // Up to MAX_GROUP query heads at a time (their scores live on the stack).
+            for (sub, accs) in accs.chunks_mut(MAX_GROUP * hd).enumerate() {
+                let g = accs.len() / hd;
+                let h0 = kvh * group + sub * MAX_GROUP;
+                let q0 = t * q_stride + h0 * hd;
+                accs.fill(0.0);
+                let mut m = [f32::NEG_INFINITY; MAX_GROUP];
+                let mut l = [0.0f32; MAX_GROUP];
+                let mut scores = [[0.0f32; CHUNK]; MAX_GROUP];
+                for start in (first..=pos).step_by(CHUNK) {
+                    let end = (start + CHUNK).min(pos + 1);
+                    let mut cmax = [f32::NEG_INFINITY; MAX_GROUP];
+                    for j in start..end {
+                        let k = &k_cache[j * kv_stride + kvh * hd..j * kv_stride + (kvh + 1) * hd];
+                        for i in 0..g {
+                            let qh = &q[q0 + i * hd..q0 + (i + 1) * hd];
+                            let s = dot(k, qh) * scale;
+                            scores[i][j - start] = s;
+                            cmax[i] = cmax[i].max(s);
+                        }
+                    }
+                    for i in 0..g {
+                        if cmax[i] > m[i] {
+                            // exp(-inf) = 0 on the first chunk: nothing accumulated yet.
+                            let rescale = (m[i] - cmax[i]).exp();
+                            if rescale != 1.0 {
+                                accs[i * hd..(i + 1) * hd]
+                                    .iter_mut()
+                                    .for_each(|a| *a *= rescale);
+                            }
+                            l[i] *= rescale;
+                            m[i] = cmax[i];
+                        }
+                    }
+                    for j in start..end {
+                        let v = &v_cache[j * kv_stride + kvh * hd..j * kv_stride + (kvh + 1) * hd];
+                        for i in 0..g {
+                            let p = (scores[i][j - start] - m[i]).exp();
+                            l[i] += p;
+                            axpy(&mut accs[i * hd..(i + 1) * hd], p, v);
+                        }
+                    }
                 }
-                l *= rescale;
-                m = cmax;
+                for i in 0..g {
+                    let inv = 1.0 / l[i];
+                    accs[i * hd..(i + 1) * hd]
+                        .iter_mut()
+                        .for_each(|a| *a *= inv);
+                }
             }
-            for j in start..end {
-                let p = (scores[j - start] - m).exp();
-                l += p;
-                let v = &v_cache[j * kv_stride + kvh * hd..j * kv_stride + (kvh + 1) * hd];
-                axpy(acc, p, v);
-            }
-        }
-        let inv = 1.0 / l;
-        acc.iter_mut().for_each(|a| *a *= inv);
-    });
+        });
 }
