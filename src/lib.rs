@@ -7,6 +7,7 @@
 pub mod error;
 pub mod generate;
 pub mod gguf;
+pub mod imatrix;
 pub mod model;
 pub mod quantize;
 pub mod sampling;

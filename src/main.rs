@@ -25,6 +25,8 @@ enum Command {
     Run(cli::run::Args),
     /// Convert a GGUF to another quantization type (llama-quantize's presets).
     Quantize(cli::quantize::Args),
+    /// Quantize to several types and report size, bits/weight, PPL, KLD and speed (index.md + plots).
+    QuantReport(cli::quant_report::Args),
     /// Perplexity of a text file, as llama-perplexity computes it.
     Perplexity(cli::perplexity::Args),
     /// Measure prompt (pp) and generation (tg) speed, like llama-bench.
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve::run(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Quantize(args) => cli::quantize::run(args),
+        Command::QuantReport(args) => cli::quant_report::run(args),
         Command::Perplexity(args) => cli::perplexity::run(args),
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Logits(args) => cli::logits::run(args),

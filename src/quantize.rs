@@ -6,17 +6,21 @@
 //!
 //! Presets follow llama.cpp's names (`Q4_K_M`, …). The per-tensor rules are llama.cpp's
 //! for the `phi3` tensors (fused `attn_qkv`, `ffn_down`, `output`, `token_embd`; the "more
-//! bits in some layers" rule), with no importance matrix; `pure` gives every 2-D tensor
-//! the preset's base type (llama-quantize `--pure`).
+//! bits in some layers" rule, and the two rules that change with an importance matrix);
+//! `pure` gives every 2-D tensor the preset's base type (llama-quantize `--pure`). With an
+//! importance matrix ([`crate::imatrix`]) each tensor it has an entry for is quantized with
+//! ggml's weighted quantizers (`phiq_kernels::quantize_imatrix`).
 
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use phiq_kernels::GgmlType;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, GgufWriter, TensorInfo, TensorSpec, Value};
+use crate::imatrix::Imatrix;
 
 /// A llama.cpp quantization preset: its name, `general.file_type` id and base type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,6 +160,9 @@ pub struct QuantizeOptions {
     pub allow_requantize: bool,
     pub output_tensor_type: Option<GgmlType>,
     pub token_embedding_type: Option<GgmlType>,
+    /// Importance matrix (llama-quantize `--imatrix`) and the file name recorded in the
+    /// output's `quantize.imatrix.file`.
+    pub imatrix: Option<(Arc<Imatrix>, String)>,
 }
 
 /// llama.cpp's `use_more_bits`: the first and last eighth of the layers and every third
@@ -195,6 +202,7 @@ pub fn choose_type(
         }
     }
     let quantized_preset = !matches!(base, T::F32 | T::F16 | T::BF16);
+    let has_imatrix = opts.imatrix.is_some();
     if !opts.pure && quantized_preset {
         let layer = layer_of(&t.name).unwrap_or(0);
         let more = use_more_bits(layer, n_layer.max(1));
@@ -240,7 +248,12 @@ pub fn choose_type(
                 "Q3_K_L" => T::Q5_K,
                 "Q4_K_M" | "Q5_K_M" if more => T::Q6_K,
                 "Q4_K_S" if layer < n_layer / 8 => T::Q5_K,
-                "IQ4_NL" | "IQ4_XS" if layer < n_layer / 8 => T::Q5_K,
+                // Without an imatrix the first eighth gets more bits; with one, not.
+                "IQ4_NL" | "IQ4_XS" if layer < n_layer / 8 && !has_imatrix => T::Q5_K,
+                // llama.cpp guards the first eighth of Q4_0/Q5_0 ffn_down only when an
+                // imatrix is given (so files made without one stay as they always were).
+                "Q4_0" if layer < n_layer / 8 && has_imatrix => T::Q4_1,
+                "Q5_0" if layer < n_layer / 8 && has_imatrix => T::Q5_1,
                 _ => base,
             };
         } else if t.name.contains("attn_output.weight") {
@@ -346,6 +359,34 @@ pub fn quantize_file(
         .collect();
     metadata.push(("general.file_type".into(), Value::U32(preset.file_type)));
     metadata.push(("general.quantization_version".into(), Value::U32(2)));
+    if let Some((im, file_name)) = &opts.imatrix {
+        // llama-quantize's keys (strings cut to 127 bytes, as its overrides hold them).
+        let cut = |s: &str| {
+            let mut end = s.len().min(127);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s[..end].to_string()
+        };
+        metadata.retain(|(k, _)| !k.starts_with("quantize.imatrix."));
+        metadata.push((
+            "quantize.imatrix.file".into(),
+            Value::String(cut(file_name)),
+        ));
+        if let Some(d) = im.datasets.first() {
+            metadata.push(("quantize.imatrix.dataset".into(), Value::String(cut(d))));
+        }
+        metadata.push((
+            "quantize.imatrix.entries_count".into(),
+            Value::U32(im.entries.len() as u32),
+        ));
+        if im.chunk_count > 0 {
+            metadata.push((
+                "quantize.imatrix.chunks_count".into(),
+                Value::U32(im.chunk_count),
+            ));
+        }
+    }
     let specs: Vec<TensorSpec> = plan
         .iter()
         .map(|(t, ty)| TensorSpec {
@@ -382,6 +423,16 @@ pub fn quantize_file(
             let (row_len, n_rows) = t.rows();
             let (row_len, n_rows) = (row_len as usize, n_rows as usize);
             let in_row = row_len / from.block_size() as usize * from.type_size() as usize;
+            // Importance weights: only for tensors that are actually converted (llama.cpp
+            // copies the others), one block of row_len per expert for 3-D tensors.
+            let rows_per_mat = t.dims.get(1).copied().unwrap_or(1).max(1) as usize;
+            let n_mat = t.dims.get(2..).map_or(1, |d| d.iter().product::<u64>());
+            let weights = match &opts.imatrix {
+                Some((im, _)) if t.dims.len() >= 2 && *to != from => {
+                    im.weights_for(&t.name, row_len as u64, n_mat)?
+                }
+                _ => None,
+            };
             let mut written = 0u64;
             for chunk in (0..n_rows).step_by(ROWS_PER_CHUNK) {
                 let rows = ROWS_PER_CHUNK.min(n_rows - chunk);
@@ -393,7 +444,15 @@ pub fn quantize_file(
                         let mut x = vec![0f32; row_len];
                         let err = |e| Error::InvalidInput(format!("tensor '{}': {e}", t.name));
                         phiq_kernels::row::dequantize(from, src, &mut x).map_err(err)?;
-                        phiq_kernels::row::quantize_to_vec(*to, &x).map_err(err)
+                        match weights {
+                            Some(w) => {
+                                let m = row / rows_per_mat;
+                                let qw = &w[m * row_len..(m + 1) * row_len];
+                                phiq_kernels::row::quantize_to_vec_imatrix(*to, &x, qw)
+                            }
+                            None => phiq_kernels::row::quantize_to_vec(*to, &x),
+                        }
+                        .map_err(err)
                     })
                     .collect();
                 for r in results {

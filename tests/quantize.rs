@@ -208,3 +208,172 @@ fn presets_equal_llama_quantize() {
     }
     assert!(checked >= 20, "{checked}");
 }
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `phiq quantize --imatrix` against `llama-quantize --imatrix` (tools/imatrix_ref.py,
+/// tests/fixtures/reference/imatrix/): the same importance matrix files (GGUF and legacy
+/// .dat, made by llama-imatrix on tiny-phi4), the same presets; every tensor's type and
+/// bytes must equal llama.cpp's. The reference also differs from llama.cpp's output without
+/// an imatrix (llamacpp-quantize.json), so the weights demonstrably took effect.
+#[test]
+fn imatrix_presets_equal_llama_quantize() {
+    let Some(dir) = tiny_models_dir() else { return };
+    let refdir = repo_root().join("tests/fixtures/reference/imatrix");
+    let r: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(refdir.join("llamacpp-imatrix-quantize.json")).unwrap(),
+    )
+    .unwrap();
+    let plain: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            repo_root().join("tests/fixtures/reference/llamacpp-quantize.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for (name, want) in r["imatrix_sha256"].as_object().unwrap() {
+        let got = sha256_hex(&std::fs::read(refdir.join(name)).unwrap());
+        assert_eq!(
+            got,
+            want.as_str().unwrap(),
+            "{name}: not the committed file"
+        );
+    }
+    let input = dir.join("tiny-phi4-F32.gguf");
+    let mut checked = 0;
+    let mut differs_from_plain = 0;
+    for (key, run) in r["files"].as_object().unwrap() {
+        let preset = run["preset"].as_str().unwrap();
+        let pure = run["pure"].as_bool().unwrap();
+        let imatrix = refdir.join(run["imatrix"].as_str().unwrap());
+        let out = tmp(&format!("imatrix-{key}.gguf"));
+        let mut args = vec![
+            "quantize",
+            input.to_str().unwrap(),
+            out.to_str().unwrap(),
+            preset,
+            "--imatrix",
+            imatrix.to_str().unwrap(),
+        ];
+        if pure {
+            args.push("--pure");
+        }
+        let (code, err) = phiq(&args);
+        assert_eq!(code, 0, "{key}: {err}");
+        let f = GgufFile::open(&out).unwrap();
+        let want_tensors = run["tensors"].as_object().unwrap();
+        assert_eq!(f.header.tensors.len(), want_tensors.len(), "{key}");
+        for (name, want) in want_tensors {
+            let t = f.tensor(name).unwrap();
+            assert_eq!(
+                t.ty.unwrap().name(),
+                want["type"].as_str().unwrap(),
+                "{key}: {name}: type"
+            );
+            let hash = sha256_hex(f.tensor_data(t).unwrap());
+            assert_eq!(
+                hash,
+                want["sha256"].as_str().unwrap(),
+                "{key}: {name}: bytes differ from llama-quantize --imatrix"
+            );
+            // Same preset without an imatrix (when llamacpp-quantize.json has it).
+            let plain_key = format!("tiny-phi4-{preset}{}", if pure { "-pure" } else { "" });
+            if let Some(p) = plain["files"][&plain_key]["tensors"][name]["sha256"].as_str() {
+                if p != hash && name.contains("blk.") {
+                    differs_from_plain += 1;
+                }
+            }
+        }
+        let md = &f.header.metadata;
+        assert_eq!(
+            md.get_u32("quantize.imatrix.entries_count").unwrap(),
+            9,
+            "{key}"
+        );
+        std::fs::remove_file(out).unwrap();
+        checked += 1;
+    }
+    assert!(checked >= 14, "{checked}");
+    assert!(differs_from_plain > 20, "{differs_from_plain}");
+}
+
+/// Malformed importance matrices: a clear error naming the file (and offset or entry), no
+/// panic, no output file.
+#[test]
+fn malformed_imatrix_files_are_refused() {
+    let Some(dir) = tiny_models_dir() else { return };
+    let input = dir.join("tiny-phi4-F32.gguf");
+    let good =
+        std::fs::read(repo_root().join("tests/fixtures/reference/imatrix/tiny-phi4.imatrix.dat"))
+            .unwrap();
+    let gguf =
+        std::fs::read(repo_root().join("tests/fixtures/reference/imatrix/tiny-phi4.imatrix.gguf"))
+            .unwrap();
+    let mut cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty", vec![], "byte 0"),
+        (
+            "truncated",
+            good[..good.len() / 2].to_vec(),
+            "file truncated",
+        ),
+        (
+            "zero entries",
+            0i32.to_le_bytes().to_vec(),
+            "not an importance matrix",
+        ),
+        (
+            "huge count",
+            i32::MAX.to_le_bytes().to_vec(),
+            "not an importance matrix",
+        ),
+        ("gguf truncated", gguf[..gguf.len() - 100].to_vec(), "byte"),
+    ];
+    // A name length that runs past the end.
+    let mut bad_len = good.clone();
+    bad_len[4..8].copy_from_slice(&1_000_000i32.to_le_bytes());
+    cases.push(("name length", bad_len, "name length"));
+    // A value count beyond the file.
+    let name_len = i32::from_le_bytes(good[4..8].try_into().unwrap()) as usize;
+    let mut bad_nval = good.clone();
+    let at = 8 + name_len + 4;
+    bad_nval[at..at + 4].copy_from_slice(&100_000_000i32.to_le_bytes());
+    cases.push(("value count", bad_nval, "values"));
+    // A NaN in the weights.
+    let mut nan = good.clone();
+    nan[at + 4..at + 8].copy_from_slice(&f32::NAN.to_le_bytes());
+    cases.push(("nan", nan, "non-finite"));
+    // The wrong model: an entry whose size differs from the tensor's row length.
+    let mut other = good.clone();
+    let nval = i32::from_le_bytes(good[at..at + 4].try_into().unwrap()) as usize;
+    other.splice(at + 4 + 4 * (nval / 2)..at + 4 + 4 * nval, []);
+    other[at..at + 4].copy_from_slice(&((nval / 2) as i32).to_le_bytes());
+    cases.push(("other model", other, "of another model"));
+    for (what, bytes, want) in cases {
+        let path = tmp(&format!("bad-{}.imatrix", what.replace(' ', "-")));
+        std::fs::write(&path, &bytes).unwrap();
+        let out = tmp("bad-imatrix-out.gguf");
+        let (code, err) = phiq(&[
+            "quantize",
+            input.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "Q4_K_M",
+            "--imatrix",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 1, "{what}: {err}");
+        assert!(
+            err.contains(path.to_str().unwrap()) || err.contains("importance matrix entry"),
+            "{what}: {err}"
+        );
+        assert!(err.contains(want), "{what}: {err}");
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        assert!(!out.exists(), "{what}");
+        std::fs::remove_file(path).unwrap();
+    }
+}

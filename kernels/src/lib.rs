@@ -17,6 +17,7 @@ pub mod formats;
 pub mod matmul;
 pub mod ops;
 pub mod quantize;
+pub mod quantize_imatrix;
 pub mod quantize_k;
 pub mod row;
 pub mod tile;

@@ -59,9 +59,9 @@ use crate::blocks::{
 };
 
 /// ggml's `GROUP_MAX_EPS`: a group whose largest magnitude is below this is "all zero".
-const GROUP_MAX_EPS: f32 = 1e-15;
+pub(crate) const GROUP_MAX_EPS: f32 = 1e-15;
 
-fn check_len<B: Block>(x: &[f32], y: &[B]) {
+pub(crate) fn check_len<B: Block>(x: &[f32], y: &[B]) {
     assert_eq!(
         x.len(),
         y.len() * B::QK,
@@ -81,14 +81,14 @@ fn check_len<B: Block>(x: &[f32], y: &[B]) {
 /// for larger or non-finite inputs we reproduce the same wrapped bits rather than
 /// saturating like `f32::round_ties_even() as i32` would.
 #[inline]
-fn nearest_int(fval: f32) -> i32 {
+pub(crate) fn nearest_int(fval: f32) -> i32 {
     let biased = fval + 12_582_912.0;
     (biased.to_bits() as i32 & 0x007f_ffff) - 0x0040_0000
 }
 
 /// The element of largest magnitude, as `(|x|, x)`; the first one wins a tie
 /// (ggml's `if (ax > amax)` scan, starting from 0).
-fn signed_absmax(x: &[f32]) -> (f32, f32) {
+pub(crate) fn signed_absmax(x: &[f32]) -> (f32, f32) {
     let (mut amax, mut max) = (0.0f32, 0.0f32);
     for &v in x {
         let ax = v.abs();
@@ -102,7 +102,7 @@ fn signed_absmax(x: &[f32]) -> (f32, f32) {
 
 /// `1/v`, or 0 for v == 0 (C's `v ? 1/v : 0`; -0 counts as zero, NaN does not).
 #[inline]
-fn inverse_or_zero(v: f32) -> f32 {
+pub(crate) fn inverse_or_zero(v: f32) -> f32 {
     if v != 0.0 {
         1.0 / v
     } else {
@@ -125,7 +125,7 @@ fn inverse_or_zero(v: f32) -> f32 {
 /// its error is strictly lower. Writes the levels to `levels`; returns
 /// `(scale, the_min)` with `the_min = -min ≥ 0`.
 #[allow(clippy::too_many_arguments)]
-fn fit_scale_min(
+pub(crate) fn fit_scale_min(
     x: &[f32],
     weights: &[f32],
     nmax: i32,
@@ -209,15 +209,20 @@ fn fit_scale_min(
 }
 
 /// Fits `x ≈ scale * l` with l in -nmax..nmax (stored as `l + nmax`), maximising the
-/// x²-weighted fit `(Σ w·x·l)² / Σ w·l²`: ggml's `make_qx_quants` with `rmse_type = 1`
-/// and no importance weights.
+/// weighted fit `(Σ w·x·l)² / Σ w·l²`: ggml's `make_qx_quants` with `rmse_type = 1`;
+/// w = x², or `importance` (ggml's `qw`) when given.
 ///
 /// The first grid maps the signed extreme to -nmax (so the largest magnitude lands on
 /// the side with the extra level); 18 more grids stretch that by ±0.1·is levels. For a
 /// fixed set of levels the best scale is `Σwxl / Σwl²`, and the fit is compared through
 /// `(Σwxl)² / Σwl²` without dividing. Returns the scale (0 for an all-zero group, whose
 /// levels are then 0, not `nmax`, exactly as ggml leaves them).
-fn fit_symmetric(x: &[f32], nmax: i32, levels: &mut [i8]) -> f32 {
+pub(crate) fn fit_symmetric(
+    x: &[f32],
+    nmax: i32,
+    levels: &mut [i8],
+    importance: Option<&[f32]>,
+) -> f32 {
     let n = x.len();
     let (amax, max) = signed_absmax(x);
     if amax < GROUP_MAX_EPS {
@@ -225,13 +230,15 @@ fn fit_symmetric(x: &[f32], nmax: i32, levels: &mut [i8]) -> f32 {
         return 0.0;
     }
     let quantize_at = |iscale: f32, i: usize| nearest_int(iscale * x[i]).clamp(-nmax, nmax - 1);
+    // ggml's `qw ? qw[i] : x[i]*x[i]` (rmse_type 1).
+    let weight = |i: usize| importance.map_or(x[i] * x[i], |w| w[i]);
 
     let mut iscale = -(nmax as f32) / max;
     let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
     for i in 0..n {
         let l = quantize_at(iscale, i);
         levels[i] = (l + nmax) as i8;
-        let (w, l) = (x[i] * x[i], l as f32);
+        let (w, l) = (weight(i), l as f32);
         sumlx += w * x[i] * l;
         suml2 += w * l * l;
     }
@@ -245,7 +252,7 @@ fn fit_symmetric(x: &[f32], nmax: i32, levels: &mut [i8]) -> f32 {
         sumlx = 0.0;
         suml2 = 0.0;
         for i in 0..n {
-            let (w, l) = (x[i] * x[i], quantize_at(iscale, i) as f32);
+            let (w, l) = (weight(i), quantize_at(iscale, i) as f32);
             sumlx += w * x[i] * l;
             suml2 += w * l * l;
         }
@@ -326,7 +333,7 @@ fn fit_symmetric_refined(x: &[f32], nmax: i32, levels: &mut [i8]) -> f32 {
 
 /// Packs 256 two-bit levels as Q2_K/Q3_K store them: per half of 128, byte l holds
 /// elements l, l + 32, l + 64, l + 96 at bits 0, 2, 4, 6.
-fn pack_2bit(levels: &[u8; QK_K], qs: &mut [u8; QK_K / 4]) {
+pub(crate) fn pack_2bit(levels: &[u8; QK_K], qs: &mut [u8; QK_K / 4]) {
     for half in 0..2 {
         let (lv, q) = (&levels[128 * half..], &mut qs[32 * half..]);
         for l in 0..32 {
@@ -671,76 +678,85 @@ pub fn quantize_row_q5_k(x: &[f32], y: &mut [BlockQ5_K]) {
 pub fn quantize_row_q6_k(x: &[f32], y: &mut [BlockQ6_K]) {
     check_len(x, y);
     for (xs, out) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
-        let mut levels = [0i8; QK_K]; // level + 32, in 0..64
-        let mut scales = [0.0f32; QK_K / 16];
-        let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
-        for ib in 0..QK_K / 16 {
-            scales[ib] =
-                fit_symmetric(&xs[16 * ib..16 * ib + 16], 32, &mut levels[16 * ib..][..16]);
-            let abs_scale = scales[ib].abs();
-            if abs_scale > max_abs_scale {
-                max_abs_scale = abs_scale;
-                max_scale = scales[ib];
-            }
-        }
+        quantize_block_q6_k(xs, out, |_, xb, levels| fit_symmetric(xb, 32, levels, None));
+    }
+}
 
-        if max_abs_scale < GROUP_MAX_EPS {
-            *out = BlockQ6_K {
-                ql: [0; QK_K / 2],
-                qh: [0; QK_K / 4],
-                scales: [0; QK_K / 16],
-                d: f16::ZERO,
-            };
+/// One Q6_K super-block; `fit(ib, sub_block, levels)` fits sub-block `ib` of 16 (the
+/// reference path and the importance-weighted one differ only there).
+pub(crate) fn quantize_block_q6_k(
+    xs: &[f32],
+    out: &mut BlockQ6_K,
+    fit: impl Fn(usize, &[f32], &mut [i8]) -> f32,
+) {
+    let mut levels = [0i8; QK_K]; // level + 32, in 0..64
+    let mut scales = [0.0f32; QK_K / 16];
+    let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
+    for ib in 0..QK_K / 16 {
+        scales[ib] = fit(ib, &xs[16 * ib..16 * ib + 16], &mut levels[16 * ib..][..16]);
+        let abs_scale = scales[ib].abs();
+        if abs_scale > max_abs_scale {
+            max_abs_scale = abs_scale;
+            max_scale = scales[ib];
+        }
+    }
+
+    if max_abs_scale < GROUP_MAX_EPS {
+        *out = BlockQ6_K {
+            ql: [0; QK_K / 2],
+            qh: [0; QK_K / 4],
+            scales: [0; QK_K / 16],
+            d: f16::ZERO,
+        };
+        return;
+    }
+
+    let iscale = -128.0 / max_scale;
+    let d = f16::from_f32(1.0 / iscale);
+    let mut sc = [0i8; QK_K / 16];
+    for ib in 0..QK_K / 16 {
+        // C: MIN(127, nearest_int(...)) stored into an int8_t.
+        sc[ib] = nearest_int(iscale * scales[ib]).min(127) as i8;
+    }
+
+    // Re-quantize with the decoded scales; a zero scale keeps the fit's levels.
+    let d_f = d.to_f32();
+    for j in 0..QK_K / 16 {
+        let dl = d_f * sc[j] as f32;
+        if dl == 0.0 {
             continue;
         }
-
-        let iscale = -128.0 / max_scale;
-        let d = f16::from_f32(1.0 / iscale);
-        let mut sc = [0i8; QK_K / 16];
-        for ib in 0..QK_K / 16 {
-            // C: MIN(127, nearest_int(...)) stored into an int8_t.
-            sc[ib] = nearest_int(iscale * scales[ib]).min(127) as i8;
+        for ii in 0..16 {
+            let l = nearest_int(xs[16 * j + ii] / dl).clamp(-32, 31);
+            levels[16 * j + ii] = (l + 32) as i8;
         }
-
-        // Re-quantize with the decoded scales; a zero scale keeps the fit's levels.
-        let d_f = d.to_f32();
-        for j in 0..QK_K / 16 {
-            let dl = d_f * sc[j] as f32;
-            if dl == 0.0 {
-                continue;
-            }
-            for ii in 0..16 {
-                let l = nearest_int(xs[16 * j + ii] / dl).clamp(-32, 31);
-                levels[16 * j + ii] = (l + 32) as i8;
-            }
-        }
-
-        // Per half of 128: element 32k + l puts its low nibble in ql[l + 32·(k&1)]
-        // (low nibble for k < 2, high for k ≥ 2) and its top 2 bits in qh[l] at 2k.
-        let mut ql = [0u8; QK_K / 2];
-        let mut qh = [0u8; QK_K / 4];
-        for half in 0..2 {
-            let lv = &levels[128 * half..128 * half + 128];
-            let (ql, qh) = (&mut ql[64 * half..], &mut qh[32 * half..]);
-            for l in 0..32 {
-                let q = [
-                    lv[l] as u8,
-                    lv[l + 32] as u8,
-                    lv[l + 64] as u8,
-                    lv[l + 96] as u8,
-                ];
-                ql[l] = (q[0] & 0x0F) | ((q[2] & 0x0F) << 4);
-                ql[l + 32] = (q[1] & 0x0F) | ((q[3] & 0x0F) << 4);
-                qh[l] = (q[0] >> 4) | ((q[1] >> 4) << 2) | ((q[2] >> 4) << 4) | ((q[3] >> 4) << 6);
-            }
-        }
-        *out = BlockQ6_K {
-            ql,
-            qh,
-            scales: sc,
-            d,
-        };
     }
+
+    // Per half of 128: element 32k + l puts its low nibble in ql[l + 32·(k&1)]
+    // (low nibble for k < 2, high for k ≥ 2) and its top 2 bits in qh[l] at 2k.
+    let mut ql = [0u8; QK_K / 2];
+    let mut qh = [0u8; QK_K / 4];
+    for half in 0..2 {
+        let lv = &levels[128 * half..128 * half + 128];
+        let (ql, qh) = (&mut ql[64 * half..], &mut qh[32 * half..]);
+        for l in 0..32 {
+            let q = [
+                lv[l] as u8,
+                lv[l + 32] as u8,
+                lv[l + 64] as u8,
+                lv[l + 96] as u8,
+            ];
+            ql[l] = (q[0] & 0x0F) | ((q[2] & 0x0F) << 4);
+            ql[l + 32] = (q[1] & 0x0F) | ((q[3] & 0x0F) << 4);
+            qh[l] = (q[0] >> 4) | ((q[1] >> 4) << 2) | ((q[2] >> 4) << 4) | ((q[3] >> 4) << 6);
+        }
+    }
+    *out = BlockQ6_K {
+        ql,
+        qh,
+        scales: sc,
+        d,
+    };
 }
 
 // ---------------------------------------------------------------------------------
@@ -757,7 +773,7 @@ pub fn quantize_row_q6_k(x: &[f32], y: &mut [BlockQ6_K]) {
 /// agree for every non-NaN x (checked once over all 2^32 bit patterns; the unit test
 /// keeps dense sweeps around the midpoints).
 #[inline]
-fn best_index_iq4nl(x: f32) -> u8 {
+pub(crate) fn best_index_iq4nl(x: f32) -> u8 {
     let v = &KVALUES_IQ4NL;
     let x2 = x + x;
     let mut idx = 0usize;
@@ -777,14 +793,14 @@ fn best_index_iq4nl(x: f32) -> u8 {
 const IQ4_NTRY: i32 = 7;
 
 /// Best scale for one block of 32 with the IQ4_NL levels (the per-block search of
-/// `quantize_row_iq4_nl_impl`, no importance matrix, `ntry = 7`).
+/// `quantize_row_iq4_nl_impl`, `ntry = 7`).
 ///
-/// Weights are x². The first guess is `d = max / 127` (ggml: `-max / values[0]`); then
+/// Weights are x², or `importance` (ggml's `weight`) when an importance matrix is given. The first guess is `d = max / 127` (ggml: `-max / values[0]`); then
 /// 15 inverse scales `(itry - 127) / max`, itry in -7..=7, put the element of largest
 /// magnitude near the -127 end of the table, the longer side, so the best d may come out
 /// negative. For fixed levels q the best scale is `Σwqx / Σwq²`, and fits are compared
 /// by `(Σwqx)² / Σwq²`. Returns 0 for an all-zero block.
-fn iq4_block_scale(xb: &[f32]) -> f32 {
+pub(crate) fn iq4_block_scale(xb: &[f32], importance: Option<&[f32]>) -> f32 {
     let (amax, max) = signed_absmax(xb);
     if amax < GROUP_MAX_EPS {
         return 0.0;
@@ -793,9 +809,9 @@ fn iq4_block_scale(xb: &[f32]) -> f32 {
     // Σ w·q·x and Σ w·q² for the levels nearest to id·x.
     let fit = |id: f32| {
         let (mut sumqx, mut sumq2) = (0.0f32, 0.0f32);
-        for &x in xb {
+        for (j, &x) in xb.iter().enumerate() {
             let q = KVALUES_IQ4NL[best_index_iq4nl(id * x) as usize] as f32;
-            let w = x * x;
+            let w = importance.map_or(x * x, |w| w[j]);
             sumqx += w * q * x;
             sumq2 += w * q * q;
         }
@@ -817,7 +833,7 @@ fn iq4_block_scale(xb: &[f32]) -> f32 {
 }
 
 /// Packs 32 four-bit indices: byte j holds element j (low nibble) and j + 16 (high).
-fn pack_iq4(levels: &[u8], qs: &mut [u8]) {
+pub(crate) fn pack_iq4(levels: &[u8], qs: &mut [u8]) {
     for j in 0..16 {
         qs[j] = levels[j] | (levels[j + 16] << 4);
     }
@@ -829,9 +845,26 @@ fn pack_iq4(levels: &[u8], qs: &mut [u8]) {
 /// using the unrounded f32 scale. An all-zero block becomes `d = 0` with every index 8 (the level
 /// nearest to 0).
 pub fn quantize_row_iq4_nl(x: &[f32], y: &mut [BlockIQ4_NL]) {
+    quantize_iq4_nl(x, y, None);
+}
+
+/// IQ4_NL with optional per-column importance weights (`qw.len() == x.len()`): ggml's
+/// `quantize_iq4_nl`. With them, element j of a block weighs `qw[j]·sqrt(σ² + x[j]²)`,
+/// σ² = 2·Σx²/32 over the block (ggml's `sigma2`); without, `x[j]²`.
+pub(crate) fn quantize_iq4_nl(x: &[f32], y: &mut [BlockIQ4_NL], qw: Option<&[f32]>) {
     check_len(x, y);
-    for (xb, out) in x.chunks_exact(32).zip(y.iter_mut()) {
-        let d = iq4_block_scale(xb);
+    for (ibl, (xb, out)) in x.chunks_exact(32).zip(y.iter_mut()).enumerate() {
+        let mut weight = [0.0f32; 32];
+        let importance = qw.map(|qw| {
+            iq4_weights(
+                xb,
+                &qw[32 * ibl..32 * ibl + 32],
+                iq4_sigma2(xb),
+                &mut weight,
+            );
+            &weight[..]
+        });
+        let d = iq4_block_scale(xb, importance);
         let id = inverse_or_zero(d);
         let mut levels = [0u8; 32];
         for j in 0..32 {
@@ -846,18 +879,52 @@ pub fn quantize_row_iq4_nl(x: &[f32], y: &mut [BlockIQ4_NL]) {
     }
 }
 
+/// ggml's IQ4 importance: `weight[j] = qw[j] · sqrt(σ² + x[j]²)` for one block of 32,
+/// with σ² = 2·Σx²/n over the n values of the (super-)block it belongs to
+/// ([`iq4_sigma2`]).
+fn iq4_weights(xb: &[f32], qw: &[f32], sigma2: f32, weight: &mut [f32; 32]) {
+    for j in 0..32 {
+        weight[j] = qw[j] * (sigma2 + xb[j] * xb[j]).sqrt();
+    }
+}
+
+/// ggml's `sigma2` for IQ4: Σx² in order, times `2/n` (a power of two for n = 32 or 256,
+/// so the product is exact, as is C's `sigma2 *= 2.f/super_block_size`).
+fn iq4_sigma2(xs: &[f32]) -> f32 {
+    let mut sigma2 = 0.0f32;
+    for &v in xs {
+        sigma2 += v * v;
+    }
+    sigma2 * (2.0 / xs.len() as f32)
+}
+
 /// Quantizes `x` to IQ4_XS as `llama-quantize` does (`quantize_iq4_xs`, no importance
 /// matrix): per 32-element sub-block the IQ4_NL scale search, then the signed scales
 /// are quantized to 6 bits against the one of largest magnitude (`d = -max_scale/32`,
 /// stored as l + 32: low 4 bits in `scales_l` nibbles, top 2 in `scales_h`), and each
 /// weight mapped to the nearest level of `KVALUES_IQ4NL · d·l` (f32 `d`, not the f16).
 pub fn quantize_row_iq4_xs(x: &[f32], y: &mut [BlockIQ4_XS]) {
+    quantize_iq4_xs(x, y, None);
+}
+
+/// IQ4_XS with optional per-column importance weights (`qw.len() == x.len()`): ggml's
+/// `quantize_iq4_xs`; the weights as in [`quantize_iq4_nl`], σ² over the super-block of 256.
+pub(crate) fn quantize_iq4_xs(x: &[f32], y: &mut [BlockIQ4_XS], qw: Option<&[f32]>) {
     check_len(x, y);
-    for (xs, out) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
+    for (ibl, (xs, out)) in x.chunks_exact(QK_K).zip(y.iter_mut()).enumerate() {
         let mut scales = [0.0f32; QK_K / 32];
         let (mut max_scale, mut amax_scale) = (0.0f32, 0.0f32);
+        // Only used with an importance matrix.
+        let sigma2 = if qw.is_some() { iq4_sigma2(xs) } else { 0.0 };
         for ib in 0..QK_K / 32 {
-            scales[ib] = iq4_block_scale(&xs[32 * ib..32 * ib + 32]);
+            let xb = &xs[32 * ib..32 * ib + 32];
+            let mut weight = [0.0f32; 32];
+            let importance = qw.map(|qw| {
+                let qw = &qw[QK_K * ibl + 32 * ib..QK_K * ibl + 32 * ib + 32];
+                iq4_weights(xb, qw, sigma2, &mut weight);
+                &weight[..]
+            });
+            scales[ib] = iq4_block_scale(xb, importance);
             let abs_d = scales[ib].abs();
             if abs_d > amax_scale {
                 amax_scale = abs_d;

@@ -115,6 +115,32 @@ pub fn quantize(ty: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), KernelErr
     })
 }
 
+/// Quantizes one row with importance weights `qw` (one per value, from an importance
+/// matrix) into a new byte vector of blocks of `ty`: ggml's weighted `_impl` quantizers
+/// for the K-quants, IQ4 and Q4_0/Q4_1/Q5_0/Q5_1; the other types ignore the weights.
+pub fn quantize_to_vec_imatrix(
+    ty: GgmlType,
+    x: &[f32],
+    qw: &[f32],
+) -> Result<Vec<u8>, KernelError> {
+    use crate::quantize_imatrix::QuantizeImatrix;
+    if qw.len() != x.len() {
+        return Err(KernelError::Length {
+            expected: x.len(),
+            found: qw.len(),
+        });
+    }
+    crate::with_weight_block!(ty, B => {
+        let n = x.len() / B::QK;
+        if n * B::QK != x.len() {
+            return Err(KernelError::Length { expected: (n + 1) * B::QK, found: x.len() });
+        }
+        let mut blocks = zeroed_blocks::<B>(n);
+        B::quantize_row_imatrix(x, &mut blocks, qw);
+        Ok(block_bytes(&blocks).to_vec())
+    })
+}
+
 /// Quantizes f32 values into a new byte vector of blocks of `ty`.
 pub fn quantize_to_vec(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>, KernelError> {
     use crate::quantize::Quantize;

@@ -6,6 +6,7 @@ pub mod common;
 pub mod inspect;
 pub mod logits;
 pub mod perplexity;
+pub mod quant_report;
 pub mod quantize;
 pub mod run;
 pub mod serve;

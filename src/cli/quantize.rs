@@ -1,4 +1,4 @@
-//! `phiq quantize IN.gguf OUT.gguf TYPE [--pure] [--allow-requantize]
+//! `phiq quantize IN.gguf OUT.gguf TYPE [--pure] [--allow-requantize] [--imatrix FILE]
 //! [--output-tensor-type T] [--token-embedding-type T]` (llama-quantize's argument order).
 
 use std::path::PathBuf;
@@ -29,6 +29,10 @@ pub struct Args {
     /// Type for token_embd.weight.
     #[arg(long = "token-embedding-type", value_name = "T")]
     token_embedding_type: Option<String>,
+    /// Importance matrix from llama-imatrix (GGUF or legacy .dat): quantize with its
+    /// per-column weights, as llama-quantize --imatrix does.
+    #[arg(long, value_name = "FILE")]
+    imatrix: Option<PathBuf>,
     /// Threads [default: physical cores].
     #[arg(short = 't', long)]
     threads: Option<usize>,
@@ -55,6 +59,24 @@ pub fn run(args: Args) -> phiq::Result<()> {
             .as_deref()
             .map(ggml_type)
             .transpose()?,
+        imatrix: match &args.imatrix {
+            Some(path) => {
+                let im = phiq::imatrix::Imatrix::load(path)?;
+                eprintln!(
+                    "phiq: {}: {} importance matrix entries{}{}",
+                    path.display(),
+                    im.entries.len(),
+                    if im.chunk_count > 0 {
+                        format!(" computed on {} chunks", im.chunk_count)
+                    } else {
+                        String::new()
+                    },
+                    if im.legacy { " (legacy format)" } else { "" }
+                );
+                Some((std::sync::Arc::new(im), path.display().to_string()))
+            }
+            None => None,
+        },
     };
     let threads = args
         .threads

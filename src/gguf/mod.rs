@@ -8,7 +8,7 @@
 //! - `writer` — [`GgufWriter`]
 //! - `sniff` — what a non-GGUF file looks like
 
-mod cursor;
+pub(crate) mod cursor;
 pub mod file;
 pub mod metadata;
 pub mod reader;
