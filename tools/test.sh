@@ -13,6 +13,9 @@ if ! "$venv/bin/python" -c "import gguf, numpy, openai" 2>/dev/null; then
 fi
 export PHIQ_PYTHON="$PWD/$venv/bin/python"
 export PHIQ_REQUIRE_REFERENCES=1
+# The C interface's tests link a C program and ctypes against the shared library, which
+# `cargo test` alone does not build (it links the tests against the rlib).
+cargo build -p phiq-capi
 cargo test --workspace "$@"
 # tiny models for the forward-pass tests: deterministic, and the ones the references describe
 "$PHIQ_PYTHON" tools/test_tiny_models.py

@@ -55,7 +55,11 @@ fn line<'a>(out: &'a str, key: &str) -> &'a str {
 fn c_program_matches_the_rust_library() {
     let (ids, text, early) = reference();
     let dir = lib_dir();
-    assert!(dir.join("libphiq_capi.so").exists() || dir.join("libphiq_capi.dylib").exists());
+    assert!(
+        dir.join("libphiq_capi.so").exists() || dir.join("libphiq_capi.dylib").exists(),
+        "no libphiq_capi.so in {}: build it first (`cargo build -p phiq-capi`; tools/test.sh does)",
+        dir.display()
+    );
     let exe = std::env::temp_dir().join(format!("phiq_capi_demo_{}", std::process::id()));
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let status = Command::new(&cc)
