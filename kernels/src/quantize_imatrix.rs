@@ -241,29 +241,7 @@ pub fn quantize_row_q3_k_imatrix(x: &[f32], y: &mut [BlockQ3_K], qw: &[f32]) {
             block.scales[j % 4 + 8] |= ((l >> 4) << (2 * (j / 4))) as u8;
         }
         block.d = f16::from_f32(d_block);
-
-        let d_all = block.d.to_f32();
-        let sc = block.unpack_scales();
-        for j in 0..QK_K / 16 {
-            let dl = d_all * sc[j] as f32;
-            if dl == 0.0 {
-                continue;
-            }
-            for ii in 0..16 {
-                let l = nearest_int(xs[16 * j + ii] / dl).clamp(-4, 3);
-                levels[16 * j + ii] = (l + 4) as i8;
-            }
-        }
-        let mut low = [0u8; QK_K];
-        for j in 0..QK_K {
-            let mut l = levels[j];
-            if l > 3 {
-                block.hmask[j % 32] |= 1 << (j / 32);
-                l -= 4;
-            }
-            low[j] = l as u8;
-        }
-        pack_2bit(&low, &mut block.qs);
+        crate::quantize_k::finish_q3_k(&mut block, xs, &mut levels);
         *out = block;
     }
 }
@@ -339,18 +317,7 @@ pub fn quantize_row_q4_k_imatrix(x: &[f32], y: &mut [BlockQ4_K], qw: &[f32]) {
         let mut levels = [0u8; QK_K];
         let (scales, d, dmin) =
             fit_k4_imatrix(xs, &qw[QK_K * i..QK_K * (i + 1)], 15, false, &mut levels);
-        let mut qs = [0u8; QK_K / 2];
-        for c in 0..4 {
-            for l in 0..32 {
-                qs[32 * c + l] = levels[64 * c + l] | (levels[64 * c + 32 + l] << 4);
-            }
-        }
-        *out = BlockQ4_K {
-            d,
-            dmin,
-            scales,
-            qs,
-        };
+        *out = crate::quantize_k::pack_q4_k(&levels, scales, d, dmin);
     }
 }
 
@@ -362,31 +329,7 @@ pub fn quantize_row_q5_k_imatrix(x: &[f32], y: &mut [BlockQ5_K], qw: &[f32]) {
         let mut levels = [0u8; QK_K];
         let (scales, d, dmin) =
             fit_k4_imatrix(xs, &qw[QK_K * i..QK_K * (i + 1)], 31, true, &mut levels);
-        let mut qs = [0u8; QK_K / 2];
-        let mut qh = [0u8; QK_K / 8];
-        for c in 0..4 {
-            let (bit_lo, bit_hi) = (1u8 << (2 * c), 2u8 << (2 * c));
-            for l in 0..32 {
-                let mut l1 = levels[64 * c + l];
-                if l1 > 15 {
-                    l1 -= 16;
-                    qh[l] |= bit_lo;
-                }
-                let mut l2 = levels[64 * c + 32 + l];
-                if l2 > 15 {
-                    l2 -= 16;
-                    qh[l] |= bit_hi;
-                }
-                qs[32 * c + l] = l1 | (l2 << 4);
-            }
-        }
-        *out = BlockQ5_K {
-            d,
-            dmin,
-            scales,
-            qh,
-            qs,
-        };
+        *out = crate::quantize_k::pack_q5_k(&levels, scales, d, dmin);
     }
 }
 

@@ -473,33 +473,37 @@ pub fn quantize_row_q3_k(x: &[f32], y: &mut [BlockQ3_K]) {
             block.d = f16::from_f32(1.0 / iscale);
         }
 
-        // Re-quantize with the decoded scales; a zero scale keeps the fit's levels.
-        let d_all = block.d.to_f32();
-        let sc = block.unpack_scales();
-        for j in 0..QK_K / 16 {
-            let dl = d_all * sc[j] as f32;
-            if dl == 0.0 {
-                continue;
-            }
-            for ii in 0..16 {
-                let l = nearest_int(xs[16 * j + ii] / dl).clamp(-4, 3);
-                levels[16 * j + ii] = (l + 4) as i8;
-            }
-        }
-
-        // Split each level: bit 2 into hmask, bits 0..2 into qs.
-        let mut low = [0u8; QK_K];
-        for j in 0..QK_K {
-            let mut l = levels[j];
-            if l > 3 {
-                block.hmask[j % 32] |= 1 << (j / 32);
-                l -= 4;
-            }
-            low[j] = l as u8;
-        }
-        pack_2bit(&low, &mut block.qs);
+        finish_q3_k(&mut block, xs, &mut levels);
         *out = block;
     }
+}
+
+/// The end of a Q3_K block once its scales and `d` are set (with or without importance
+/// weights): re-quantize with the decoded scales (a zero scale keeps the fit's levels,
+/// `levels` holding level + 4), then bit 2 of each level into `hmask`, bits 0..2 into `qs`.
+pub(crate) fn finish_q3_k(block: &mut BlockQ3_K, xs: &[f32], levels: &mut [i8; QK_K]) {
+    let d_all = block.d.to_f32();
+    let sc = block.unpack_scales();
+    for j in 0..QK_K / 16 {
+        let dl = d_all * sc[j] as f32;
+        if dl == 0.0 {
+            continue;
+        }
+        for ii in 0..16 {
+            let l = nearest_int(xs[16 * j + ii] / dl).clamp(-4, 3);
+            levels[16 * j + ii] = (l + 4) as i8;
+        }
+    }
+    let mut low = [0u8; QK_K];
+    for j in 0..QK_K {
+        let mut l = levels[j];
+        if l > 3 {
+            block.hmask[j % 32] |= 1 << (j / 32);
+            l -= 4;
+        }
+        low[j] = l as u8;
+    }
+    pack_2bit(&low, &mut block.qs);
 }
 
 // ---------------------------------------------------------------------------------
@@ -610,19 +614,7 @@ pub fn quantize_row_q4_k(x: &[f32], y: &mut [BlockQ4_K]) {
         let (packed, d, dmin) = pack_scales_mins_k4(&scales, &mins);
         requantize_k4(xs, &packed, d, dmin, 15, &mut levels);
 
-        // Chunk c of 32 bytes: sub-block 2c in the low nibbles, 2c + 1 in the high.
-        let mut qs = [0u8; QK_K / 2];
-        for c in 0..4 {
-            for l in 0..32 {
-                qs[32 * c + l] = levels[64 * c + l] | (levels[64 * c + 32 + l] << 4);
-            }
-        }
-        *out = BlockQ4_K {
-            d,
-            dmin,
-            scales: packed,
-            qs,
-        };
+        *out = pack_q4_k(&levels, packed, d, dmin);
     }
 }
 
@@ -637,31 +629,54 @@ pub fn quantize_row_q5_k(x: &[f32], y: &mut [BlockQ5_K]) {
         let (packed, d, dmin) = pack_scales_mins_k4(&scales, &mins);
         requantize_k4(xs, &packed, d, dmin, 31, &mut levels);
 
-        let mut qs = [0u8; QK_K / 2];
-        let mut qh = [0u8; QK_K / 8];
-        for c in 0..4 {
-            let (bit_lo, bit_hi) = (1u8 << (2 * c), 2u8 << (2 * c));
-            for l in 0..32 {
-                let mut l1 = levels[64 * c + l];
-                if l1 > 15 {
-                    l1 -= 16;
-                    qh[l] |= bit_lo;
-                }
-                let mut l2 = levels[64 * c + 32 + l];
-                if l2 > 15 {
-                    l2 -= 16;
-                    qh[l] |= bit_hi;
-                }
-                qs[32 * c + l] = l1 | (l2 << 4);
-            }
+        *out = pack_q5_k(&levels, packed, d, dmin);
+    }
+}
+
+/// A Q4_K block from its levels (0..=15) and packed scales: chunk c of 32 bytes holds
+/// sub-block 2c in the low nibbles, 2c + 1 in the high.
+pub(crate) fn pack_q4_k(levels: &[u8; QK_K], scales: [u8; 12], d: f16, dmin: f16) -> BlockQ4_K {
+    let mut qs = [0u8; QK_K / 2];
+    for c in 0..4 {
+        for l in 0..32 {
+            qs[32 * c + l] = levels[64 * c + l] | (levels[64 * c + 32 + l] << 4);
         }
-        *out = BlockQ5_K {
-            d,
-            dmin,
-            scales: packed,
-            qh,
-            qs,
-        };
+    }
+    BlockQ4_K {
+        d,
+        dmin,
+        scales,
+        qs,
+    }
+}
+
+/// A Q5_K block from its levels (0..=31) and packed scales: the low 4 bits as in Q4_K,
+/// bit 4 of the level of element 32s + l in bit s of `qh[l]`.
+pub(crate) fn pack_q5_k(levels: &[u8; QK_K], scales: [u8; 12], d: f16, dmin: f16) -> BlockQ5_K {
+    let mut qs = [0u8; QK_K / 2];
+    let mut qh = [0u8; QK_K / 8];
+    for c in 0..4 {
+        let (bit_lo, bit_hi) = (1u8 << (2 * c), 2u8 << (2 * c));
+        for l in 0..32 {
+            let mut l1 = levels[64 * c + l];
+            if l1 > 15 {
+                l1 -= 16;
+                qh[l] |= bit_lo;
+            }
+            let mut l2 = levels[64 * c + 32 + l];
+            if l2 > 15 {
+                l2 -= 16;
+                qh[l] |= bit_hi;
+            }
+            qs[32 * c + l] = l1 | (l2 << 4);
+        }
+    }
+    BlockQ5_K {
+        d,
+        dmin,
+        scales,
+        qh,
+        qs,
     }
 }
 

@@ -21,16 +21,26 @@ mod rows;
 /// Weight rows per multi-row kernel call (see `rows.rs`).
 pub const ROWS: usize = 4;
 
-/// Declares `select_$name(isa) -> Option<DotFn<$W>>` from a list of
-/// (minimum level, kernel module) pairs, best first.
+/// Declares `select_$name(isa) -> Option<…>` from a list of (minimum level, kernel
+/// module) pairs, best first: `selector!` for the one-row dot kernels ([`DotFn`]),
+/// `selector!(rows …)` for the multi-row ones ([`RowsFn`]). Both expand the `@fn` arm.
 macro_rules! selector {
-    ($select:ident, $W:ty, $kernel:ident, [$($level:ident => $module:ident),*]) => {
-        pub fn $select(isa: Isa) -> Option<DotFn<$W>> {
+    ($select:ident, $W:ty, $kernel:ident, $levels:tt) => {
+        selector!(@fn $select, DotFn<$W>, $kernel,
+            (&[$W], &[<$W as crate::dot::VecDot>::Act]) -> f32, $levels);
+    };
+    (rows $select:ident, $W:ty, $kernel:ident, $levels:tt) => {
+        selector!(@fn $select, RowsFn<$W>, $kernel,
+            ([&[$W]; ROWS], &[<$W as crate::dot::VecDot>::Act]) -> [f32; ROWS], $levels);
+    };
+    (@fn $select:ident, $F:ty, $kernel:ident, ($Wt:ty, $At:ty) -> $ret:ty,
+        [$($level:ident => $module:ident),*]) => {
+        pub fn $select(isa: Isa) -> Option<$F> {
             #[cfg(target_arch = "x86_64")]
             {
                 $(
                     if isa.level() >= Level::$level {
-                        fn wrapper(w: &[$W], a: &[<$W as crate::dot::VecDot>::Act]) -> f32 {
+                        fn wrapper(w: $Wt, a: $At) -> $ret {
                             // SAFETY: only returned for an `Isa` at or above this level,
                             // which exists only on CPUs with these features (see module doc).
                             unsafe { $module::$kernel(w, a) }
@@ -63,36 +73,10 @@ selector!(select_q6_k, BlockQ6_K, dot_q6_k, [Avx2 => avx2]);
 /// [`ROWS`] weight rows × one activation row (see [`rows`]).
 pub type RowsFn<W> = fn([&[W]; ROWS], &[<W as crate::dot::VecDot>::Act]) -> [f32; ROWS];
 
-/// Declares `select_$name(isa) -> Option<RowsFn<$W>>`, like [`selector`].
-macro_rules! rows_selector {
-    ($select:ident, $W:ty, $kernel:ident, [$($level:ident => $module:ident),*]) => {
-        pub fn $select(isa: Isa) -> Option<RowsFn<$W>> {
-            #[cfg(target_arch = "x86_64")]
-            {
-                $(
-                    if isa.level() >= Level::$level {
-                        fn wrapper(
-                            w: [&[$W]; ROWS],
-                            a: &[<$W as crate::dot::VecDot>::Act],
-                        ) -> [f32; ROWS] {
-                            // SAFETY: only returned for an `Isa` at or above this level,
-                            // which exists only on CPUs with these features (see module doc).
-                            unsafe { $module::$kernel(w, a) }
-                        }
-                        return Some(wrapper);
-                    }
-                )*
-            }
-            let _ = isa;
-            None
-        }
-    };
-}
-
-rows_selector!(select_rows_q4_0, BlockQ4_0, rows_q4_0, [Avx512 => avx512, Avx2 => avx2]);
-rows_selector!(select_rows_q8_0, BlockQ8_0, rows_q8_0, [Avx512 => avx512, Avx2 => avx2]);
-rows_selector!(select_rows_q4_k, BlockQ4_K, rows_q4_k, [Avx2 => avx2]);
-rows_selector!(select_rows_q6_k, BlockQ6_K, rows_q6_k, [Avx2 => avx2]);
+selector!(rows select_rows_q4_0, BlockQ4_0, rows_q4_0, [Avx512 => avx512, Avx2 => avx2]);
+selector!(rows select_rows_q8_0, BlockQ8_0, rows_q8_0, [Avx512 => avx512, Avx2 => avx2]);
+selector!(rows select_rows_q4_k, BlockQ4_K, rows_q4_k, [Avx2 => avx2]);
+selector!(rows select_rows_q6_k, BlockQ6_K, rows_q6_k, [Avx2 => avx2]);
 
 /// BF16 × BF16: `vdpbf16ps` when the CPU has AVX512-BF16, else AVX2 widening.
 pub fn select_bf16(isa: Isa) -> Option<DotFn<bf16>> {
