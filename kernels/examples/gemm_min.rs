@@ -14,9 +14,10 @@
 //! depend on values.
 use std::time::Instant;
 
+mod common;
+
 use phiq_kernels::dispatch::Isa;
 use phiq_kernels::matmul::{matmul, MatmulScratch};
-use phiq_kernels::GgmlType;
 
 /// Nanoseconds this process's threads have spent on a CPU (`/proc/self/task/*/schedstat`,
 /// Linux), or None elsewhere. Unlike wall-clock time it does not count time spent waiting
@@ -31,35 +32,9 @@ fn cpu_ns() -> Option<u64> {
     Some(total)
 }
 
-fn weight_words(ty: GgmlType, n_in: usize, n_out: usize) -> (Vec<u64>, usize) {
-    let len = n_in * n_out / ty.block_size() as usize * ty.type_size() as usize;
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    let words = (0..len.div_ceil(8))
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x & 0x03ff_03ff_03ff_03ff) | 0x1c00_1c00_1c00_1c00
-        })
-        .collect();
-    (words, len)
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let types: Vec<GgmlType> = args
-        .get(1)
-        .map(|s| s.as_str())
-        .unwrap_or("Q4_0,Q8_0,Q4_K,Q6_K")
-        .split(',')
-        .map(|n| {
-            phiq_kernels::formats::TYPE_TABLE
-                .iter()
-                .find(|f| f.name.eq_ignore_ascii_case(n))
-                .unwrap_or_else(|| panic!("unknown type {n}"))
-                .ty
-        })
-        .collect();
+    let types = common::types(args.get(1), "Q4_0,Q8_0,Q4_K,Q6_K");
     let tokens: Vec<usize> = args
         .get(2)
         .map(|s| s.as_str())
@@ -69,14 +44,7 @@ fn main() {
         .collect();
     let runs: usize = args.get(3).map_or(5, |r| r.parse().expect("runs"));
     let shape = args.get(4).map_or("attn_qkv", |s| s.as_str());
-    let (n_in, n_out) = match shape {
-        "attn_qkv" => (5120, 7680),
-        "attn_output" => (5120, 5120),
-        "ffn_up" => (5120, 35840),
-        "ffn_down" => (17920, 5120),
-        "output" => (5120, 100352),
-        other => panic!("unknown shape {other}"),
-    };
+    let (n_in, n_out) = common::shape(shape);
     // PHIQ_ISA picks one path; by default every SIMD path.
     let isas: Vec<Isa> = match std::env::var("PHIQ_ISA") {
         Ok(name) if !name.is_empty() => vec![Isa::from_name(&name).expect("PHIQ_ISA")],
@@ -88,11 +56,9 @@ fn main() {
          on-CPU GOP/s (ops / (CPU time of all threads / {threads}))"
     );
     for &ty in &types {
-        let (words, len) = weight_words(ty, n_in, n_out);
-        // SAFETY: a u64 buffer viewed as its bytes (no padding; u8 alignment 1).
-        let w = unsafe {
-            &std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), words.len() * 8)[..len]
-        };
+        let len = common::matrix_bytes(ty, n_in, n_out);
+        let words = common::weight_words(len, 0);
+        let w = common::bytes(&words, len);
         for &n_tokens in &tokens {
             let x: Vec<f32> = (0..n_in * n_tokens)
                 .map(|i| (i as f32 * 0.1).cos())

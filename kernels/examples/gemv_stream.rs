@@ -11,37 +11,12 @@ use std::time::Instant;
 
 use phiq_kernels::dispatch::Isa;
 use phiq_kernels::matmul::{matmul, MatmulScratch};
-use phiq_kernels::GgmlType;
 use rayon::prelude::*;
 
-const SHAPES: [(&str, usize, usize); 5] = [
-    ("attn_qkv", 5120, 7680),
-    ("attn_output", 5120, 5120),
-    ("ffn_up", 5120, 35840),
-    ("ffn_down", 17920, 5120),
-    ("output", 5120, 100352),
-];
+mod common;
+
 /// Total bytes of the ring: far beyond any cache.
 const RING_BYTES: usize = 1 << 30;
-
-fn weight_words(ty: GgmlType, len: usize, seed: u64) -> Vec<u64> {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ seed.wrapping_mul(0x2545_F491_4F6C_DD1D);
-    (0..len.div_ceil(8))
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            // Every 16-bit word a small normal f16, so scales are finite whatever the type.
-            let _ = ty;
-            (x & 0x03ff_03ff_03ff_03ff) | 0x1c00_1c00_1c00_1c00
-        })
-        .collect()
-}
-
-fn bytes(words: &[u64], len: usize) -> &[u8] {
-    // SAFETY: u64 storage viewed as its bytes, within its length.
-    unsafe { &std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), words.len() * 8)[..len] }
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -50,24 +25,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let types: Vec<GgmlType> = args
-        .get(1)
-        .map(|s| s.as_str())
-        .unwrap_or("Q4_0,Q4_K,Q6_K,Q8_0")
-        .split(',')
-        .map(|n| {
-            phiq_kernels::formats::TYPE_TABLE
-                .iter()
-                .find(|f| f.name.eq_ignore_ascii_case(n))
-                .unwrap_or_else(|| panic!("unknown type {n}"))
-                .ty
-        })
-        .collect();
-    let shape = args.get(2).map(|s| s.as_str()).unwrap_or("ffn_up");
-    let (_, n_in, n_out) = *SHAPES
-        .iter()
-        .find(|s| s.0 == shape)
-        .unwrap_or_else(|| panic!("unknown shape {shape}"));
+    let types = common::types(args.get(1), "Q4_0,Q4_K,Q6_K,Q8_0");
+    let shape = args.get(2).map_or("ffn_up", |s| s.as_str());
+    let (n_in, n_out) = common::shape(shape);
     let runs: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(15);
     let isa = Isa::global().expect("PHIQ_ISA");
     println!(
@@ -78,10 +38,10 @@ fn main() {
     println!("| type | read GB/s | multi-row GB/s | % of read | one dot/row GB/s | % of read |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for ty in types {
-        let len = n_in * n_out / ty.block_size() as usize * ty.type_size() as usize;
+        let len = common::matrix_bytes(ty, n_in, n_out);
         let copies = RING_BYTES.div_ceil(len).max(2);
         let ring: Vec<Vec<u64>> = (0..copies)
-            .map(|i| weight_words(ty, len, i as u64))
+            .map(|i| common::weight_words(len, i as u64))
             .collect();
         let x: Vec<f32> = (0..n_in).map(|i| (i as f32 * 0.1).cos()).collect();
         let mut y = vec![0f32; n_out];
@@ -100,7 +60,7 @@ fn main() {
             for (k, sc) in scratch.iter_mut().enumerate() {
                 let t = Instant::now();
                 for m in &ring {
-                    matmul(ty, bytes(m, len), n_in, &x, &mut y, sc, isa).unwrap();
+                    matmul(ty, common::bytes(m, len), n_in, &x, &mut y, sc, isa).unwrap();
                 }
                 let g = (copies * len) as f64 / t.elapsed().as_secs_f64() / 1e9;
                 if run > 0 {
