@@ -6,7 +6,9 @@
 //!   cargo run --release -p phiq-kernels --example gemv_stream [-- TYPES [SHAPE [RUNS]]]
 //!
 //! e.g. `-- Q4_0,Q4_K,Q8_0 ffn_up 15` (shapes: attn_qkv attn_output ffn_up ffn_down output).
-//! All of rayon's threads (RAYON_NUM_THREADS to change).
+//! All of rayon's threads (RAYON_NUM_THREADS to change). The ring lives in an anonymous
+//! mapping with 2 MiB pages (MADV_HUGEPAGE), as phiq maps a model; `PHIQ_SMALL_PAGES=1`
+//! keeps 4 KiB pages.
 use std::time::Instant;
 
 use phiq_kernels::dispatch::Isa;
@@ -31,18 +33,26 @@ fn main() {
     let runs: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(15);
     let isa = Isa::global().expect("PHIQ_ISA");
     println!(
-        "{shape} {n_in}→{n_out}, {} threads, {isa}, median of {runs} passes over a {} MiB ring",
+        "{shape} {n_in}→{n_out}, {} threads, {isa}, median of {runs} passes over a {} MiB ring ({} pages)",
         rayon::current_num_threads(),
-        RING_BYTES >> 20
+        RING_BYTES >> 20,
+        if std::env::var_os("PHIQ_SMALL_PAGES").is_some() { "4 KiB" } else { "2 MiB" }
     );
     println!("| type | read GB/s | multi-row GB/s | % of read | one dot/row GB/s | % of read |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for ty in types {
         let len = common::matrix_bytes(ty, n_in, n_out);
         let copies = RING_BYTES.div_ceil(len).max(2);
-        let ring: Vec<Vec<u64>> = (0..copies)
-            .map(|i| common::weight_words(len, i as u64))
-            .collect();
+        let small = std::env::var_os("PHIQ_SMALL_PAGES").is_some();
+        let mut map = memmap2::MmapMut::map_anon(copies * len).expect("anonymous mapping");
+        #[cfg(target_os = "linux")]
+        if !small {
+            map.advise(memmap2::Advice::HugePage).expect("madvise");
+        }
+        for (i, m) in map.chunks_mut(len).enumerate() {
+            m.copy_from_slice(common::bytes(&common::weight_words(len, i as u64), len));
+        }
+        let ring: Vec<&[u8]> = map.chunks(len).collect();
         let x: Vec<f32> = (0..n_in).map(|i| (i as f32 * 0.1).cos()).collect();
         let mut y = vec![0f32; n_out];
         let mut scratch = [MatmulScratch::new(), MatmulScratch::single_rows()];
@@ -52,15 +62,18 @@ fn main() {
             let t = Instant::now();
             let s: u64 = ring
                 .par_iter()
-                .flat_map(|m| m.par_chunks(1 << 14))
-                .map(|c| c.iter().fold(0u64, |a, &v| a ^ v))
+                .flat_map(|m| m.par_chunks(1 << 17))
+                .map(|c| {
+                    c.chunks_exact(8)
+                        .fold(0u64, |a, v| a ^ u64::from_ne_bytes(v.try_into().unwrap()))
+                })
                 .reduce(|| 0, |a, b| a ^ b);
             std::hint::black_box(s);
             let r = (copies * len) as f64 / t.elapsed().as_secs_f64() / 1e9;
             for (k, sc) in scratch.iter_mut().enumerate() {
                 let t = Instant::now();
                 for m in &ring {
-                    matmul(ty, common::bytes(m, len), n_in, &x, &mut y, sc, isa).unwrap();
+                    matmul(ty, m, n_in, &x, &mut y, sc, isa).unwrap();
                 }
                 let g = (copies * len) as f64 / t.elapsed().as_secs_f64() / 1e9;
                 if run > 0 {

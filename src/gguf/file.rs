@@ -26,10 +26,12 @@ pub struct GgufFile {
 /// read from disk after this land in the page cache as 2 MiB folios and are mapped by
 /// one page-table entry each: the weights are still the page cache's (zero copy, shared,
 /// dropped under memory pressure), only the page size changes. Decoding streams every
-/// weight once per token; with 4 KiB pages each 4 KiB costs a TLB miss and the hardware
-/// prefetchers stop at every page boundary, and the same 2-thread read of 1 GiB of
-/// weights measured here ran at 30–34 GB/s from 4 KiB pages against 50–57 GB/s from
-/// 2 MiB pages. A file already cached in small pages (read by another program) keeps
+/// weight once per token; with 4 KiB pages every 4 KiB costs a TLB miss and 8 GB of
+/// weights take 16 MiB of page tables. Interleaved in one process, reads from 2 MiB
+/// pages ran 4-11% faster than from 4 KiB pages here (`--example page_sizes` in
+/// kernels/, and a two-stream C probe); the machine's bandwidth itself drifts by more
+/// than that from minute to minute (30-65 GB/s), so only such pairs compare. A file
+/// already cached in small pages (read by another program) keeps
 /// them until the kernel drops it. Advice only: any error is ignored.
 fn advise_huge_pages(m: &Mmap) {
     #[cfg(target_os = "linux")]
