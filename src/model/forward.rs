@@ -165,7 +165,13 @@ impl<'m> Session<'m> {
             n_past: 0,
             tokens: Vec::new(),
             batch: batch.max(1),
-            kv: KvCache::new(cache, c.n_layer, n_ctx, c.n_kv_head * c.head_dim),
+            kv: KvCache::new(
+                cache,
+                c.n_layer,
+                n_ctx,
+                c.n_kv_head * c.head_dim,
+                c.head_dim,
+            ),
             rope_factors,
             buf: Buffers::default(),
             profile: None,
@@ -372,17 +378,17 @@ impl<'m> Session<'m> {
                 n_past: pos0,
                 scale: 1.0 / (hd as f32).sqrt(),
                 window: c.sliding_window,
+                layout: self.kv.layout(),
             };
-            let used = (pos0 + n) * kv_dim;
             let (q, out) = (&b.q, &mut b.attn);
             pool.install(|| match &self.kv {
                 KvCache::F16(c) => {
                     let (k, v) = c.layer(l);
-                    attention(q, &k[..used], &v[..used], shape, out, isa)
+                    attention(q, k, v, shape, out, isa)
                 }
                 KvCache::F32(c) => {
                     let (k, v) = c.layer(l);
-                    attention(q, &k[..used], &v[..used], shape, out, isa)
+                    attention(q, k, v, shape, out, isa)
                 }
             });
             lap.mark(Part::Attention);

@@ -2,7 +2,7 @@
 //! (half the memory, as llama.cpp), or f32 (exact; for comparisons with float references).
 
 use half::f16;
-use phiq_kernels::attention::KvElem;
+use phiq_kernels::attention::{KvElem, KvLayout};
 
 /// Element type of the KV cache.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,38 +23,50 @@ impl std::str::FromStr for CacheType {
     }
 }
 
-/// Keys and values of every layer: `[n_layer][n_ctx][n_kv_head · head_dim]` each.
+/// Keys and values of every layer: `[n_layer][n_kv_head][n_ctx][head_dim]` each, so one
+/// head's positions are contiguous ([`KvLayout::head_major`]).
 pub struct Kv<T> {
     pub k: Vec<T>,
     pub v: Vec<T>,
     n_ctx: usize,
     kv_dim: usize,
+    head_dim: usize,
 }
 
 impl<T: KvElem> Kv<T> {
-    fn new(n_layer: usize, n_ctx: usize, kv_dim: usize) -> Kv<T> {
+    fn new(n_layer: usize, n_ctx: usize, kv_dim: usize, head_dim: usize) -> Kv<T> {
         let n = n_layer * n_ctx * kv_dim;
         Kv {
             k: vec![T::from_f32(0.0); n],
             v: vec![T::from_f32(0.0); n],
             n_ctx,
             kv_dim,
+            head_dim,
         }
     }
 
-    /// One layer's keys and values, `[n_ctx][kv_dim]` each.
+    /// Where a layer keeps each (position, head) row.
+    pub fn layout(&self) -> KvLayout {
+        KvLayout::head_major(self.n_ctx, self.head_dim)
+    }
+
+    /// One layer's keys and values, `[n_kv_head][n_ctx][head_dim]` each.
     pub fn layer(&self, l: usize) -> (&[T], &[T]) {
         let n = self.n_ctx * self.kv_dim;
         (&self.k[l * n..(l + 1) * n], &self.v[l * n..(l + 1) * n])
     }
 
     fn store(&mut self, l: usize, pos: usize, k: &[f32], v: &[f32]) {
-        let at = (l * self.n_ctx + pos) * self.kv_dim;
-        for (d, s) in self.k[at..at + self.kv_dim].iter_mut().zip(k) {
-            *d = T::from_f32(*s);
-        }
-        for (d, s) in self.v[at..at + self.kv_dim].iter_mut().zip(v) {
-            *d = T::from_f32(*s);
+        let (hd, base) = (self.head_dim, l * self.n_ctx * self.kv_dim);
+        let layout = self.layout();
+        for (h, (kh, vh)) in k.chunks(hd).zip(v.chunks(hd)).enumerate() {
+            let at = base + layout.at(pos, h);
+            for (d, s) in self.k[at..at + hd].iter_mut().zip(kh) {
+                *d = T::from_f32(*s);
+            }
+            for (d, s) in self.v[at..at + hd].iter_mut().zip(vh) {
+                *d = T::from_f32(*s);
+            }
         }
     }
 }
@@ -65,10 +77,24 @@ pub enum KvCache {
 }
 
 impl KvCache {
-    pub fn new(ty: CacheType, n_layer: usize, n_ctx: usize, kv_dim: usize) -> KvCache {
+    pub fn new(
+        ty: CacheType,
+        n_layer: usize,
+        n_ctx: usize,
+        kv_dim: usize,
+        head_dim: usize,
+    ) -> KvCache {
         match ty {
-            CacheType::F16 => KvCache::F16(Kv::new(n_layer, n_ctx, kv_dim)),
-            CacheType::F32 => KvCache::F32(Kv::new(n_layer, n_ctx, kv_dim)),
+            CacheType::F16 => KvCache::F16(Kv::new(n_layer, n_ctx, kv_dim, head_dim)),
+            CacheType::F32 => KvCache::F32(Kv::new(n_layer, n_ctx, kv_dim, head_dim)),
+        }
+    }
+
+    /// Where a layer keeps each (position, head) row.
+    pub fn layout(&self) -> KvLayout {
+        match self {
+            KvCache::F16(c) => c.layout(),
+            KvCache::F32(c) => c.layout(),
         }
     }
 

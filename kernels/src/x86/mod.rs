@@ -12,6 +12,8 @@ use crate::dispatch::{Isa, Level};
 use crate::dot::DotFn;
 
 #[cfg(target_arch = "x86_64")]
+mod attend;
+#[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -112,6 +114,25 @@ pub fn select_axpy_f16(isa: Isa) -> Option<AxpyF16> {
             fn wrapper(acc: &mut [f32], p: f32, v: &[f16]) {
                 // SAFETY: level ≥ Avx2 means avx2+fma+f16c were detected.
                 unsafe { avx2::axpy_f16(acc, p, v) }
+            }
+            return Some(wrapper);
+        }
+    }
+    let _ = isa;
+    None
+}
+
+/// Attention for one (token, KV head) group over an f16 cache (see `attend.rs`):
+/// AVX-512 only; other levels use the portable loop in [`crate::attention`].
+pub fn select_attend_f16(isa: Isa) -> Option<crate::attention::AttendFn<f16>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa.level() >= Level::Avx512 {
+            fn wrapper(job: crate::attention::AttendJob<'_, f16>) {
+                job.check();
+                // SAFETY: only returned for an `Isa` at level Avx512, which exists only on
+                // CPUs with these features (see module doc); `check` passed.
+                unsafe { attend::attend_f16(job) }
             }
             return Some(wrapper);
         }

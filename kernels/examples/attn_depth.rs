@@ -1,0 +1,91 @@
+//! Decode-step attention at depth: one query token, Phi-4's heads (40 query heads on 10
+//! KV heads of 128), over DEPTH cached positions of an f16 cache, on every ISA level the
+//! CPU has; median of RUNS calls, with the KV bytes read per call as GB/s. Each call
+//! reads a different layer's cache (a ring of 40, as decode does), so K and V come from
+//! memory, not cache.
+//!
+//!   cargo run --release -p phiq-kernels --example attn_depth [-- DEPTH [RUNS [N_KV_HEAD]]]
+//!
+//! `PHIQ_ISA=avx512` times one level only; `POSITION_MAJOR=1` lays the cache out
+//! `[position][kv_head][head_dim]` instead of phiq's `[kv_head][position][head_dim]`.
+use std::time::Instant;
+
+use half::f16;
+use phiq_kernels::attention::{attention, AttnShape, KvLayout};
+use phiq_kernels::dispatch::Isa;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let depth: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(4096);
+    let runs: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(80);
+    let n_kv: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let layers: usize = std::env::var("LAYERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    let (n_head, hd) = (4 * n_kv, 128);
+    let n = (depth + 1) * n_kv * hd;
+    // The caches in 2 MiB pages, as phiq allocates them (PHIQ_SMALL_PAGES=1: 4 KiB).
+    let small = std::env::var_os("PHIQ_SMALL_PAGES").is_some();
+    let mut maps: Vec<memmap2::MmapMut> = (0..2 * layers)
+        .map(|c| {
+            let mut m = memmap2::MmapMut::map_anon(n * 2).expect("anonymous mapping");
+            #[cfg(target_os = "linux")]
+            if !small {
+                m.advise(memmap2::Advice::HugePage).expect("madvise");
+            }
+            for (i, x) in m.chunks_exact_mut(2).enumerate() {
+                let v = f16::from_f32(((i * 7 + c * 13) % 97) as f32 / 97.0 - 0.5);
+                x.copy_from_slice(&v.to_le_bytes());
+            }
+            m
+        })
+        .collect();
+    let caches: Vec<&[f16]> = maps
+        .iter_mut()
+        // SAFETY: n f16 values written above; the mapping is page-aligned.
+        .map(|m| unsafe { std::slice::from_raw_parts(m.as_ptr().cast::<f16>(), n) })
+        .collect();
+    let q: Vec<f32> = (0..n_head * hd).map(|i| (i as f32 * 0.37).sin()).collect();
+    let mut out = vec![0f32; q.len()];
+    let shape = AttnShape {
+        n_head,
+        n_kv_head: n_kv,
+        head_dim: hd,
+        n_past: depth,
+        scale: 1.0 / (hd as f32).sqrt(),
+        window: 0,
+        layout: if std::env::var_os("POSITION_MAJOR").is_some() {
+            KvLayout::position_major(n_kv, hd)
+        } else {
+            KvLayout::head_major(depth + 1, hd)
+        },
+    };
+    let bytes = 2 * n * 2;
+    println!(
+        "depth {depth}, {} threads, median of {runs} calls (one layer each)",
+        rayon::current_num_threads()
+    );
+    let isas = match std::env::var("PHIQ_ISA") {
+        Ok(_) => vec![Isa::global().expect("PHIQ_ISA")],
+        Err(_) => Isa::all_supported(),
+    };
+    for isa in isas {
+        let mut t = vec![];
+        for r in 0..runs {
+            let (k, v) = (caches[2 * (r % layers)], caches[2 * (r % layers) + 1]);
+            let s = Instant::now();
+            attention(&q, k, v, shape, &mut out, isa);
+            t.push(s.elapsed().as_secs_f64());
+        }
+        t.sort_by(f64::total_cmp);
+        let m = t[t.len() / 2];
+        println!(
+            "{:12} {:8.3} ms/layer  {:6.1} ms/token (40 layers)  {:5.1} GB/s",
+            isa.to_string(),
+            m * 1e3,
+            m * 1e3 * layers as f64,
+            bytes as f64 / m / 1e9
+        );
+    }
+}

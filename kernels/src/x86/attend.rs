@@ -1,0 +1,303 @@
+//! AVX-512 attention for one (token, KV head) pair over an f16 KV cache: the query heads
+//! that share the KV head ([`crate::attention`]'s grouped-query layout) go through its
+//! keys and values together, 64 positions at a time, with an online softmax.
+//!
+//! Per chunk of positions:
+//! 1. **scores**: each K row is converted from f16 once (16 values per `vcvtph2ps`) and
+//!    multiplied into one accumulator per query head (queries read from L1), then
+//!    reduced to one score per head;
+//! 2. **softmax**: the chunk's maximum per head, the running sum and output rescaled when
+//!    it grows, `exp(s − m)` for 16 scores at a time ([`exp_ps`]);
+//! 3. **values**: the output of up to four heads × 64 dimensions stays in 16 registers
+//!    while the chunk's V rows stream past (each 64-value slice converted once for all
+//!    those heads), then goes back to memory.
+//!
+//! So K and V are each read once per token for all the heads of a group, as in the
+//! portable path, but without a function call, a horizontal sum and a libm `exp` per
+//! (head, position), which made decoding at depth 4096 compute-bound (docs/performance.md).
+
+use std::arch::x86_64::*;
+
+use half::f16;
+
+use crate::attention::AttendJob;
+
+/// Positions per chunk: the scores of 8 heads × 64 positions (2 KiB) stay in L1, as do the
+/// chunk's V rows (64 × 256 bytes for head_dim 128) while they are read once per
+/// 64-dimension slice.
+const CHUNK: usize = 64;
+
+/// `e^x` for 16 lanes, x ≤ 0 in practice: 2^n · p(r) with n = round(x·log2 e),
+/// r = x − n·ln 2 (split in two constants, Cody–Waite) and p the degree-6 Taylor
+/// polynomial, whose error on |r| ≤ ln2 / 2 is below (ln2/2)^7 / 7! ≈ 1.2e-7 relative:
+/// about one unit in the last place. Inputs below −87 are clamped (e^-87 ≈ 1.6e-38, the
+/// smallest normal order of magnitude), so no denormals reach the multiply-adds.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+fn exp_ps(x: __m512) -> __m512 {
+    let x = _mm512_max_ps(x, _mm512_set1_ps(-87.0));
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+    );
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+    let mut p = _mm512_set1_ps(1.0 / 720.0);
+    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+    }
+    _mm512_scalef_ps(p, n)
+}
+
+/// The whole job. The caller ([`super::select_attend_f16`]'s wrapper) has checked its
+/// shape with [`AttendJob::check`].
+///
+/// # Safety
+/// The job passed `check`, and the CPU has AVX-512 F/BW/VL, AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+pub(super) unsafe fn attend_f16(job: AttendJob<'_>) {
+    // SAFETY (each arm): forwarded from this function's contract; `check` bounds the
+    // group to 1..=MAX_GROUP.
+    unsafe {
+        match job.out.len() / job.head_dim {
+            1 => group::<1>(job),
+            2 => group::<2>(job),
+            3 => group::<3>(job),
+            4 => group::<4>(job),
+            5 => group::<5>(job),
+            6 => group::<6>(job),
+            7 => group::<7>(job),
+            _ => group::<8>(job),
+        }
+    }
+}
+
+/// `G` query heads sharing one KV head. Scores are kept key-major, `GP` (G rounded up to
+/// 4 or 8) per position, so a position's scores of four heads are one 128-bit store.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+unsafe fn group<const G: usize>(job: AttendJob<'_>) {
+    let AttendJob {
+        q,
+        k,
+        v,
+        stride,
+        offset,
+        keys,
+        head_dim: hd,
+        scale,
+        out,
+    } = job;
+    let gp = if G <= 4 { 4 } else { 8 };
+    let nv = hd / 16;
+    out.fill(0.0);
+    let (qp, op) = (q.as_ptr(), out.as_mut_ptr());
+    // SAFETY: `check` proved offset + (keys.end − 1) · stride + hd ≤ len of k and v, so
+    // every row read below (offset + pos · stride .. + hd for pos in `keys`) is inside
+    // the caches; q and out hold G · hd values.
+    let (kp, vp) = unsafe { (k.as_ptr().add(offset), v.as_ptr().add(offset)) };
+    let mut m = [f32::NEG_INFINITY; G];
+    let mut l = [0.0f32; G];
+    // Scores, then probabilities: [position][gp].
+    let mut p = [0.0f32; CHUNK * 8];
+    let vscale = _mm_set1_ps(scale);
+    let mut start = keys.start;
+    while start < keys.end {
+        let len = CHUNK.min(keys.end - start);
+        // 1. Scores. (With phiq's head-major cache the K and V rows of a head are two
+        // contiguous streams the hardware prefetchers follow; software prefetches on
+        // top made it 10% slower, `--example attn_depth`.)
+        for j in 0..len {
+            let pos = start + j;
+            for quad in 0..gp / 4 {
+                // SAFETY: see above; start + j < keys.end; j · gp + 4 · quad + 4 ≤ len(p).
+                unsafe {
+                    let row = kp.add(pos * stride);
+                    let mut acc = [_mm512_setzero_ps(); 4];
+                    for c in 0..nv {
+                        let kc = _mm512_cvtph_ps(_mm256_loadu_si256(row.add(16 * c).cast()));
+                        for (t, a) in acc.iter_mut().enumerate() {
+                            let h = 4 * quad + t;
+                            if h < G {
+                                let qv = _mm512_loadu_ps(qp.add(h * hd + 16 * c));
+                                *a = _mm512_fmadd_ps(kc, qv, *a);
+                            }
+                        }
+                    }
+                    let s = _mm_mul_ps(sum4(acc), vscale);
+                    _mm_storeu_ps(p.as_mut_ptr().add(j * gp + 4 * quad), s);
+                }
+            }
+        }
+        // 2. Softmax: each head's new maximum, rescale, probabilities (0 past `len`).
+        // A vector holds 16 / gp positions × gp heads; lane % gp is the head.
+        let per = 16 / gp;
+        let n_vec = len.div_ceil(per);
+        let mask_of = |v: usize| lanes((len - v * per).min(per) * gp);
+        let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
+        for vi in 0..n_vec {
+            // SAFETY: vector vi of the chunk's scores, inside p.
+            let s = unsafe { _mm512_loadu_ps(p.as_ptr().add(16 * vi)) };
+            vmax = _mm512_mask_max_ps(vmax, mask_of(vi), vmax, s);
+        }
+        let mut lane = [0.0f32; 16];
+        // SAFETY: 16 writable floats.
+        unsafe { _mm512_storeu_ps(lane.as_mut_ptr(), vmax) };
+        let mut rescale = [1.0f32; G];
+        let mut mrow = [0.0f32; 16];
+        for h in 0..G {
+            let cmax = (0..per)
+                .map(|k| lane[k * gp + h])
+                .fold(f32::NEG_INFINITY, f32::max);
+            if cmax > m[h] {
+                // exp(−inf) = 0 on the first chunk: nothing accumulated yet.
+                rescale[h] = (m[h] - cmax).exp();
+                l[h] *= rescale[h];
+                m[h] = cmax;
+            }
+            for k in 0..per {
+                mrow[k * gp + h] = m[h];
+            }
+        }
+        // SAFETY: 16 readable floats.
+        let mv = unsafe { _mm512_loadu_ps(mrow.as_ptr()) };
+        let mut vsum = _mm512_setzero_ps();
+        for vi in 0..n_vec {
+            // SAFETY: vector vi of the chunk's scores, inside p.
+            unsafe {
+                let s = _mm512_loadu_ps(p.as_ptr().add(16 * vi));
+                let e = _mm512_maskz_mov_ps(mask_of(vi), exp_ps(_mm512_sub_ps(s, mv)));
+                vsum = _mm512_add_ps(vsum, e);
+                _mm512_storeu_ps(p.as_mut_ptr().add(16 * vi), e);
+            }
+        }
+        // SAFETY: 16 writable floats.
+        unsafe { _mm512_storeu_ps(lane.as_mut_ptr(), vsum) };
+        for h in 0..G {
+            l[h] += (0..per).map(|k| lane[k * gp + h]).sum::<f32>();
+        }
+        // 3. Values: up to 4 heads × 4 vectors of dimensions in registers.
+        let mut h0 = 0;
+        while h0 < G {
+            let h = (G - h0).min(4);
+            let mut c = 0;
+            while c < nv {
+                let w = if nv - c >= 4 { 4 } else { 1 };
+                // SAFETY: heads h0..h0 + h < G, vectors c..c + w ≤ nv, rows as above.
+                unsafe {
+                    let rows = vp.add(start * stride + 16 * c);
+                    let o = op.add(h0 * hd + 16 * c);
+                    let pp = p.as_ptr().add(h0);
+                    let sc = rescale.as_ptr().add(h0);
+                    let a = (rows, stride, len, pp, gp, sc, o, hd);
+                    match (h, w) {
+                        (1, 4) => values::<1, 4>(a),
+                        (2, 4) => values::<2, 4>(a),
+                        (3, 4) => values::<3, 4>(a),
+                        (4, 4) => values::<4, 4>(a),
+                        (1, _) => values::<1, 1>(a),
+                        (2, _) => values::<2, 1>(a),
+                        (3, _) => values::<3, 1>(a),
+                        _ => values::<4, 1>(a),
+                    }
+                }
+                c += w;
+            }
+            h0 += h;
+        }
+        start += len;
+    }
+    for h in 0..G {
+        let inv = _mm512_set1_ps(1.0 / l[h]);
+        for c in 0..nv {
+            // SAFETY: head h < G, vector c < nv: inside out.
+            unsafe {
+                let o = op.add(h * hd + 16 * c);
+                _mm512_storeu_ps(o, _mm512_mul_ps(_mm512_loadu_ps(o), inv));
+            }
+        }
+    }
+}
+
+/// The sums of four vectors' 16 lanes each, as one 128-bit vector: 14 instructions where
+/// four separate reductions take 32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+fn sum4(a: [__m512; 4]) -> __m128 {
+    // [a0 lanes 0-3 + 8-11, a0 4-7 + 12-15, a1 …, a1 …] as 128-bit blocks.
+    let half = |x: __m512, y: __m512| {
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b01_00_01_00>(x, y),
+            _mm512_shuffle_f32x4::<0b11_10_11_10>(x, y),
+        )
+    };
+    let (s01, s23) = (half(a[0], a[1]), half(a[2], a[3]));
+    // [a0, a1, a2, a3] partial sums of 4 lanes each.
+    let s = _mm512_add_ps(
+        _mm512_shuffle_f32x4::<0b10_00_10_00>(s01, s23),
+        _mm512_shuffle_f32x4::<0b11_01_11_01>(s01, s23),
+    );
+    let t = _mm512_add_ps(s, _mm512_permute_ps::<0b01_00_11_10>(s));
+    let t = _mm512_add_ps(t, _mm512_permute_ps::<0b10_11_00_01>(t));
+    let idx = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    _mm512_castps512_ps128(_mm512_permutexvar_ps(idx, t))
+}
+
+/// The first `n` (≤ 16) lanes.
+#[inline]
+fn lanes(n: usize) -> __mmask16 {
+    if n >= 16 {
+        0xFFFF
+    } else {
+        ((1u32 << n) - 1) as __mmask16
+    }
+}
+
+/// `out[h][0..16·W] = out · rescale[h] + Σ_j p[j][h] · V[j][0..16·W]` for `H` heads:
+/// V rows `stride` apart, probability rows `gp` apart, `out` rows `hd` apart.
+type ValuesArgs = (
+    *const f16,
+    usize,
+    usize,
+    *const f32,
+    usize,
+    *const f32,
+    *mut f32,
+    usize,
+);
+
+/// # Safety
+/// `rows` has `len` readable rows of 16·W f16 at `stride`; `p` has `len` rows of H at
+/// `gp`; `rescale` H values; `out` H rows of 16·W f32 at `hd`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+unsafe fn values<const H: usize, const W: usize>(
+    (rows, stride, len, p, gp, rescale, out, hd): ValuesArgs,
+) {
+    // SAFETY: the function's contract.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); W]; H];
+        for (h, a) in acc.iter_mut().enumerate() {
+            let r = _mm512_set1_ps(*rescale.add(h));
+            for (w, a) in a.iter_mut().enumerate() {
+                *a = _mm512_mul_ps(_mm512_loadu_ps(out.add(h * hd + 16 * w)), r);
+            }
+        }
+        for j in 0..len {
+            let row = rows.add(j * stride);
+            let vj: [__m512; W] = std::array::from_fn(|w| {
+                _mm512_cvtph_ps(_mm256_loadu_si256(row.add(16 * w).cast()))
+            });
+            for (h, a) in acc.iter_mut().enumerate() {
+                let ph = _mm512_set1_ps(*p.add(j * gp + h));
+                for (w, a) in a.iter_mut().enumerate() {
+                    *a = _mm512_fmadd_ps(ph, vj[w], *a);
+                }
+            }
+        }
+        for (h, a) in acc.iter().enumerate() {
+            for (w, a) in a.iter().enumerate() {
+                _mm512_storeu_ps(out.add(h * hd + 16 * w), *a);
+            }
+        }
+    }
+}
