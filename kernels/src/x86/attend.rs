@@ -106,25 +106,32 @@ unsafe fn group<const G: usize>(job: AttendJob<'_>) {
         // 1. Scores. (With phiq's head-major cache the K and V rows of a head are two
         // contiguous streams the hardware prefetchers follow; software prefetches on
         // top made it 10% slower, `--example attn_depth`.)
-        for j in 0..len {
-            let pos = start + j;
+        // Two positions per step, so each query vector loaded feeds two multiply-adds
+        // (the loads, not the arithmetic, limited one position per step); an odd last
+        // position is paired with itself.
+        for j in (0..len).step_by(2) {
+            let j2 = (j + 1).min(len - 1);
             for quad in 0..gp / 4 {
-                // SAFETY: see above; start + j < keys.end; j · gp + 4 · quad + 4 ≤ len(p).
+                // SAFETY: see above; start + j2 < keys.end; j2 · gp + 4 · quad + 4 ≤ len(p).
                 unsafe {
-                    let row = kp.add(pos * stride);
-                    let mut acc = [_mm512_setzero_ps(); 4];
+                    let row = [kp.add((start + j) * stride), kp.add((start + j2) * stride)];
+                    let mut acc = [[_mm512_setzero_ps(); 4]; 2];
                     for c in 0..nv {
-                        let kc = _mm512_cvtph_ps(_mm256_loadu_si256(row.add(16 * c).cast()));
-                        for (t, a) in acc.iter_mut().enumerate() {
+                        let kc =
+                            row.map(|r| _mm512_cvtph_ps(_mm256_loadu_si256(r.add(16 * c).cast())));
+                        for t in 0..4 {
                             let h = 4 * quad + t;
                             if h < G {
                                 let qv = _mm512_loadu_ps(qp.add(h * hd + 16 * c));
-                                *a = _mm512_fmadd_ps(kc, qv, *a);
+                                acc[0][t] = _mm512_fmadd_ps(kc[0], qv, acc[0][t]);
+                                acc[1][t] = _mm512_fmadd_ps(kc[1], qv, acc[1][t]);
                             }
                         }
                     }
-                    let s = _mm_mul_ps(sum4(acc), vscale);
-                    _mm_storeu_ps(p.as_mut_ptr().add(j * gp + 4 * quad), s);
+                    for (jj, acc) in [j, j2].into_iter().zip(acc) {
+                        let s = _mm_mul_ps(sum4(acc), vscale);
+                        _mm_storeu_ps(p.as_mut_ptr().add(jj * gp + 4 * quad), s);
+                    }
                 }
             }
         }
