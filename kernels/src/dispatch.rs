@@ -116,6 +116,20 @@ impl Isa {
             .collect()
     }
 
+    /// [`Isa::all_supported`] plus each level without its optional extension (AVX512-BF16)
+    /// where the CPU has it, so tests also run the kernels a CPU with the plain level
+    /// would get.
+    pub fn all_variants() -> Vec<Isa> {
+        let mut v = Isa::all_supported();
+        for isa in v.clone() {
+            let plain = Isa { bf16: false, ..isa };
+            if plain != isa {
+                v.push(plain);
+            }
+        }
+        v
+    }
+
     pub fn level(self) -> Level {
         self.level
     }

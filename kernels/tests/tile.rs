@@ -94,11 +94,11 @@ fn run_tile<W: VecDot>(k: &TileKernel<W>, w: &[W], n_blocks: usize, act: &[W::Ac
 
 /// Every ISA's tile kernel for `W` against the scalar reference tile.
 fn check<W: VecDot>(scale_offsets: &[usize]) {
-    let kernels: Vec<(Isa, TileKernel<W>)> = Isa::all_supported()
+    let kernels: Vec<(Isa, TileKernel<W>)> = Isa::all_variants()
         .into_iter()
         .filter_map(|isa| W::tile_kernel(isa).map(|k| (isa, k)))
         .collect();
-    if Isa::all_supported().len() > 1 {
+    if Isa::all_variants().len() > 1 {
         assert!(!kernels.is_empty(), "{}: no tile kernel", W::TYPE);
     }
     // Rows and tokens around the tile sizes (4 or 8 rows, 16-token groups), and more than
@@ -196,7 +196,7 @@ fn check_batch<W: VecDot + Quantize>() {
     let (wd, _) = (dequant(&w), ());
     for n_tokens in [2, 16, 19, 530] {
         let x = activations(n_tokens * n_in, 77 + n_tokens as u64, 0);
-        for isa in Isa::all_supported() {
+        for isa in Isa::all_variants() {
             let run = |threads: usize| {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
