@@ -86,10 +86,18 @@ fn scaled_sum_offset<W>(
         let mut i = 0;
         while i + 8 <= n {
             let (wx, ay) = (&w[i..i + 8], &a[i..i + 8]);
-            let dx = f16x8(std::array::from_fn(|k| parts(&wx[k]).0));
-            let mx = f16x8(std::array::from_fn(|k| parts(&wx[k]).1));
-            let dy = f16x8(std::array::from_fn(|k| ay[k].d));
-            let sy = f16x8(std::array::from_fn(|k| ay[k].s));
+            // Plain loops: `array::from_fn` here was left as an out-of-line call.
+            let (mut hd, mut hm, mut hdy, mut hs) = (
+                [f16::ZERO; 8],
+                [f16::ZERO; 8],
+                [f16::ZERO; 8],
+                [f16::ZERO; 8],
+            );
+            for k in 0..8 {
+                (hd[k], hm[k]) = parts(&wx[k]);
+                (hdy[k], hs[k]) = (ay[k].d, ay[k].s);
+            }
+            let (dx, mx, dy, sy) = (f16x8(hd), f16x8(hm), f16x8(hdy), f16x8(hs));
             _mm256_storeu_ps(d.as_mut_ptr(), _mm256_mul_ps(dx, dy));
             acc_m = _mm256_fmadd_ps(mx, sy, acc_m);
             for k in (0..8).step_by(2) {
