@@ -44,14 +44,22 @@ fn activations(n: usize, seed: u64, kind: u8) -> Vec<f32> {
         .collect()
 }
 
-/// Random weight blocks with the f16 fields at `scale_offsets` set to moderate values
-/// (or the f16 maximum, 65504), as tests/kernels_dot.rs makes them.
-fn weight_blocks<W: Block>(n: usize, seed: u64, scale_offsets: &[usize], max: bool) -> Vec<W> {
+/// Weight blocks of random bytes, or (`pattern`) every byte 0xFF, 0x00 or 0x80 (the
+/// extreme quants, scales and mins, as in tests/kernels_dot.rs), with the f16 fields at
+/// `scale_offsets` set to moderate values (or the f16 maximum, 65504).
+fn weight_blocks<W: Block>(
+    n: usize,
+    seed: u64,
+    scale_offsets: &[usize],
+    max: bool,
+    pattern: Option<u8>,
+) -> Vec<W> {
     let size = std::mem::size_of::<W>();
-    let mut bytes = pattern_bytes(n * size, seed);
+    let random = pattern_bytes(n * size, seed);
+    let mut bytes = pattern.map_or_else(|| random.clone(), |p| vec![p; n * size]);
     for b in 0..n {
         for (k, &off) in scale_offsets.iter().enumerate() {
-            let r = bytes[(b * size + 7 * k + 3) % bytes.len()];
+            let r = random[(b * size + 7 * k + 3) % random.len()];
             let v: u16 = if max {
                 0x7bff
             } else {
@@ -95,7 +103,9 @@ fn run_tile<W: VecDot>(k: &TileKernel<W>, w: &[W], n_blocks: usize, act: &[W::Ac
 
 /// Every ISA's tile kernel for `W` against the scalar reference tile.
 fn check<W: VecDot>(scale_offsets: &[usize]) {
-    check_with::<W>(|n, seed, max| weight_blocks(n, seed, scale_offsets, max))
+    for pattern in [None, Some(0xFF), Some(0x00), Some(0x80)] {
+        check_with::<W>(|n, seed, max| weight_blocks(n, seed, scale_offsets, max, pattern))
+    }
 }
 
 /// Weights of a plain float type from a float signal (random bytes would be inf / NaN);
