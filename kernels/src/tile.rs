@@ -16,7 +16,12 @@
 //!    14 KiB buffer on the stack that lives in L1: signed 8-bit values in element order,
 //!    a float scale per sub-block (`d·sc`), the K-quants' mins, and `-128·Σq` per
 //!    sub-block (the correction for the `+128` of the unsigned activations). The panel is
-//!    reused for up to 512 tokens, then dropped; no copy of the weights is kept.
+//!    reused for up to 512 tokens, then dropped; no copy of the weights is kept. (The
+//!    float tiles use another 8 KiB of it instead: 8 rows × 256 f32 or bf16 pairs, see
+//!    [`PackedRows`] and `x86::avx512::tile_f32`.)
+//!
+//!    Q4_1 / Q5_1 (`TileScheme::OFFSET`) add `m · s` per block: the block's offset times
+//!    the token's Q8_1 `s`, which the interleaved activations carry after `d`.
 //! 3. An ISA **micro-kernel** (`x86::{avx2,avx512}::tile`) walks the panel for every token
 //!    group: each weight dword is broadcast to all lanes and multiply-added with 16 tokens'
 //!    activations (`vpdpbusd`), so each instruction does 64 useful multiply-adds and the
