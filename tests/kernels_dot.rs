@@ -33,19 +33,28 @@ fn activations(n: usize, seed: u64, kind: u8) -> Vec<f32> {
         .collect()
 }
 
-/// Weight blocks: random bytes, with the f16 scale fields at `scale_offsets` set to
-/// moderate random values (or to 65504 when `max_scales`).
+/// Weight bytes besides the f16 scales: random, or every byte 0xFF, 0x00 or 0x80 — the
+/// extreme quants (all bits set: the largest values, largest K-quant scales and mins; all
+/// clear: the most negative values of the offset formats; 0x80: Q6_K's scales −128).
+const WEIGHT_PATTERNS: [Option<u8>; 4] = [None, Some(0xFF), Some(0x00), Some(0x80)];
+
+/// Weight blocks: `pattern` bytes (random when None), with the f16 scale fields at
+/// `scale_offsets` set to moderate random values (or to 65504 when `max_scales`).
 fn weight_blocks<W: VecDot>(
     n: usize,
     seed: u64,
     scale_offsets: &[usize],
-    max_scales: bool,
+    (max_scales, pattern): (bool, Option<u8>),
 ) -> Vec<W> {
     let size = std::mem::size_of::<W>();
-    let mut bytes = pattern_bytes(n * size, seed);
+    let random = pattern_bytes(n * size, seed);
+    let mut bytes = match pattern {
+        Some(b) => vec![b; n * size],
+        None => random.clone(),
+    };
     for b in 0..n {
         for (k, &off) in scale_offsets.iter().enumerate() {
-            let r = bytes[(b * size + 7 * k + 3) % bytes.len()];
+            let r = random[(b * size + 7 * k + 3) % random.len()];
             let v: u16 = if max_scales {
                 0x7bff
             } else {
@@ -64,7 +73,12 @@ fn dequant<B: Block>(b: &[B]) -> Vec<f64> {
 }
 
 /// Weights of a plain float type, from a float signal (random bytes would be inf/NaN).
-fn float_weights<W: VecDot + Quantize>(n: usize, seed: u64, _: &[usize], big: bool) -> Vec<W> {
+fn float_weights<W: VecDot + Quantize>(
+    n: usize,
+    seed: u64,
+    _: &[usize],
+    (big, _): (bool, Option<u8>),
+) -> Vec<W> {
     let scale = if big { 3e4 } else { 1.0 };
     let x: Vec<f32> = activations(n, seed ^ 0x55, 0)
         .iter()
@@ -85,7 +99,7 @@ fn q8_1_sum_error(m: &[f16], a: &[BlockQ8_1]) -> f64 {
         .sum()
 }
 
-type MakeWeights<W> = fn(usize, u64, &[usize], bool) -> Vec<W>;
+type MakeWeights<W> = fn(usize, u64, &[usize], (bool, Option<u8>)) -> Vec<W>;
 
 fn check<W: VecDot>(scale_offsets: &[usize]) {
     check_with::<W>(scale_offsets, weight_blocks::<W>, |_, _| 0.0)
@@ -97,15 +111,21 @@ fn check_with<W: VecDot>(
     make: MakeWeights<W>,
     extra_tol: fn(&[W], &[W::Act]) -> f64,
 ) {
+    // Float weights come from a signal: the byte patterns are for the quantized types.
+    let patterns = if W::QK == 1 {
+        &WEIGHT_PATTERNS[..1]
+    } else {
+        &WEIGHT_PATTERNS[..]
+    };
     for (li, &n) in LENGTHS.iter().enumerate() {
-        for kind in 0..4u8 {
+        for (kind, &pattern) in (0..4u8).flat_map(|k| patterns.iter().map(move |p| (k, p))) {
             for max_scales in [false, true] {
                 let seed = 1000 * li as u64 + 10 * kind as u64 + max_scales as u64;
                 let w: Vec<W> = make(
                     if W::QK == 1 { n * 32 + 5 } else { n },
                     seed,
                     scale_offsets,
-                    max_scales,
+                    (max_scales, pattern),
                 );
                 let x = activations(w.len() * W::QK, seed + 7, kind);
                 let mut a = zeroed_blocks::<W::Act>(w.len() * W::QK / W::Act::QK);
@@ -130,7 +150,7 @@ fn check_with<W: VecDot>(
                     W::TYPE
                 );
                 // A second weight row for the multi-row kernels (same scale settings).
-                let w2: Vec<W> = make(w.len(), seed + 500, scale_offsets, max_scales);
+                let w2: Vec<W> = make(w.len(), seed + 500, scale_offsets, (max_scales, None));
                 let reference2 = W::dot_ref(&w2, &a);
                 let magnitude2: f64 = dequant(&w2)
                     .iter()
@@ -142,7 +162,8 @@ fn check_with<W: VecDot>(
                     let got = W::dot_kernel(isa)(&w, &a);
                     assert!(
                         (got as f64 - reference as f64).abs() <= tol,
-                        "{} on {isa}: {got} vs scalar {reference} (n={n} kind={kind} max={max_scales})",
+                        "{} on {isa}: {got} vs scalar {reference} \
+                         (n={n} kind={kind} max={max_scales} weights={pattern:?})",
                         W::TYPE
                     );
                     // Multi-row kernel: each row within the same bound of its scalar dot,

@@ -1,7 +1,11 @@
 //! Quick kernel timing that tolerates a busy machine: the *minimum* over many runs of
 //! one in-cache dot product per type and ISA (the minimum is the run that had the core
-//! to itself). `cargo run --release -p phiq-kernels --example dot_min`
+//! to itself). `cargo run --release -p phiq-kernels --example dot_min [-- TYPES]`, e.g.
+//! `-- Q4_1,Q5_K` (comma-separated ggml type names; default the common Phi-4 types).
 use std::time::Instant;
+
+#[allow(dead_code)]
+mod common;
 
 use phiq_kernels::blocks::*;
 use phiq_kernels::dispatch::Isa;
@@ -60,11 +64,13 @@ fn run<W: VecDot + Quantize>() {
 }
 
 fn main() {
-    run::<BlockQ4_0>();
-    run::<BlockQ8_0>();
-    run::<BlockQ4_K>();
-    run::<BlockQ5_K>();
-    run::<BlockQ6_K>();
-    run::<BlockIQ4_XS>();
-    run::<half::bf16>();
+    let args: Vec<String> = std::env::args().collect();
+    let types = common::types(args.get(1), "Q4_0,Q8_0,Q4_K,Q5_K,Q6_K,IQ4_XS,BF16");
+    for ty in types {
+        phiq_kernels::with_weight_block!(ty, B => {
+            run::<B>();
+            Ok::<(), phiq_kernels::row::KernelError>(())
+        })
+        .expect("type");
+    }
 }

@@ -63,6 +63,9 @@ impl VecDot for f32 {
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_f32(isa).unwrap_or(Self::dot_ref)
     }
+    fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
+        crate::x86::select_tile_f32(isa)
+    }
 }
 
 impl VecDot for f16 {
@@ -73,6 +76,9 @@ impl VecDot for f16 {
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_f16(isa).unwrap_or(Self::dot_ref)
     }
+    fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
+        crate::x86::select_tile_f16(isa)
+    }
 }
 
 impl VecDot for bf16 {
@@ -82,6 +88,9 @@ impl VecDot for bf16 {
     }
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_bf16(isa).unwrap_or(Self::dot_ref)
+    }
+    fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
+        crate::x86::select_tile_bf16(isa)
     }
 }
 
@@ -129,6 +138,9 @@ impl VecDot for BlockQ4_1 {
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_q4_1(isa).unwrap_or(Self::dot_ref)
     }
+    fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
+        crate::x86::select_tile::<Self>(isa)
+    }
 }
 
 /// The 32 values 0..32 of a Q5 block (5th bit from `qh`), element order.
@@ -175,6 +187,9 @@ impl VecDot for BlockQ5_1 {
     }
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_q5_1(isa).unwrap_or(Self::dot_ref)
+    }
+    fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
+        crate::x86::select_tile::<Self>(isa)
     }
 }
 

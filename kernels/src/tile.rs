@@ -16,7 +16,12 @@
 //!    14 KiB buffer on the stack that lives in L1: signed 8-bit values in element order,
 //!    a float scale per sub-block (`d·sc`), the K-quants' mins, and `-128·Σq` per
 //!    sub-block (the correction for the `+128` of the unsigned activations). The panel is
-//!    reused for up to 512 tokens, then dropped; no copy of the weights is kept.
+//!    reused for up to 512 tokens, then dropped; no copy of the weights is kept. (The
+//!    float tiles use another 8 KiB of it instead: 8 rows × 256 f32 or bf16 pairs, see
+//!    [`PackedRows`] and `x86::avx512::tile_f32`.)
+//!
+//!    Q4_1 / Q5_1 (`TileScheme::OFFSET`) add `m · s` per block: the block's offset times
+//!    the token's Q8_1 `s`, which the interleaved activations carry after `d`.
 //! 3. An ISA **micro-kernel** (`x86::{avx2,avx512}::tile`) walks the panel for every token
 //!    group: each weight dword is broadcast to all lanes and multiply-added with 16 tokens'
 //!    activations (`vpdpbusd`), so each instruction does 64 useful multiply-adds and the
@@ -56,16 +61,31 @@ const ROW_ORDER_MAX_BYTES: usize = 256 << 10;
 const MAX_SUBS: usize = PANEL / 16;
 /// Weight blocks per row per panel (the smallest block has 32 elements).
 const MAX_BLOCKS: usize = PANEL / 32;
+/// 32-bit words of a float panel per row: 256 f32 (F32, F16) or 256 bf16 pairs (BF16).
+pub const FLOAT_PANEL: usize = 256;
 
 /// An activation block the tile kernels can read: quants, scale and the sums of each
-/// 16 quants (Q8_K's `bsums`; empty for Q8_0).
+/// 16 quants (Q8_K's `bsums`; empty for Q8_0 and Q8_1).
 pub trait TileAct: Quantize {
     fn parts(&self) -> (&[i8], f32, &[i16]);
+    /// `d · Σq` as the block stores it (Q8_1's `s`, an f16), for the weights' offset.
+    fn scaled_sum(&self) -> f32 {
+        0.0
+    }
 }
 
 impl TileAct for BlockQ8_0 {
     fn parts(&self) -> (&[i8], f32, &[i16]) {
         (&self.qs, self.d.to_f32(), &[])
+    }
+}
+
+impl TileAct for BlockQ8_1 {
+    fn parts(&self) -> (&[i8], f32, &[i16]) {
+        (&self.qs, self.d.to_f32(), &[])
+    }
+    fn scaled_sum(&self) -> f32 {
+        self.s.to_f32()
     }
 }
 
@@ -76,26 +96,36 @@ impl TileAct for BlockQ8_K {
 }
 
 /// A weight type the tile kernels can decode: each block is `QK / SUB` sub-blocks of
-/// small integers with one float scale each, plus (`MINS`) a per-sub-block min.
+/// small integers with one float scale each, plus (`MINS`) a per-sub-block min or
+/// (`OFFSET`) a per-block offset.
 ///
-/// The block's dot with an activation block `(q8, d8)` must equal
-/// `d8 · (Σ_s dsc[s] · Σ_{k∈s} q[k]·q8[k]  +  neg_dmin · Σ_s mins[s] · Σ_{k∈s} q8[k])`
-/// up to float rounding, where `decode` fills `q`, `dsc`, `mins` and returns `neg_dmin`.
+/// The block's dot with an activation block `(q8, d8, s8 = d8·Σq8)` must equal
+/// `d8 · (Σ_s dsc[s] · Σ_{k∈s} q[k]·q8[k]  +  f · Σ_s mins[s] · Σ_{k∈s} q8[k])` (`MINS`),
+/// `d8 · Σ_s dsc[s] · Σ_{k∈s} q[k]·q8[k]  +  f · s8` (`OFFSET`), or the first term alone,
+/// up to float rounding, where `decode` fills `q`, `dsc`, `mins` and returns `f`.
 pub trait TileScheme: VecDot<Act: TileAct> {
     /// Elements per scaled sub-block: 32 or 16.
     const SUB: usize;
     /// Whether the block has mins (Q4_K, Q5_K, Q2_K).
     const MINS: bool;
+    /// Whether the block adds `m · s8`, its offset times the activation block's stored
+    /// scaled sum (Q4_1, Q5_1 with Q8_1: the reference dot's `m_x · s_y`, taken from the
+    /// same f16 `s` so the tiles agree with the dot path).
+    const OFFSET: bool = false;
     /// The largest |q| `decode` can produce, for any bits (AVX2 picks its kernel by it).
     const MAX_ABS: i32;
     /// Decodes one block: `q[..QK]` in element order, `dsc[..QK/SUB]`, `mins[..QK/SUB]`
-    /// (untouched without mins); returns `-dmin` (0 without mins).
+    /// (untouched without mins); returns `-dmin` (`MINS`), `m` (`OFFSET`) or 0.
     fn decode(&self, q: &mut [i8], dsc: &mut [f32], mins: &mut [i16]) -> f32;
 }
 
-/// Bytes of one interleaved activation block (one weight block's span, 16 tokens).
-pub const fn act_block_bytes(qk: usize, sub: usize, mins: bool) -> usize {
-    GROUP * qk + GROUP * 4 + if mins { GROUP * 2 * (qk / sub) } else { 0 }
+/// Bytes of one interleaved activation block (one weight block's span, 16 tokens):
+/// quants, `d`, then `s` (`offset`) or the sub-block sums (`mins`).
+pub const fn act_block_bytes(qk: usize, sub: usize, mins: bool, offset: bool) -> usize {
+    GROUP * qk
+        + GROUP * 4
+        + if mins { GROUP * 2 * (qk / sub) } else { 0 }
+        + if offset { GROUP * 4 } else { 0 }
 }
 
 /// Interleaves one group: tokens `t0..t0 + GROUP` of `act` (`[n_tokens][n_blocks]`), those
@@ -110,7 +140,7 @@ pub fn prepare_group<W: TileScheme>(
 ) {
     let qk = W::QK;
     let nsub = qk / W::SUB;
-    let bb = act_block_bytes(qk, W::SUB, W::MINS);
+    let bb = act_block_bytes(qk, W::SUB, W::MINS, W::OFFSET);
     assert_eq!(
         out.len(),
         n_blocks * bb,
@@ -126,6 +156,9 @@ pub fn prepare_group<W: TileScheme>(
                     quants[(j * GROUP + lane) * 4..][..4].fill(xor);
                 }
                 scales[4 * lane..4 * lane + 4].fill(0);
+                if W::OFFSET {
+                    sums[4 * lane..4 * lane + 4].fill(0);
+                }
                 if W::MINS {
                     for s in 0..nsub / 2 {
                         sums[(s * GROUP + lane) * 4..][..4].fill(0);
@@ -140,6 +173,10 @@ pub fn prepare_group<W: TileScheme>(
                 }
             }
             scales[4 * lane..4 * lane + 4].copy_from_slice(&d.to_le_bytes());
+            if W::OFFSET {
+                let s = act[t * n_blocks + b].scaled_sum();
+                sums[4 * lane..4 * lane + 4].copy_from_slice(&s.to_le_bytes());
+            }
             if W::MINS {
                 let per = W::SUB / 16;
                 for s in 0..nsub {
@@ -157,7 +194,9 @@ pub fn prepare_group<W: TileScheme>(
 /// sub-block within the block and `nsub = QK / SUB`:
 /// - `q`: `[b][R][QK]` signed values;
 /// - `dsc`, `corr`: `[b][s][R]` scale `d·sc` and `-128 · Σ_{k∈s} q[k]`;
-/// - `mins`: `[b][R][nsub]`; `neg_dmin`: `[b][R]`.
+/// - `mins`: `[b][R][nsub]`; `per_block`: `[b][R]`, what `decode` returns (`-dmin` or `m`);
+/// - `words` (the float tiles instead of all the above): `[k][R]` f32 bits (F32, F16), or
+///   `[k/2][R]` bf16 pairs, element 2j in the low half (BF16).
 ///
 /// Rows past the valid ones are zero.
 #[repr(C, align(64))]
@@ -166,8 +205,9 @@ pub struct PackedRows {
     pub(crate) dsc: [f32; MAX_TILE_ROWS * MAX_SUBS],
     pub(crate) corr: [i32; MAX_TILE_ROWS * MAX_SUBS],
     pub(crate) mins: [i16; MAX_TILE_ROWS * MAX_SUBS],
-    pub(crate) neg_dmin: [f32; MAX_TILE_ROWS * MAX_BLOCKS],
-    /// Blocks per row in this panel (`n_blocks · QK ≤ PANEL`).
+    pub(crate) per_block: [f32; MAX_TILE_ROWS * MAX_BLOCKS],
+    pub(crate) words: [u32; MAX_TILE_ROWS * FLOAT_PANEL],
+    /// Blocks per row in this panel (`n_blocks · QK ≤ PANEL`; the float tiles: elements).
     pub(crate) n_blocks: usize,
 }
 
@@ -178,7 +218,8 @@ impl PackedRows {
             dsc: [0.0; MAX_TILE_ROWS * MAX_SUBS],
             corr: [0; MAX_TILE_ROWS * MAX_SUBS],
             mins: [0; MAX_TILE_ROWS * MAX_SUBS],
-            neg_dmin: [0.0; MAX_TILE_ROWS * MAX_BLOCKS],
+            per_block: [0.0; MAX_TILE_ROWS * MAX_BLOCKS],
+            words: [0; MAX_TILE_ROWS * FLOAT_PANEL],
             n_blocks: 0,
         }
     }
@@ -202,7 +243,7 @@ impl PackedRows {
             for r in 0..tile_rows {
                 let q = &mut self.q[(b * tile_rows + r) * qk..][..qk];
                 let mins = &mut self.mins[(b * tile_rows + r) * nsub..][..nsub];
-                let neg_dmin = match rows.get(r) {
+                let per_block = match rows.get(r) {
                     Some(row) => row[b0 + b].decode(q, &mut dsc, mins),
                     None => {
                         q.fill(0);
@@ -211,7 +252,7 @@ impl PackedRows {
                         0.0
                     }
                 };
-                self.neg_dmin[b * tile_rows + r] = neg_dmin;
+                self.per_block[b * tile_rows + r] = per_block;
                 for s in 0..nsub {
                     self.dsc[(b * nsub + s) * tile_rows + r] = dsc[s];
                 }
@@ -307,9 +348,23 @@ impl TileJob<'_> {
     /// Panics unless every access a kernel with `tile_rows` rows makes for weight type `W`
     /// is in bounds (checked once per call, so the kernels can use raw pointers).
     pub(crate) fn check<W: TileScheme>(&self, tile_rows: usize) {
-        let bb = act_block_bytes(W::QK, W::SUB, W::MINS);
-        assert!(tile_rows <= MAX_TILE_ROWS && self.rows <= tile_rows);
         assert!(self.w.n_blocks * W::QK <= PANEL);
+        self.check_layout(
+            tile_rows,
+            act_block_bytes(W::QK, W::SUB, W::MINS, W::OFFSET),
+        );
+    }
+
+    /// [`Self::check`] for a float tile whose panel words hold `per_word` elements each
+    /// (interleaved activations: `elem_bytes` per element and token).
+    pub(crate) fn check_float(&self, tile_rows: usize, per_word: usize, elem_bytes: usize) {
+        assert!(self.w.n_blocks.div_ceil(per_word) <= FLOAT_PANEL);
+        self.check_layout(tile_rows, GROUP * elem_bytes);
+    }
+
+    /// Activations (`bb` bytes per panel block and group), output and `y` bounds.
+    fn check_layout(&self, tile_rows: usize, bb: usize) {
+        assert!(tile_rows <= MAX_TILE_ROWS && self.rows <= tile_rows);
         if self.groups == 0 || self.rows == 0 {
             return;
         }
@@ -344,6 +399,8 @@ pub struct TileKernel<W: VecDot> {
     prepare: PrepareFn<W::Act>,
     /// [`act_block_bytes`] of `W`.
     pub act_block_bytes: usize,
+    /// Weight blocks per row decoded per panel.
+    panel_blocks: usize,
     _w: PhantomData<fn(&W)>,
 }
 
@@ -370,13 +427,38 @@ impl<W: TileScheme> TileKernel<W> {
             tile,
             pack,
             prepare: prepare_group::<W>,
-            act_block_bytes: act_block_bytes(W::QK, W::SUB, W::MINS),
+            act_block_bytes: act_block_bytes(W::QK, W::SUB, W::MINS, W::OFFSET),
+            panel_blocks: PANEL / W::QK,
             _w: PhantomData,
         }
     }
 }
 
 impl<W: VecDot> TileKernel<W> {
+    /// A float tile (F32, F16, BF16: one element per block): `pack` fills
+    /// [`PackedRows::words`] with up to `panel_elems` elements per row, `prepare`
+    /// interleaves `elem_bytes` per element and token; `tile` as for [`Self::new`].
+    pub(crate) fn new_float(
+        rows: usize,
+        tile: fn(TileJob<'_>),
+        pack: PackFn<W>,
+        prepare: PrepareFn<W::Act>,
+        elem_bytes: usize,
+        panel_elems: usize,
+    ) -> TileKernel<W> {
+        assert!(W::QK == 1 && panel_elems > 0);
+        TileKernel {
+            rows,
+            xor: 0,
+            tile,
+            pack,
+            prepare,
+            act_block_bytes: GROUP * elem_bytes,
+            panel_blocks: panel_elems,
+            _w: PhantomData,
+        }
+    }
+
     /// Bytes of one group's interleaved activations for rows of `n_blocks` blocks.
     pub fn group_bytes(&self, n_blocks: usize) -> usize {
         n_blocks * self.act_block_bytes
@@ -423,7 +505,7 @@ impl<W: VecDot> TileKernel<W> {
         let (n_rows, groups) = (w.len() / n_blocks, acts.len() / group_stride);
         let n_pad = groups * GROUP;
         assert_eq!(out.len(), n_rows * n_pad, "tile rows: wrong output length");
-        let blocks_per_panel = PANEL / W::QK;
+        let blocks_per_panel = self.panel_blocks;
         let mut packed = PackedRows::new();
         let mut rows: [&[W]; MAX_TILE_ROWS] = [&[]; MAX_TILE_ROWS];
         for g0 in (0..groups).step_by(GROUPS_PER_PASS) {
@@ -492,6 +574,55 @@ impl<W: VecDot> TileKernel<W> {
     }
 }
 
+/// [`prepare_group`] for f32 activations (F32, F16 weights): element k of the group's 16
+/// tokens at `out[64k..64k + 64]`, one f32 per lane (zeros past `n_tokens`).
+pub fn prepare_group_f32(
+    act: &[f32],
+    n_tokens: usize,
+    n: usize,
+    t0: usize,
+    _xor: u8,
+    out: &mut [u8],
+) {
+    assert_eq!(out.len(), n * GROUP * 4, "prepare_group_f32: wrong length");
+    for lane in 0..GROUP {
+        let t = t0 + lane;
+        let row = (t < n_tokens).then(|| &act[t * n..(t + 1) * n]);
+        for (k, dst) in out.chunks_exact_mut(GROUP * 4).enumerate() {
+            let v = row.map_or(0.0, |r| r[k]);
+            dst[4 * lane..4 * lane + 4].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+/// [`prepare_group`] for bf16 activations: elements 2j, 2j+1 of the group's 16 tokens at
+/// `out[64j..64j + 64]`, one pair per lane (the operand layout of `vdpbf16ps`); an odd
+/// last element alone at `out[64j..64j + 32]`, one bf16 per lane.
+pub fn prepare_group_bf16(
+    act: &[half::bf16],
+    n_tokens: usize,
+    n: usize,
+    t0: usize,
+    _xor: u8,
+    out: &mut [u8],
+) {
+    assert_eq!(out.len(), n * GROUP * 2, "prepare_group_bf16: wrong length");
+    let pairs = n / 2;
+    for lane in 0..GROUP {
+        let t = t0 + lane;
+        let row = (t < n_tokens).then(|| &act[t * n..(t + 1) * n]);
+        for k in 0..n {
+            let v = row.map_or(0, |r| r[k].to_bits());
+            let at = if k / 2 < pairs {
+                64 * (k / 2) + 4 * lane + 2 * (k % 2)
+            } else {
+                64 * pairs + 2 * lane
+            };
+            out[at..at + 2].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
 /// The scalar reference tile: `out[r][t] = dot_ref(w[r], act[t])` for the rows of `w`
 /// (`[rows][n_blocks]`) and the tokens of `act` (`[n_tokens][n_act_blocks]`); `out` is
 /// `[rows][n_tokens]`. The tile kernels are tested against this.
@@ -544,6 +675,41 @@ impl TileScheme for BlockQ5_0 {
         }
         dsc[0] = self.d.to_f32_const();
         0.0
+    }
+}
+
+impl TileScheme for BlockQ4_1 {
+    const SUB: usize = 32;
+    const MINS: bool = false;
+    const OFFSET: bool = true;
+    const MAX_ABS: i32 = 15;
+    #[inline(always)]
+    fn decode(&self, q: &mut [i8], dsc: &mut [f32], _: &mut [i16]) -> f32 {
+        for j in 0..16 {
+            q[j] = (self.qs[j] & 0x0F) as i8;
+            q[j + 16] = (self.qs[j] >> 4) as i8;
+        }
+        dsc[0] = self.d.to_f32_const();
+        self.m.to_f32_const()
+    }
+}
+
+impl TileScheme for BlockQ5_1 {
+    const SUB: usize = 32;
+    const MINS: bool = false;
+    const OFFSET: bool = true;
+    const MAX_ABS: i32 = 31;
+    #[inline(always)]
+    fn decode(&self, q: &mut [i8], dsc: &mut [f32], _: &mut [i16]) -> f32 {
+        let qh = u32::from_le_bytes(self.qh);
+        for j in 0..16 {
+            let h0 = (((qh >> j) & 1) << 4) as u8;
+            let h1 = (((qh >> (j + 16)) & 1) << 4) as u8;
+            q[j] = ((self.qs[j] & 0x0F) | h0) as i8;
+            q[j + 16] = ((self.qs[j] >> 4) | h1) as i8;
+        }
+        dsc[0] = self.d.to_f32_const();
+        self.m.to_f32_const()
     }
 }
 

@@ -4,11 +4,12 @@
 //! thread count; and the transposing store into y against the kernel's own row output.
 
 use phiq_kernels::blocks::*;
-use phiq_kernels::dispatch::Isa;
+use phiq_kernels::dispatch::{Isa, Level};
 use phiq_kernels::dot::VecDot;
 use phiq_kernels::matmul::{matmul_typed, MatmulScratch, MIN_TILE_TOKENS};
 use phiq_kernels::quantize::Quantize;
 use phiq_kernels::tile::{tile_ref, TileKernel, GROUP, PANEL};
+use phiq_kernels::GgmlType;
 
 /// xorshift bytes (the same generator as the workspace tests' `pattern_bytes`).
 fn pattern_bytes(n: usize, seed: u64) -> Vec<u8> {
@@ -43,14 +44,22 @@ fn activations(n: usize, seed: u64, kind: u8) -> Vec<f32> {
         .collect()
 }
 
-/// Random weight blocks with the f16 fields at `scale_offsets` set to moderate values
-/// (or the f16 maximum, 65504), as tests/kernels_dot.rs makes them.
-fn weight_blocks<W: Block>(n: usize, seed: u64, scale_offsets: &[usize], max: bool) -> Vec<W> {
+/// Weight blocks of random bytes, or (`pattern`) every byte 0xFF, 0x00 or 0x80 (the
+/// extreme quants, scales and mins, as in tests/kernels_dot.rs), with the f16 fields at
+/// `scale_offsets` set to moderate values (or the f16 maximum, 65504).
+fn weight_blocks<W: Block>(
+    n: usize,
+    seed: u64,
+    scale_offsets: &[usize],
+    max: bool,
+    pattern: Option<u8>,
+) -> Vec<W> {
     let size = std::mem::size_of::<W>();
-    let mut bytes = pattern_bytes(n * size, seed);
+    let random = pattern_bytes(n * size, seed);
+    let mut bytes = pattern.map_or_else(|| random.clone(), |p| vec![p; n * size]);
     for b in 0..n {
         for (k, &off) in scale_offsets.iter().enumerate() {
-            let r = bytes[(b * size + 7 * k + 3) % bytes.len()];
+            let r = random[(b * size + 7 * k + 3) % random.len()];
             let v: u16 = if max {
                 0x7bff
             } else {
@@ -94,11 +103,39 @@ fn run_tile<W: VecDot>(k: &TileKernel<W>, w: &[W], n_blocks: usize, act: &[W::Ac
 
 /// Every ISA's tile kernel for `W` against the scalar reference tile.
 fn check<W: VecDot>(scale_offsets: &[usize]) {
+    for pattern in [None, Some(0xFF), Some(0x00), Some(0x80)] {
+        check_with::<W>(|n, seed, max| weight_blocks(n, seed, scale_offsets, max, pattern))
+    }
+}
+
+/// Weights of a plain float type from a float signal (random bytes would be inf / NaN);
+/// `big` scales it to ±4·10^4, near the top of f16's range (65504).
+fn float_weights<W: Quantize>(n: usize, seed: u64, big: bool) -> Vec<W> {
+    let scale = if big { 1e4 } else { 1.0 };
+    let x: Vec<f32> = activations(n, seed ^ 0x55, 0)
+        .iter()
+        .map(|v| v * scale)
+        .collect();
+    let mut w = zeroed_blocks::<W>(n);
+    W::quantize_row(&x, &mut w);
+    w
+}
+
+/// [`check`] with weights from `make(n_blocks, seed, max)`.
+fn check_with<W: VecDot>(make: impl Fn(usize, u64, bool) -> Vec<W>) {
     let kernels: Vec<(Isa, TileKernel<W>)> = Isa::all_variants()
         .into_iter()
         .filter_map(|isa| W::tile_kernel(isa).map(|k| (isa, k)))
         .collect();
-    if Isa::all_variants().len() > 1 {
+    // Every type has a tile kernel on any SIMD level, except the float types, which have
+    // them on AVX-512 only (BF16: with AVX512-BF16).
+    let best = Isa::best();
+    let required = match W::TYPE {
+        GgmlType::F32 | GgmlType::F16 => best.level() == Level::Avx512,
+        GgmlType::BF16 => best.level() == Level::Avx512 && best.has_avx512_bf16(),
+        _ => best.level() > Level::Scalar,
+    };
+    if required {
         assert!(!kernels.is_empty(), "{}: no tile kernel", W::TYPE);
     }
     // Rows and tokens around the tile sizes (4 or 8 rows, 16-token groups), and more than
@@ -111,7 +148,7 @@ fn check<W: VecDot>(scale_offsets: &[usize]) {
         for kind in 0..4u8 {
             for max in [false, true] {
                 let seed = 100 * case as u64 + 10 * kind as u64 + max as u64;
-                let w: Vec<W> = weight_blocks(n_rows * n_blocks, seed, scale_offsets, max);
+                let w: Vec<W> = make(n_rows * n_blocks, seed, max);
                 let x = activations(n_tokens * n_blocks * W::QK, seed + 5, kind);
                 let mut act = zeroed_blocks::<W::Act>(n_tokens * n_blocks * W::QK / W::Act::QK);
                 for (xr, ar) in x
@@ -159,9 +196,24 @@ fn check<W: VecDot>(scale_offsets: &[usize]) {
 #[test]
 fn legacy_tiles_match_reference() {
     check::<BlockQ4_0>(&[0]);
+    check::<BlockQ4_1>(&[0, 2]);
     check::<BlockQ5_0>(&[0]);
+    check::<BlockQ5_1>(&[0, 2]);
     check::<BlockQ8_0>(&[0]);
     check::<BlockIQ4_NL>(&[0]);
+}
+
+/// F32 and F16 (× f32) and BF16 (× bf16) tiles. The K length, 2305 elements, covers nine
+/// float panels and a partial tenth (pack's scalar tail) and BF16's odd last element.
+/// Tolerance as in `check`: the kernels sum each (row, token) in element order like the
+/// reference, with fused multiply-adds (F32, F16) or pairs of products (`vdpbf16ps`,
+/// products exact in f32), so they differ by a few roundings of the partial sums
+/// (2^-24 relative each), well inside 1e-5 of Σ|w·a| for these lengths.
+#[test]
+fn float_tiles_match_reference() {
+    check_with::<f32>(float_weights::<f32>);
+    check_with::<phiq_kernels::half::f16>(float_weights::<phiq_kernels::half::f16>);
+    check_with::<phiq_kernels::half::bf16>(float_weights::<phiq_kernels::half::bf16>);
 }
 
 #[test]
@@ -265,6 +317,10 @@ fn check_batch<W: VecDot + Quantize>() {
 #[test]
 fn batch_path_is_deterministic_and_matches_single_tokens() {
     check_batch::<BlockQ4_0>();
+    check_batch::<BlockQ4_1>();
+    check_batch::<f32>();
+    check_batch::<phiq_kernels::half::f16>();
+    check_batch::<phiq_kernels::half::bf16>();
     check_batch::<BlockQ8_0>();
     check_batch::<BlockQ4_K>();
     check_batch::<BlockQ6_K>();

@@ -738,7 +738,7 @@ pub(super) unsafe fn tile<W: crate::tile::TileScheme, const UNSIGNED: bool>(
     let qk = W::QK;
     let nsub = qk / W::SUB;
     let dwords = W::SUB / 4;
-    let bb = crate::tile::act_block_bytes(qk, W::SUB, W::MINS);
+    let bb = crate::tile::act_block_bytes(qk, W::SUB, W::MINS, W::OFFSET);
     let p = job.w;
     let ones = _mm256_set1_epi16(1);
     // SAFETY (every pointer below): as in the AVX-512 kernel — `check` bounds the
@@ -748,7 +748,7 @@ pub(super) unsafe fn tile<W: crate::tile::TileScheme, const UNSIGNED: bool>(
         let dsc = p.dsc.as_ptr();
         let corr = p.corr.as_ptr();
         let mins = p.mins.as_ptr().cast::<i32>();
-        let neg_dmin = p.neg_dmin.as_ptr();
+        let per_block = p.per_block.as_ptr();
         for g in 0..job.groups {
             for half in 0..2 {
                 // Lanes 8·half..8·half + 8 of the group: 32 bytes into each 64-byte row.
@@ -808,8 +808,16 @@ pub(super) unsafe fn tile<W: crate::tile::TileScheme, const UNSIGNED: bool>(
                         }
                         for r in 0..R {
                             let f = _mm256_mul_ps(_mm256_cvtepi32_ps(msum[r]), dy);
-                            let nd = _mm256_set1_ps(*neg_dmin.add(b * R + r));
+                            let nd = _mm256_set1_ps(*per_block.add(b * R + r));
                             acc[r] = _mm256_fmadd_ps(f, nd, acc[r]);
+                        }
+                    }
+                    if W::OFFSET {
+                        // + m · s8 (Q4_1/Q5_1): the offset times the tokens' scaled sums.
+                        let sy = _mm256_loadu_ps(a.add(crate::tile::GROUP * (qk + 4)).cast());
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            let m = _mm256_set1_ps(*per_block.add(b * R + r));
+                            *acc = _mm256_fmadd_ps(m, sy, *acc);
                         }
                     }
                 }

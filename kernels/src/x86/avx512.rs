@@ -192,18 +192,19 @@ pub(super) const TILE_ROWS: usize = 8;
 /// `-128·Σq` starts each sub-block's int32 sum, so `vpdpbusd` (u8 × i8, exact in int32)
 /// yields `Σ q·a`. Per sub-block: convert and scale by `d·sc` (a broadcast from memory);
 /// per block: add the mins term (`vpdpwssd` of the sub-block sums of a with the mins), then
-/// multiply by the tokens' scales into the running sums.
+/// multiply by the tokens' scales into the running sums, and add the offset term
+/// (`m · s8`, Q4_1/Q5_1).
 ///
 /// # Safety
 /// The CPU must have the features enabled below, and `job` must pass
 /// `job.check::<W>(TILE_ROWS)`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn tile<W: crate::tile::TileScheme>(job: crate::tile::TileJob<'_>) {
+pub(super) unsafe fn tile<W: crate::tile::TileScheme>(mut job: crate::tile::TileJob<'_>) {
     const R: usize = TILE_ROWS;
     let qk = W::QK;
     let nsub = qk / W::SUB;
     let dwords = W::SUB / 4;
-    let bb = crate::tile::act_block_bytes(qk, W::SUB, W::MINS);
+    let bb = crate::tile::act_block_bytes(qk, W::SUB, W::MINS, W::OFFSET);
     let p = job.w;
     let n_blocks = p.n_blocks;
     // SAFETY (every pointer below): `check` guarantees that each group's `n_blocks`
@@ -215,16 +216,10 @@ pub(super) unsafe fn tile<W: crate::tile::TileScheme>(job: crate::tile::TileJob<
         let dsc = p.dsc.as_ptr();
         let corr = p.corr.as_ptr();
         let mins = p.mins.as_ptr().cast::<i32>();
-        let neg_dmin = p.neg_dmin.as_ptr();
+        let per_block = p.per_block.as_ptr();
         for g in 0..job.groups {
             let acts = job.acts.as_ptr().add(g * job.group_stride);
-            let out = job.out.as_mut_ptr().add(crate::tile::GROUP * g);
-            let mut acc = [_mm512_setzero_ps(); R];
-            if !job.first {
-                for (r, acc) in acc.iter_mut().enumerate().take(job.rows) {
-                    *acc = _mm512_loadu_ps(out.add(r * job.out_stride));
-                }
-            }
+            let mut acc = load_group(&job, g);
             for b in 0..n_blocks {
                 let a = acts.add(b * bb);
                 let wq = q.add(b * R * qk);
@@ -264,7 +259,7 @@ pub(super) unsafe fn tile<W: crate::tile::TileScheme>(job: crate::tile::TileJob<
                         }
                     }
                     for r in 0..R {
-                        let nd = _mm512_set1_ps(*neg_dmin.add(b * R + r));
+                        let nd = _mm512_set1_ps(*per_block.add(b * R + r));
                         sub_f[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(msum[r]), nd, sub_f[r]);
                     }
                 }
@@ -272,24 +267,278 @@ pub(super) unsafe fn tile<W: crate::tile::TileScheme>(job: crate::tile::TileJob<
                 for r in 0..R {
                     acc[r] = _mm512_fmadd_ps(sub_f[r], dy, acc[r]);
                 }
-            }
-            match job.y {
-                Some(y) => {
-                    let t = y.t0 + crate::tile::GROUP * g;
-                    let tokens = y.n_tokens.saturating_sub(t).min(crate::tile::GROUP);
-                    if tokens > 0 {
-                        let at = y.ptr.add(t * y.stride + y.col);
-                        store_transposed(&acc, at, y.stride, job.rows, tokens);
+                if W::OFFSET {
+                    // + m · s8: the weights' offset times the tokens' stored scaled sums.
+                    let sy = _mm512_loadu_ps(a.add(crate::tile::GROUP * (qk + 4)).cast());
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let m = _mm512_set1_ps(*per_block.add(b * R + r));
+                        *acc = _mm512_fmadd_ps(m, sy, *acc);
                     }
                 }
-                None => {
-                    for (r, acc) in acc.iter().enumerate().take(job.rows) {
-                        _mm512_storeu_ps(out.add(r * job.out_stride), *acc);
-                    }
+            }
+            store_group(&acc, &mut job, g);
+        }
+    }
+}
+
+/// Group `g`'s sums (`acc[r]` lane t: row r, token t) to `y` (the last panel, transposed)
+/// or back to `out`.
+///
+/// # Safety
+/// `job` must pass its kernel's check.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn store_group(acc: &[__m512; TILE_ROWS], job: &mut crate::tile::TileJob<'_>, g: usize) {
+    // SAFETY: the check bounds every row's 16 floats of group g in `out` and the rows ×
+    // tokens written to `y`.
+    unsafe {
+        match job.y {
+            Some(y) => {
+                let t = y.t0 + crate::tile::GROUP * g;
+                let tokens = y.n_tokens.saturating_sub(t).min(crate::tile::GROUP);
+                if tokens > 0 {
+                    let at = y.ptr.add(t * y.stride + y.col);
+                    store_transposed(acc, at, y.stride, job.rows, tokens);
+                }
+            }
+            None => {
+                let out = job.out.as_mut_ptr().add(crate::tile::GROUP * g);
+                for (r, acc) in acc.iter().enumerate().take(job.rows) {
+                    _mm512_storeu_ps(out.add(r * job.out_stride), *acc);
                 }
             }
         }
     }
+}
+
+/// The running sums of group `g` at the start of a panel: zero for the first, else the
+/// values the previous panel left in `out`.
+///
+/// # Safety
+/// `job` must pass its kernel's check.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn load_group(job: &crate::tile::TileJob<'_>, g: usize) -> [__m512; TILE_ROWS] {
+    let mut acc = [_mm512_setzero_ps(); TILE_ROWS];
+    if !job.first {
+        // SAFETY: the check bounds every valid row's 16 floats of group g in `out`.
+        let out = unsafe { job.out.as_ptr().add(crate::tile::GROUP * g) };
+        for (r, acc) in acc.iter_mut().enumerate().take(job.rows) {
+            // SAFETY: as above.
+            *acc = unsafe { _mm512_loadu_ps(out.add(r * job.out_stride)) };
+        }
+    }
+    acc
+}
+
+/// The F32 / F16 tile (see [`crate::tile`]): [`TILE_ROWS`] rows × 16 tokens per group, the
+/// rows' f32 values in the panel as `[k][R]` (one 32-byte line per k), the activations as
+/// `[k][16 tokens]`. Per element: one activation load and one FMA per row with the weight
+/// broadcast from the panel (`vfmadd231ps zmm, zmm, dword [mem]{1to16}`), so each weight
+/// is read once per 16 tokens. Eight independent accumulators cover the FMA latency.
+///
+/// # Safety
+/// The CPU must have the features enabled below, and `job` must pass
+/// `job.check_float(TILE_ROWS, 1, 4)`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn tile_f32(mut job: crate::tile::TileJob<'_>) {
+    const R: usize = TILE_ROWS;
+    let n = job.w.n_blocks;
+    // SAFETY: `check_float` bounds the activations (n · 64 bytes per group) and the
+    // outputs; k < n ≤ FLOAT_PANEL words per row in the panel.
+    unsafe {
+        let wv = job.w.words.as_ptr().cast::<f32>();
+        for g in 0..job.groups {
+            let acts = job.acts.as_ptr().add(g * job.group_stride).cast::<f32>();
+            let mut acc = load_group(&job, g);
+            for k in 0..n {
+                let av = _mm512_loadu_ps(acts.add(crate::tile::GROUP * k));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm512_fmadd_ps(_mm512_set1_ps(*wv.add(k * R + r)), av, *acc);
+                }
+            }
+            store_group(&acc, &mut job, g);
+        }
+    }
+}
+
+/// The BF16 tile: as [`tile_f32`] with `vdpbf16ps`, which multiplies a pair of bf16 per
+/// lane and adds both products to the f32 lane: the panel holds the rows' pairs
+/// (`[k/2][R]`, broadcast per row), the activations the tokens' pairs. An odd last element
+/// is widened to the pair (a, 0) against the panel's (w, 0).
+///
+/// # Safety
+/// The CPU must have the features enabled below, and `job` must pass
+/// `job.check_float(TILE_ROWS, 2, 2)`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")]
+pub(super) unsafe fn tile_bf16(mut job: crate::tile::TileJob<'_>) {
+    const R: usize = TILE_ROWS;
+    let n = job.w.n_blocks;
+    let pairs = n / 2;
+    let bh = |v: __m512i| -> __m512bh {
+        // SAFETY: __m512bh is 32 bf16 in a 512-bit register, the same bits as __m512i.
+        unsafe { std::mem::transmute::<__m512i, __m512bh>(v) }
+    };
+    // SAFETY: `check_float` bounds the activations (n · 32 bytes per group: the pairs' 64
+    // bytes each, then the odd element's 32) and the outputs; the panel holds
+    // ⌈n/2⌉ ≤ FLOAT_PANEL words per row.
+    unsafe {
+        let wv = job.w.words.as_ptr().cast::<i32>();
+        for g in 0..job.groups {
+            let acts = job.acts.as_ptr().add(g * job.group_stride);
+            let mut acc = load_group(&job, g);
+            for j in 0..pairs {
+                let av = bh(_mm512_loadu_si512(acts.add(64 * j).cast()));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let w = bh(_mm512_set1_epi32(*wv.add(j * R + r)));
+                    *acc = _mm512_dpbf16_ps(*acc, av, w);
+                }
+            }
+            if n % 2 == 1 {
+                let last = _mm256_loadu_si256(acts.add(64 * pairs).cast());
+                let av = bh(_mm512_cvtepu16_epi32(last));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let w = bh(_mm512_set1_epi32(*wv.add(pairs * R + r)));
+                    *acc = _mm512_dpbf16_ps(*acc, av, w);
+                }
+            }
+            store_group(&acc, &mut job, g);
+        }
+    }
+}
+
+/// 8 rows × 8 words → 8 words × 8 rows (`out[j]` lane r = `v[r]` lane j): unpack and
+/// shuffle within 128-bit lanes, then swap the lanes' halves.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn transpose8(v: [__m256; 8]) -> [__m256; 8] {
+    let lo = |a: usize| _mm256_unpacklo_ps(v[a], v[a + 1]);
+    let hi = |a: usize| _mm256_unpackhi_ps(v[a], v[a + 1]);
+    let t = [lo(0), hi(0), lo(2), hi(2), lo(4), hi(4), lo(6), hi(6)];
+    // tt[c]: element c (lane 0) and c + 4 (lane 1) of rows 0..4; tt[4 + c]: rows 4..8.
+    let tt = [
+        _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+        _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+        _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+        _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+        _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+        _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+        _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+        _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+    ];
+    std::array::from_fn(|j| match j {
+        0..4 => _mm256_permute2f128_ps::<0x20>(tt[j], tt[j + 4]),
+        _ => _mm256_permute2f128_ps::<0x31>(tt[j - 4], tt[j]),
+    })
+}
+
+/// Fills `p.words` (`[k][R]`, R = [`TILE_ROWS`]) with `n_words` words per row: `load(r, k)`
+/// gives the 8 words of row r from word k, for k + 8 ≤ `simd_words` (rows past `rows` are
+/// zero), `word(r, k)` one word, for the rest.
+#[inline(always)]
+fn pack_words(
+    p: &mut crate::tile::PackedRows,
+    rows: usize,
+    (n_words, simd_words): (usize, usize),
+    load: impl Fn(usize, usize) -> __m256,
+    word: impl Fn(usize, usize) -> u32,
+) {
+    const R: usize = TILE_ROWS;
+    assert!(rows <= R && n_words <= crate::tile::FLOAT_PANEL);
+    let mut k = 0;
+    // SAFETY (intrinsics): only inlined into AVX-512 target-feature functions.
+    unsafe {
+        while k + 8 <= simd_words.min(n_words) {
+            let v = std::array::from_fn(|r| {
+                if r < rows {
+                    load(r, k)
+                } else {
+                    _mm256_setzero_ps()
+                }
+            });
+            for (j, t) in transpose8(v).into_iter().enumerate() {
+                let dst = &mut p.words[(k + j) * R..(k + j + 1) * R];
+                _mm256_storeu_ps(dst.as_mut_ptr().cast(), t);
+            }
+            k += 8;
+        }
+    }
+    for k in k..n_words {
+        for r in 0..R {
+            p.words[k * R + r] = if r < rows { word(r, k) } else { 0 };
+        }
+    }
+}
+
+/// The F32 panel: rows' values `b0..b0 + n` as they are.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn pack_f32(
+    p: &mut crate::tile::PackedRows,
+    rows: &[&[f32]],
+    b0: usize,
+    n: usize,
+    tile_rows: usize,
+) {
+    assert!(tile_rows == TILE_ROWS && rows.iter().all(|r| r.len() >= b0 + n));
+    p.n_blocks = n;
+    pack_words(
+        p,
+        rows.len(),
+        (n, n),
+        // SAFETY: k + 8 ≤ n, and every row holds b0 + n values.
+        |r, k| unsafe { _mm256_loadu_ps(rows[r].as_ptr().add(b0 + k)) },
+        |r, k| rows[r][b0 + k].to_bits(),
+    );
+}
+
+/// The F16 panel: rows' values `b0..b0 + n` converted to f32 (`vcvtph2ps`, exact).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn pack_f16(
+    p: &mut crate::tile::PackedRows,
+    rows: &[&[f16]],
+    b0: usize,
+    n: usize,
+    tile_rows: usize,
+) {
+    assert!(tile_rows == TILE_ROWS && rows.iter().all(|r| r.len() >= b0 + n));
+    p.n_blocks = n;
+    pack_words(
+        p,
+        rows.len(),
+        (n, n),
+        // SAFETY: k + 8 ≤ n, and every row holds b0 + n values (8 f16 = 16 bytes).
+        |r, k| unsafe { _mm256_cvtph_ps(_mm_loadu_si128(rows[r].as_ptr().add(b0 + k).cast())) },
+        |r, k| fp16(rows[r][b0 + k]).to_bits(),
+    );
+}
+
+/// The BF16 panel: rows' values `b0..b0 + n` as pairs (element b0 + 2j in the low half of
+/// word j), an odd last element paired with zero.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn pack_bf16(
+    p: &mut crate::tile::PackedRows,
+    rows: &[&[bf16]],
+    b0: usize,
+    n: usize,
+    tile_rows: usize,
+) {
+    assert!(tile_rows == TILE_ROWS && rows.iter().all(|r| r.len() >= b0 + n));
+    p.n_blocks = n;
+    let bits = |r: usize, k: usize| {
+        if k < n {
+            rows[r][b0 + k].to_bits() as u32
+        } else {
+            0
+        }
+    };
+    pack_words(
+        p,
+        rows.len(),
+        (n.div_ceil(2), n / 2),
+        // SAFETY: word k + 8 ≤ n / 2, so elements up to b0 + 2k + 16 ≤ b0 + n are read.
+        |r, k| unsafe { _mm256_loadu_ps(rows[r].as_ptr().add(b0 + 2 * k).cast()) },
+        |r, k| bits(r, 2 * k) | (bits(r, 2 * k + 1) << 16),
+    );
 }
 
 /// Writes `acc[r]` lane `t` (row r, token t) to `y[t · stride + r]` for `r < rows` and

@@ -18,6 +18,8 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
+mod avx512_dots;
+#[cfg(target_arch = "x86_64")]
 mod rows;
 
 /// Weight rows per multi-row kernel call (see `rows.rs`).
@@ -61,16 +63,16 @@ selector!(select_f32, f32, dot_f32, [Avx512 => avx512, Avx2 => avx2]);
 selector!(select_f16, f16, dot_f16, [Avx512 => avx512, Avx2 => avx2]);
 selector!(select_q4_0, BlockQ4_0, dot_q4_0, [Avx512 => avx512, Avx2 => avx2]);
 selector!(select_q8_0, BlockQ8_0, dot_q8_0, [Avx512 => avx512, Avx2 => avx2]);
-selector!(select_q4_k, BlockQ4_K, dot_q4_k, [Avx2 => avx2]);
-selector!(select_q4_1, BlockQ4_1, dot_q4_1, [Avx2 => avx2]);
-selector!(select_q5_0, BlockQ5_0, dot_q5_0, [Avx2 => avx2]);
-selector!(select_q5_1, BlockQ5_1, dot_q5_1, [Avx2 => avx2]);
-selector!(select_iq4_nl, BlockIQ4_NL, dot_iq4_nl, [Avx2 => avx2]);
-selector!(select_iq4_xs, BlockIQ4_XS, dot_iq4_xs, [Avx2 => avx2]);
-selector!(select_q2_k, BlockQ2_K, dot_q2_k, [Avx2 => avx2]);
-selector!(select_q3_k, BlockQ3_K, dot_q3_k, [Avx2 => avx2]);
-selector!(select_q5_k, BlockQ5_K, dot_q5_k, [Avx2 => avx2]);
-selector!(select_q6_k, BlockQ6_K, dot_q6_k, [Avx2 => avx2]);
+selector!(select_q4_k, BlockQ4_K, dot_q4_k, [Avx512 => avx512_dots, Avx2 => avx2]);
+selector!(select_q4_1, BlockQ4_1, dot_q4_1, [Avx512 => avx512_dots, Avx2 => avx2]);
+selector!(select_q5_0, BlockQ5_0, dot_q5_0, [Avx512 => avx512_dots, Avx2 => avx2]);
+selector!(select_q5_1, BlockQ5_1, dot_q5_1, [Avx512 => avx512_dots, Avx2 => avx2]);
+selector!(select_iq4_nl, BlockIQ4_NL, dot_iq4_nl, [Avx512 => avx512_dots, Avx2 => avx2]);
+selector!(select_iq4_xs, BlockIQ4_XS, dot_iq4_xs, [Avx512 => avx512_dots, Avx2 => avx2]);
+selector!(select_q2_k, BlockQ2_K, dot_q2_k, [Avx512 => avx512_dots, Avx2 => avx2]);
+selector!(select_q3_k, BlockQ3_K, dot_q3_k, [Avx512 => avx512_dots, Avx2 => avx2]);
+selector!(select_q5_k, BlockQ5_K, dot_q5_k, [Avx512 => avx512_dots, Avx2 => avx2]);
+selector!(select_q6_k, BlockQ6_K, dot_q6_k, [Avx512 => avx512_dots, Avx2 => avx2]);
 
 /// [`ROWS`] weight rows × one activation row (see [`rows`]).
 pub type RowsFn<W> = fn([&[W]; ROWS], &[<W as crate::dot::VecDot>::Act]) -> [f32; ROWS];
@@ -222,6 +224,75 @@ pub fn select_tile<W: crate::tile::TileScheme>(isa: Isa) -> Option<crate::tile::
     }
     let _ = isa;
     None
+}
+
+/// Declares `select_tile_$ty(isa)`: the float tile kernel (see [`crate::tile`]) for weight
+/// type `$W` at level Avx512 when `$extra(isa)` holds, else None (one dot per output).
+macro_rules! float_tile {
+    ($select:ident, $W:ty, $tile:ident, $pack:ident, $prepare:ident,
+     ($per_word:expr, $elem_bytes:expr), $extra:path) => {
+        pub fn $select(isa: Isa) -> Option<crate::tile::TileKernel<$W>> {
+            #[cfg(target_arch = "x86_64")]
+            if isa.level() >= Level::Avx512 && $extra(isa) {
+                use crate::tile::{PackedRows, TileJob, TileKernel, FLOAT_PANEL};
+                fn wrapper(job: TileJob<'_>) {
+                    job.check_float(avx512::TILE_ROWS, $per_word, $elem_bytes);
+                    // SAFETY: only returned for an `Isa` at level Avx512 that passed
+                    // `$extra` (the kernel's features exist, see module doc); check passed.
+                    unsafe { avx512::$tile(job) }
+                }
+                fn pack(p: &mut PackedRows, rows: &[&[$W]], b0: usize, n: usize, tr: usize) {
+                    // SAFETY: as for `wrapper` (the packing needs AVX-512 F only).
+                    unsafe { avx512::$pack(p, rows, b0, n, tr) }
+                }
+                return Some(TileKernel::new_float(
+                    avx512::TILE_ROWS,
+                    wrapper,
+                    pack,
+                    crate::tile::$prepare,
+                    $elem_bytes,
+                    $per_word * FLOAT_PANEL,
+                ));
+            }
+            let _ = isa;
+            None
+        }
+    };
+}
+
+// F32 and F16 weights × f32 activations: AVX-512 FMA, the weights converted to f32 in the
+// panel. BF16 × BF16: `vdpbf16ps`, where the CPU has AVX512-BF16.
+float_tile!(
+    select_tile_f32,
+    f32,
+    tile_f32,
+    pack_f32,
+    prepare_group_f32,
+    (1, 4),
+    any_avx512
+);
+float_tile!(
+    select_tile_f16,
+    f16,
+    tile_f32,
+    pack_f16,
+    prepare_group_f32,
+    (1, 4),
+    any_avx512
+);
+float_tile!(
+    select_tile_bf16,
+    bf16,
+    tile_bf16,
+    pack_bf16,
+    prepare_group_bf16,
+    (2, 2),
+    Isa::has_avx512_bf16
+);
+
+/// No requirement beyond the level (for `float_tile!`).
+fn any_avx512(_: Isa) -> bool {
+    true
 }
 
 /// Reads every byte of `bytes` as fast as the memory allows (the bandwidth probe of
