@@ -25,7 +25,8 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::avx2::{f16x8, fp16, fp16_mul, hsum, scaled_sum};
+use super::avx2::{f16x8, fp16, fp16_mul, hsum, rows_blockwise, scaled_sum};
+use super::ROWS;
 use crate::blocks::*;
 
 /// The 32 nibbles of 16 bytes: low nibbles in bytes 0..16, high nibbles in 16..32
@@ -216,55 +217,75 @@ fn bsums(y: &BlockQ8_K) -> __m256i {
     unsafe { _mm256_loadu_si256(y.bsums.as_ptr().cast()) }
 }
 
+/// One Q6_K super-block × Q8_K into `acc` (8 f32 lanes): the body of [`dot_q6_k`] and
+/// [`rows_q6_k`].
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn dot_q6_k(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
+fn step_q6_k(acc: &mut __m256, x: &BlockQ6_K, y: &BlockQ8_K) {
     let low = _mm256_set1_epi8(0x0F);
     let bits45 = _mm256_set1_epi8(0x30);
+    // SAFETY: scales is 16 bytes.
+    let sc = unsafe { _mm_loadu_si128(x.scales.as_ptr().cast()) };
+    let sc16 = scales_even_odd(sc);
+    // Σ sc·(q − 32)·y = Σ sc·q·y − 32·Σ_j sc_j·bsums_j: start from the second term
+    // (|32·sc| ≤ 4096 fits i16).
+    let neg32 = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(sc), _mm256_set1_epi16(-32));
+    let mut sum = _mm256_dpwssd_epi32(_mm256_setzero_si256(), bsums(y), neg32);
+    for half in 0..2 {
+        // SAFETY: ql[64h..64h+64] and qh[32h..32h+32] are in bounds.
+        let (ql0, ql1, qh) = unsafe {
+            (
+                _mm256_loadu_si256(x.ql.as_ptr().add(64 * half).cast()),
+                _mm256_loadu_si256(x.ql.as_ptr().add(64 * half + 32).cast()),
+                _mm256_loadu_si256(x.qh.as_ptr().add(32 * half).cast()),
+            )
+        };
+        // The four 32-element groups as unsigned 0..64: a nibble of ql, and bits
+        // 2k, 2k+1 of qh moved to bits 4, 5 (16-bit shifts: the mask drops what
+        // crosses from the neighbouring byte). Ternary logic 0xE4 = (C & A) | (!C & B)
+        // with C = 0x0F: low nibble from A, the rest from B.
+        let h = [
+            _mm256_slli_epi16(qh, 4),
+            _mm256_slli_epi16(qh, 2),
+            qh,
+            _mm256_srli_epi16(qh, 2),
+        ];
+        let l = [
+            ql0,
+            ql1,
+            _mm256_srli_epi16(ql0, 4),
+            _mm256_srli_epi16(ql1, 4),
+        ];
+        for k in 0..4 {
+            let hk = _mm256_and_si256(h[k], bits45);
+            let q = _mm256_ternarylogic_epi32::<0xE4>(l[k], hk, low);
+            let p = _mm256_maddubs_epi16(q, q8k_group(y, 4 * half + k));
+            sum = _mm256_dpwssd_epi32(sum, p, pick_scale(sc16, 4 * half + k));
+        }
+    }
+    let d = fp16(x.d) * y.d;
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), *acc);
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn dot_q6_k(w: &[BlockQ6_K], a: &[BlockQ8_K]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for (x, y) in w.iter().zip(a) {
-        // SAFETY: scales is 16 bytes.
-        let sc = unsafe { _mm_loadu_si128(x.scales.as_ptr().cast()) };
-        let sc16 = scales_even_odd(sc);
-        // Σ sc·(q − 32)·y = Σ sc·q·y − 32·Σ_j sc_j·bsums_j: start from the second term
-        // (|32·sc| ≤ 4096 fits i16).
-        let neg32 = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(sc), _mm256_set1_epi16(-32));
-        let mut sum = _mm256_dpwssd_epi32(_mm256_setzero_si256(), bsums(y), neg32);
-        for half in 0..2 {
-            // SAFETY: ql[64h..64h+64] and qh[32h..32h+32] are in bounds.
-            let (ql0, ql1, qh) = unsafe {
-                (
-                    _mm256_loadu_si256(x.ql.as_ptr().add(64 * half).cast()),
-                    _mm256_loadu_si256(x.ql.as_ptr().add(64 * half + 32).cast()),
-                    _mm256_loadu_si256(x.qh.as_ptr().add(32 * half).cast()),
-                )
-            };
-            // The four 32-element groups as unsigned 0..64: a nibble of ql, and bits
-            // 2k, 2k+1 of qh moved to bits 4, 5 (16-bit shifts: the mask drops what
-            // crosses from the neighbouring byte). Ternary logic 0xE4 = (C & A) | (!C & B)
-            // with C = 0x0F: low nibble from A, the rest from B.
-            let h = [
-                _mm256_slli_epi16(qh, 4),
-                _mm256_slli_epi16(qh, 2),
-                qh,
-                _mm256_srli_epi16(qh, 2),
-            ];
-            let l = [
-                ql0,
-                ql1,
-                _mm256_srli_epi16(ql0, 4),
-                _mm256_srli_epi16(ql1, 4),
-            ];
-            for k in 0..4 {
-                let hk = _mm256_and_si256(h[k], bits45);
-                let q = _mm256_ternarylogic_epi32::<0xE4>(l[k], hk, low);
-                let p = _mm256_maddubs_epi16(q, q8k_group(y, 4 * half + k));
-                sum = _mm256_dpwssd_epi32(sum, p, pick_scale(sc16, 4 * half + k));
-            }
-        }
-        let d = fp16(x.d) * y.d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
+        step_q6_k(&mut acc, x, y);
     }
     hsum(acc)
+}
+
+/// [`ROWS`] Q6_K rows through [`rows_blockwise`] with [`step_q6_k`].
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn rows_q6_k(rows: [&[BlockQ6_K]; ROWS], a: &[BlockQ8_K]) -> [f32; ROWS] {
+    rows_blockwise(
+        rows,
+        a,
+        _mm256_setzero_ps(),
+        |acc, x, y| step_q6_k(acc, x, y),
+        |v| hsum(v),
+    )
 }
 
 /// Q3_K's 16 six-bit scales minus 32, natural order, as signed bytes: low nibbles from
@@ -437,6 +458,19 @@ pub(super) fn dot_q4_k(w: &[BlockQ4_K], a: &[BlockQ8_K]) -> f32 {
         dot_k4::<false>(x.d, x.dmin, &x.scales, &x.qs, None, y, &mut st);
     }
     hsum(st.0) - hsum(st.1)
+}
+
+/// [`ROWS`] Q4_K rows through [`rows_blockwise`] with the one-row kernel's step.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn rows_q4_k(rows: [&[BlockQ4_K]; ROWS], a: &[BlockQ8_K]) -> [f32; ROWS] {
+    let init = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    rows_blockwise(
+        rows,
+        a,
+        init,
+        |st, x, y| dot_k4::<false>(x.d, x.dmin, &x.scales, &x.qs, None, y, st),
+        |st| hsum(st.0) - hsum(st.1),
+    )
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
