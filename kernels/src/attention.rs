@@ -8,7 +8,6 @@
 //! thread, so results do not depend on the thread count.
 
 use half::f16;
-use rayon::prelude::*;
 
 use crate::dispatch::Isa;
 use crate::dot::VecDot;
@@ -216,79 +215,77 @@ pub fn attention<T: KvElem>(
     // One task per (token, KV head): the query heads that share the KV head run side by
     // side over its keys, so each K and V row is read from memory once for all of them
     // (they are computed exactly as each would be alone: same kernels, same order).
-    out.par_chunks_mut(group * hd)
-        .enumerate()
-        .for_each(|(idx, accs)| {
-            let (t, kvh) = (idx / n_kv_head, idx % n_kv_head);
-            let pos = n_past + t;
-            let first = if window == 0 {
-                0
-            } else {
-                (pos + 1).saturating_sub(window)
-            };
-            // Up to MAX_GROUP query heads at a time (their scores live on the stack).
-            for (sub, accs) in accs.chunks_mut(MAX_GROUP * hd).enumerate() {
-                let g = accs.len() / hd;
-                let h0 = kvh * group + sub * MAX_GROUP;
-                let q0 = t * q_stride + h0 * hd;
-                if let Some(kernel) = attend {
-                    kernel(AttendJob {
-                        q: &q[q0..q0 + g * hd],
-                        k: k_cache,
-                        v: v_cache,
-                        stride: layout.pos_stride,
-                        offset: layout.at(0, kvh),
-                        keys: first..pos + 1,
-                        head_dim: hd,
-                        scale,
-                        out: accs,
-                    });
-                    continue;
-                }
-                accs.fill(0.0);
-                let mut m = [f32::NEG_INFINITY; MAX_GROUP];
-                let mut l = [0.0f32; MAX_GROUP];
-                let mut scores = [[0.0f32; CHUNK]; MAX_GROUP];
-                for start in (first..=pos).step_by(CHUNK) {
-                    let end = (start + CHUNK).min(pos + 1);
-                    let mut cmax = [f32::NEG_INFINITY; MAX_GROUP];
-                    for j in start..end {
-                        let k = &k_cache[layout.at(j, kvh)..layout.at(j, kvh) + hd];
-                        for i in 0..g {
-                            let qh = &q[q0 + i * hd..q0 + (i + 1) * hd];
-                            let s = dot(k, qh) * scale;
-                            scores[i][j - start] = s;
-                            cmax[i] = cmax[i].max(s);
-                        }
-                    }
+    crate::par::chunks_mut(out, group * hd, |idx, accs| {
+        let (t, kvh) = (idx / n_kv_head, idx % n_kv_head);
+        let pos = n_past + t;
+        let first = if window == 0 {
+            0
+        } else {
+            (pos + 1).saturating_sub(window)
+        };
+        // Up to MAX_GROUP query heads at a time (their scores live on the stack).
+        for (sub, accs) in accs.chunks_mut(MAX_GROUP * hd).enumerate() {
+            let g = accs.len() / hd;
+            let h0 = kvh * group + sub * MAX_GROUP;
+            let q0 = t * q_stride + h0 * hd;
+            if let Some(kernel) = attend {
+                kernel(AttendJob {
+                    q: &q[q0..q0 + g * hd],
+                    k: k_cache,
+                    v: v_cache,
+                    stride: layout.pos_stride,
+                    offset: layout.at(0, kvh),
+                    keys: first..pos + 1,
+                    head_dim: hd,
+                    scale,
+                    out: accs,
+                });
+                continue;
+            }
+            accs.fill(0.0);
+            let mut m = [f32::NEG_INFINITY; MAX_GROUP];
+            let mut l = [0.0f32; MAX_GROUP];
+            let mut scores = [[0.0f32; CHUNK]; MAX_GROUP];
+            for start in (first..=pos).step_by(CHUNK) {
+                let end = (start + CHUNK).min(pos + 1);
+                let mut cmax = [f32::NEG_INFINITY; MAX_GROUP];
+                for j in start..end {
+                    let k = &k_cache[layout.at(j, kvh)..layout.at(j, kvh) + hd];
                     for i in 0..g {
-                        if cmax[i] > m[i] {
-                            // exp(-inf) = 0 on the first chunk: nothing accumulated yet.
-                            let rescale = (m[i] - cmax[i]).exp();
-                            if rescale != 1.0 {
-                                accs[i * hd..(i + 1) * hd]
-                                    .iter_mut()
-                                    .for_each(|a| *a *= rescale);
-                            }
-                            l[i] *= rescale;
-                            m[i] = cmax[i];
-                        }
-                    }
-                    for j in start..end {
-                        let v = &v_cache[layout.at(j, kvh)..layout.at(j, kvh) + hd];
-                        for i in 0..g {
-                            let p = (scores[i][j - start] - m[i]).exp();
-                            l[i] += p;
-                            axpy(&mut accs[i * hd..(i + 1) * hd], p, v);
-                        }
+                        let qh = &q[q0 + i * hd..q0 + (i + 1) * hd];
+                        let s = dot(k, qh) * scale;
+                        scores[i][j - start] = s;
+                        cmax[i] = cmax[i].max(s);
                     }
                 }
                 for i in 0..g {
-                    let inv = 1.0 / l[i];
-                    accs[i * hd..(i + 1) * hd]
-                        .iter_mut()
-                        .for_each(|a| *a *= inv);
+                    if cmax[i] > m[i] {
+                        // exp(-inf) = 0 on the first chunk: nothing accumulated yet.
+                        let rescale = (m[i] - cmax[i]).exp();
+                        if rescale != 1.0 {
+                            accs[i * hd..(i + 1) * hd]
+                                .iter_mut()
+                                .for_each(|a| *a *= rescale);
+                        }
+                        l[i] *= rescale;
+                        m[i] = cmax[i];
+                    }
+                }
+                for j in start..end {
+                    let v = &v_cache[layout.at(j, kvh)..layout.at(j, kvh) + hd];
+                    for i in 0..g {
+                        let p = (scores[i][j - start] - m[i]).exp();
+                        l[i] += p;
+                        axpy(&mut accs[i * hd..(i + 1) * hd], p, v);
+                    }
                 }
             }
-        });
+            for i in 0..g {
+                let inv = 1.0 / l[i];
+                accs[i * hd..(i + 1) * hd]
+                    .iter_mut()
+                    .for_each(|a| *a *= inv);
+            }
+        }
+    });
 }

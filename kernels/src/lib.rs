@@ -16,6 +16,7 @@ pub mod dot;
 pub mod formats;
 pub mod matmul;
 pub mod ops;
+pub mod par;
 pub mod quantize;
 pub mod quantize_imatrix;
 pub mod quantize_k;

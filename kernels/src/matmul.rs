@@ -10,7 +10,7 @@
 //! the caller ([`MatmulScratch`]), so the hot path does not allocate once they have grown
 //! to size.
 
-use rayon::prelude::*;
+use crate::par;
 
 use crate::blocks::{view_blocks_mut, Block};
 use crate::dispatch::Isa;
@@ -91,7 +91,7 @@ impl MatmulScratch {
 /// Rows of W per parallel task: enough work to amortise scheduling (≥ 16 rows), and
 /// several tasks per thread so uneven cores balance.
 fn rows_per_task(n_out: usize) -> usize {
-    let threads = rayon::current_num_threads().max(1);
+    let threads = par::current_threads().max(1);
     (n_out / (threads * 8))
         .clamp(16, 256)
         .next_multiple_of(ROWS)
@@ -178,15 +178,15 @@ pub fn matmul_typed<W: VecDot>(
     let mut tile = std::mem::take(&mut scratch.tile);
     let act = scratch.act_blocks::<W::Act>(n_tokens * act_per_row);
     let quantize = crate::x86::select_quantize::<W::Act>(isa);
-    act.par_chunks_mut(act_per_row)
-        .zip(x.par_chunks(n_in))
-        .for_each(|(a, xr)| quantize(xr, a));
+    par::chunks_mut(act, act_per_row, |t, a| {
+        quantize(&x[t * n_in..(t + 1) * n_in], a)
+    });
     let act: &[W::Act] = act;
 
     if n_tokens == 1 {
         // GEMV: write straight into y.
         let chunk = rows_per_task(n_out);
-        y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
+        par::chunks_mut(y, chunk, |c, ys| {
             let rows = (c * chunk, ys.len());
             row_dots(w, row_blocks, rows, act, (dot, multi), |i, v| ys[i] = v);
         });
@@ -196,29 +196,26 @@ pub fn matmul_typed<W: VecDot>(
     } else {
         out_t.resize(n_out * n_tokens, 0.0);
         let chunk = rows_per_task(n_out);
-        out_t
-            .par_chunks_mut(chunk * n_tokens)
-            .enumerate()
-            .for_each(|(c, ys)| {
-                let rows = ys.len() / n_tokens;
-                // Tokens in tiles so a tile's activations stay in cache while the
-                // chunk's weight rows stream past them.
-                const TOKEN_TILE: usize = 32;
-                // Each token goes through `row_dots` exactly as a GEMV would, so a batch
-                // gives each token's outputs bit for bit as evaluating it alone.
-                for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
-                    let t1 = (t0 + TOKEN_TILE).min(n_tokens);
-                    for i0 in (0..rows).step_by(ROWS) {
-                        let group = (c * chunk + i0, (rows - i0).min(ROWS));
-                        for t in t0..t1 {
-                            let a = &act[t * act_per_row..(t + 1) * act_per_row];
-                            row_dots(w, row_blocks, group, a, (dot, multi), |i, v| {
-                                ys[(i0 + i) * n_tokens + t] = v
-                            });
-                        }
+        par::chunks_mut(&mut out_t, chunk * n_tokens, |c, ys| {
+            let rows = ys.len() / n_tokens;
+            // Tokens in tiles so a tile's activations stay in cache while the
+            // chunk's weight rows stream past them.
+            const TOKEN_TILE: usize = 32;
+            // Each token goes through `row_dots` exactly as a GEMV would, so a batch
+            // gives each token's outputs bit for bit as evaluating it alone.
+            for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
+                let t1 = (t0 + TOKEN_TILE).min(n_tokens);
+                for i0 in (0..rows).step_by(ROWS) {
+                    let group = (c * chunk + i0, (rows - i0).min(ROWS));
+                    for t in t0..t1 {
+                        let a = &act[t * act_per_row..(t + 1) * act_per_row];
+                        row_dots(w, row_blocks, group, a, (dot, multi), |i, v| {
+                            ys[(i0 + i) * n_tokens + t] = v
+                        });
                     }
                 }
-            });
+            }
+        });
         for (r, col) in out_t.chunks_exact(n_tokens).enumerate() {
             for (t, &v) in col.iter().enumerate() {
                 y[t * n_out + r] = v;
@@ -256,10 +253,9 @@ fn matmul_tiles<W: VecDot>(
         unsafe { std::slice::from_raw_parts_mut(tile.as_mut_ptr().cast::<u8>(), tile.len() * 64) };
     let tile_bytes = &mut tile_bytes[..bytes];
     let act_per_row = act.len() / n_tokens;
-    tile_bytes
-        .par_chunks_mut(group_bytes)
-        .enumerate()
-        .for_each(|(g, buf)| kernel.prepare_group(act, n_tokens, act_per_row, g, buf));
+    par::chunks_mut(tile_bytes, group_bytes, |g, buf| {
+        kernel.prepare_group(act, n_tokens, act_per_row, g, buf)
+    });
     let tile_bytes: &[u8] = tile_bytes;
 
     // `out_t` only carries the sums between K panels; the last panel writes y directly.
@@ -269,14 +265,11 @@ fn matmul_tiles<W: VecDot>(
     // its own rows, so no two tasks write the same element.
     let y_out = unsafe { YOut::new(y.as_mut_ptr(), y.len(), n_out, n_tokens) };
     let chunk = rows_per_task(n_out).next_multiple_of(kernel.rows);
-    out_t
-        .par_chunks_mut(chunk * n_pad)
-        .enumerate()
-        .for_each(|(c, out)| {
-            let rows = out.len() / n_pad;
-            let w = &w[c * chunk * row_blocks..(c * chunk + rows) * row_blocks];
-            kernel.rows_to_y(w, row_blocks, tile_bytes, out, y_out, c * chunk);
-        });
+    par::chunks_mut(out_t, chunk * n_pad, |c, out| {
+        let rows = out.len() / n_pad;
+        let w = &w[c * chunk * row_blocks..(c * chunk + rows) * row_blocks];
+        kernel.rows_to_y(w, row_blocks, tile_bytes, out, y_out, c * chunk);
+    });
 }
 
 /// Matmul with the weight type known only at run time: `w` is the raw bytes of a

@@ -9,7 +9,7 @@
 use phiq_kernels::attention::{attention, AttnShape};
 use phiq_kernels::matmul::{matmul, MatmulScratch};
 use phiq_kernels::ops;
-use rayon::prelude::*;
+use phiq_kernels::par;
 
 use super::kv_cache::{CacheType, KvCache};
 use super::weights::{GateUp, Matrix, Qkv};
@@ -329,7 +329,7 @@ impl<'m> Session<'m> {
             );
         }
 
-        let pool = &model.pool;
+        let team = &model.team;
         lap.mark(Part::Other);
         for (l, layer) in w.layers.iter().enumerate() {
             // Attention block.
@@ -381,7 +381,7 @@ impl<'m> Session<'m> {
                 layout: self.kv.layout(),
             };
             let (q, out) = (&b.q, &mut b.attn);
-            pool.install(|| match &self.kv {
+            team.install(|| match &self.kv {
                 KvCache::F16(c) => {
                     let (k, v) = c.layer(l);
                     attention(q, k, v, shape, out, isa)
@@ -416,10 +416,12 @@ impl<'m> Session<'m> {
             }
             lap.mark(Part::FfnUp);
             let ff = c.n_ff;
-            pool.install(|| {
-                b.h.par_chunks_mut(ff)
-                    .zip(b.gate_up.par_chunks(2 * ff))
-                    .for_each(|(h, gu)| ops::swiglu(gu, h))
+            let gate_up = &b.gate_up;
+            let swiglu = ops::swiglu_kernel(isa);
+            team.install(|| {
+                par::chunks_mut(&mut b.h, ff, |t, h| {
+                    swiglu(&gate_up[t * 2 * ff..(t + 1) * 2 * ff], h)
+                })
             });
             lap.mark(Part::Other);
             mm(model, &layer.ffn_down, &b.h, &mut b.proj, &mut b.mm)?;
@@ -494,7 +496,7 @@ fn mm(
     resize(y, n_tokens * m.n_out);
     let w = model.bytes(m);
     model
-        .pool
+        .team
         .install(|| matmul(m.ty, w, m.n_in, x, y, scratch, model.isa))
         .map_err(|e| kernel_error(m, e))
 }

@@ -49,10 +49,44 @@ pub struct Model {
     /// The tokenizer in the file's metadata (`None` for files without one).
     tokenizer: Option<Tokenizer>,
     pub(crate) isa: Isa,
-    pub(crate) pool: rayon::ThreadPool,
+    /// The threads every parallel step of a forward pass runs on.
+    pub(crate) team: Threads,
     threads: usize,
     batch: usize,
     cache_type: CacheType,
+}
+
+/// The threads of a model's forward passes: by default a [`phiq_kernels::par::Team`]
+/// (the caller's thread and `threads - 1` workers that spin briefly between the steps of a
+/// pass, then sleep); `PHIQ_POOL=rayon` runs them on a rayon pool instead (to compare).
+pub(crate) enum Threads {
+    Team(phiq_kernels::par::Team),
+    Rayon(rayon::ThreadPool),
+}
+
+impl Threads {
+    fn new(threads: usize) -> std::result::Result<Threads, String> {
+        if std::env::var("PHIQ_POOL").is_ok_and(|v| v == "rayon") {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("phiq-{i}"))
+                .build()
+                .map(Threads::Rayon)
+                .map_err(|e| e.to_string())
+        } else {
+            phiq_kernels::par::Team::new(threads, "phiq")
+                .map(Threads::Team)
+                .map_err(|e| e.to_string())
+        }
+    }
+
+    /// Runs `f` with these threads serving the kernels' parallel loops.
+    pub(crate) fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match self {
+            Threads::Team(t) => t.install(f),
+            Threads::Rayon(p) => p.install(f),
+        }
+    }
 }
 
 /// Physical cores (distinct (package, core) pairs in /proc/cpuinfo), else the logical
@@ -101,10 +135,7 @@ impl Model {
         // slower. Asking for more is capped there.
         let cpus = std::thread::available_parallelism().map_or(usize::MAX, |n| n.get());
         let threads = opts.threads.unwrap_or_else(physical_cores).clamp(1, cpus);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("phiq-{i}"))
-            .build()
+        let team = Threads::new(threads)
             .map_err(|e| Error::InvalidInput(format!("cannot start {threads} threads: {e}")))?;
         Ok(Model {
             file,
@@ -112,7 +143,7 @@ impl Model {
             weights,
             tokenizer,
             isa,
-            pool,
+            team,
             threads,
             batch: opts.batch_size.unwrap_or(forward::DEFAULT_BATCH).max(1),
             cache_type: opts.cache_type,

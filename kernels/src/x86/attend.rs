@@ -20,33 +20,13 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
+use super::act::exp512 as exp_ps;
 use crate::attention::AttendJob;
 
 /// Positions per chunk: the scores of 8 heads × 64 positions (2 KiB) stay in L1, as do the
 /// chunk's V rows (64 × 256 bytes for head_dim 128) while they are read once per
 /// 64-dimension slice.
 const CHUNK: usize = 64;
-
-/// `e^x` for 16 lanes, x ≤ 0 in practice: 2^n · p(r) with n = round(x·log2 e),
-/// r = x − n·ln 2 (split in two constants, Cody–Waite) and p the degree-6 Taylor
-/// polynomial, whose error on |r| ≤ ln2 / 2 is below (ln2/2)^7 / 7! ≈ 1.2e-7 relative:
-/// about one unit in the last place. Inputs below −87 are clamped (e^-87 ≈ 1.6e-38, the
-/// smallest normal order of magnitude), so no denormals reach the multiply-adds.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-fn exp_ps(x: __m512) -> __m512 {
-    let x = _mm512_max_ps(x, _mm512_set1_ps(-87.0));
-    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-        _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
-    );
-    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
-    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
-    let mut p = _mm512_set1_ps(1.0 / 720.0);
-    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-    }
-    _mm512_scalef_ps(p, n)
-}
 
 /// The whole job. The caller ([`super::select_attend_f16`]'s wrapper) has checked its
 /// shape with [`AttendJob::check`].

@@ -12,6 +12,8 @@ use crate::dispatch::{Isa, Level};
 use crate::dot::DotFn;
 
 #[cfg(target_arch = "x86_64")]
+mod act;
+#[cfg(target_arch = "x86_64")]
 mod attend;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -116,6 +118,34 @@ pub fn select_axpy_f16(isa: Isa) -> Option<AxpyF16> {
             fn wrapper(acc: &mut [f32], p: f32, v: &[f16]) {
                 // SAFETY: level ≥ Avx2 means avx2+fma+f16c were detected.
                 unsafe { avx2::axpy_f16(acc, p, v) }
+            }
+            return Some(wrapper);
+        }
+    }
+    let _ = isa;
+    None
+}
+
+/// SwiGLU over a fused `[gate | up]` row (see [`crate::ops::swiglu`]).
+pub type SwigluFn = fn(&[f32], &mut [f32]);
+
+pub fn select_swiglu(isa: Isa) -> Option<SwigluFn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa.level() >= Level::Avx512 {
+            fn wrapper(gate_up: &[f32], out: &mut [f32]) {
+                let (gate, up) = gate_up.split_at(out.len());
+                // SAFETY: level ≥ Avx512 means AVX-512 F/BW/VL, AVX2, FMA and F16C were
+                // detected (see module doc).
+                unsafe { act::swiglu_avx512(gate, up, out) }
+            }
+            return Some(wrapper);
+        }
+        if isa.level() >= Level::Avx2 {
+            fn wrapper(gate_up: &[f32], out: &mut [f32]) {
+                let (gate, up) = gate_up.split_at(out.len());
+                // SAFETY: level ≥ Avx2 means avx2+fma were detected.
+                unsafe { act::swiglu_avx2(gate, up, out) }
             }
             return Some(wrapper);
         }
