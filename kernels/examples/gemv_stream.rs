@@ -6,13 +6,15 @@
 //!   cargo run --release -p phiq-kernels --example gemv_stream [-- TYPES [SHAPE [RUNS]]]
 //!
 //! e.g. `-- Q4_0,Q4_K,Q8_0 ffn_up 15` (shapes: attn_qkv attn_output ffn_up ffn_down output).
-//! All of rayon's threads (RAYON_NUM_THREADS to change). The ring lives in an anonymous
+//! The products run on a `par::Team` of as many threads as rayon's pool (RAYON_NUM_THREADS
+//! to change), as phiq's forward pass does; the read on rayon's pool. The ring lives in an anonymous
 //! mapping with 2 MiB pages (MADV_HUGEPAGE), as phiq maps a model; `PHIQ_SMALL_PAGES=1`
 //! keeps 4 KiB pages.
 use std::time::Instant;
 
 use phiq_kernels::dispatch::Isa;
 use phiq_kernels::matmul::{matmul, MatmulScratch};
+use phiq_kernels::par::Team;
 use rayon::prelude::*;
 
 mod common;
@@ -32,6 +34,7 @@ fn main() {
     let (n_in, n_out) = common::shape(shape);
     let runs: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(15);
     let isa = Isa::global().expect("PHIQ_ISA");
+    let team = Team::new(rayon::current_num_threads(), "gemv").expect("threads");
     println!(
         "{shape} {n_in}→{n_out}, {} threads, {isa}, median of {runs} passes over a {} MiB ring ({} pages)",
         rayon::current_num_threads(),
@@ -72,9 +75,11 @@ fn main() {
             let r = (copies * len) as f64 / t.elapsed().as_secs_f64() / 1e9;
             for (k, sc) in scratch.iter_mut().enumerate() {
                 let t = Instant::now();
-                for m in &ring {
-                    matmul(ty, m, n_in, &x, &mut y, sc, isa).unwrap();
-                }
+                team.install(|| {
+                    for m in &ring {
+                        matmul(ty, m, n_in, &x, &mut y, sc, isa).unwrap();
+                    }
+                });
                 let g = (copies * len) as f64 / t.elapsed().as_secs_f64() / 1e9;
                 if run > 0 {
                     [&mut multi, &mut single][k].push(g);

@@ -39,6 +39,9 @@
 //! activations stays in L2 while the rows stream past); with few, the rows are (each row
 //! read front to back, weights prefetched two tiles ahead).
 
+// Without x86-64 kernels, the parts only they use are unused (aarch64 runs the scalar path).
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
 use std::marker::PhantomData;
 
 use crate::blocks::*;

@@ -5,6 +5,9 @@
 //! be made after the CPU was checked for its features (see [`crate::dispatch`]), so a
 //! wrapper is only ever handed out when its instructions exist.
 
+// Without x86-64 kernels, the parts only they use are unused (aarch64 runs the scalar path).
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_imports))]
+
 use half::{bf16, f16};
 
 use crate::blocks::*;
