@@ -181,6 +181,66 @@ pub(super) fn dot_iq4_nl(w: &[BlockIQ4_NL], a: &[BlockQ8_0]) -> f32 {
     )
 }
 
+/// `vpdpwssd` (acc + pairwise i16 products summed into i32 lanes) as one instruction.
+/// Without a CPU-specific tuning LLVM splits a chained `_mm256/512_dpwssd_epi32` into
+/// `vpmaddwd` + `vpaddd`: one more operation per 16 pairs, where Zen 4 runs the fused
+/// form at `vpmaddwd`'s rate (`--example dot_min`: Q4_K rows 28.8 → 30.1 GB/s).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dpwssd512(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+    let mut acc = acc;
+    // SAFETY: a register-only avx512vnni instruction; this function's target features
+    // (checked by the dispatcher before any caller is handed out) include it.
+    unsafe {
+        std::arch::asm!(
+            "vpdpwssd {acc}, {a}, {b}",
+            acc = inout(zmm_reg) acc,
+            a = in(zmm_reg) a,
+            b = in(zmm_reg) b,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    acc
+}
+
+/// [`dpwssd512`] on 256-bit vectors.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dpwssd256(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    let mut acc = acc;
+    // SAFETY: as `dpwssd512` (avx512vnni + avx512vl for the 256-bit form).
+    unsafe {
+        std::arch::asm!(
+            "vpdpwssd {acc}, {a}, {b}",
+            acc = inout(ymm_reg) acc,
+            a = in(ymm_reg) a,
+            b = in(ymm_reg) b,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    acc
+}
+
+/// `vpshufb` as one instruction: LLVM rewrites a byte shuffle that repeats one word per
+/// 128-bit lane (the scale picks below) as `vpshuflw`/`vpshufhw` + `vpshufd`, two
+/// shuffles where one does.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn shufb256(v: __m256i, idx: __m256i) -> __m256i {
+    let out: __m256i;
+    // SAFETY: a register-only avx2 instruction, within this function's target features.
+    unsafe {
+        std::arch::asm!(
+            "vpshufb {out}, {v}, {idx}",
+            out = lateout(ymm_reg) out,
+            v = in(ymm_reg) v,
+            idx = in(ymm_reg) idx,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    out
+}
+
 /// Word `k` of each 128-bit lane of `sc16`, spread over that lane: with the scales of
 /// sub-blocks 2k and 2k+1 in the low and high lane (see [`scales_even_odd`]) this is the
 /// i16 scale vector of the k-th 32-element group of a super-block of 16-element sub-blocks.
@@ -188,7 +248,7 @@ pub(super) fn dot_iq4_nl(w: &[BlockIQ4_NL], a: &[BlockQ8_0]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn pick_scale(sc16: __m256i, k: usize) -> __m256i {
     let k = k as i16;
-    _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((2 * k) | ((2 * k + 1) << 8)))
+    shufb256(sc16, _mm256_set1_epi16((2 * k) | ((2 * k + 1) << 8)))
 }
 
 /// 16 signed byte scales (natural order) as i16 with the even sub-blocks' in the low
@@ -230,6 +290,9 @@ fn step_q6_k(acc: &mut __m256, x: &BlockQ6_K, y: &BlockQ8_K) {
     // Σ sc·(q − 32)·y = Σ sc·q·y − 32·Σ_j sc_j·bsums_j: start from the second term
     // (|32·sc| ≤ 4096 fits i16).
     let neg32 = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(sc), _mm256_set1_epi16(-32));
+    // This step keeps the intrinsics that LLVM may split or rewrite (see `dpwssd256`):
+    // with the one-instruction forms `rows_blockwise` no longer unrolls its four rows
+    // and the 4-row kernel measured 32.1 → 29.2 GB/s (`--example dot_min`).
     let mut sum = _mm256_dpwssd_epi32(_mm256_setzero_si256(), bsums(y), neg32);
     for half in 0..2 {
         // SAFETY: ql[64h..64h+64] and qh[32h..32h+32] are in bounds.
@@ -260,7 +323,9 @@ fn step_q6_k(acc: &mut __m256, x: &BlockQ6_K, y: &BlockQ8_K) {
             let hk = _mm256_and_si256(h[k], bits45);
             let q = _mm256_ternarylogic_epi32::<0xE4>(l[k], hk, low);
             let p = _mm256_maddubs_epi16(q, q8k_group(y, 4 * half + k));
-            sum = _mm256_dpwssd_epi32(sum, p, pick_scale(sc16, 4 * half + k));
+            let j = (4 * half + k) as i16;
+            let s = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((2 * j) | ((2 * j + 1) << 8)));
+            sum = _mm256_dpwssd_epi32(sum, p, s);
         }
     }
     let d = fp16(x.d) * y.d;
@@ -316,7 +381,7 @@ pub(super) fn dot_q3_k(w: &[BlockQ3_K], a: &[BlockQ8_K]) -> f32 {
         // Values q − 4·!hbit = (q + 4·hbit) − 4: the unsigned q + 4·hbit, and
         // −4·Σ_j sc_j·bsums_j once per block.
         let neg4 = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(sc), _mm256_set1_epi16(-4));
-        let mut sum = _mm256_dpwssd_epi32(_mm256_setzero_si256(), bsums(y), neg4);
+        let mut sum = dpwssd256(_mm256_setzero_si256(), bsums(y), neg4);
         // SAFETY: hmask is 32 bytes.
         let hm = unsafe { _mm256_loadu_si256(x.hmask.as_ptr().cast()) };
         for half in 0..2 {
@@ -329,7 +394,7 @@ pub(super) fn dot_q3_k(w: &[BlockQ3_K], a: &[BlockQ8_K]) -> f32 {
                 let hbit = _mm256_test_epi8_mask(hm, _mm256_set1_epi8((1u8 << g) as i8));
                 let q = _mm256_mask_add_epi8(q, hbit, q, four);
                 let p = _mm256_maddubs_epi16(q, q8k_group(y, g));
-                sum = _mm256_dpwssd_epi32(sum, p, pick_scale(sc16, g));
+                sum = dpwssd256(sum, p, pick_scale(sc16, g));
             }
         }
         acc = _mm256_fmadd_ps(
@@ -361,7 +426,7 @@ pub(super) fn dot_q2_k(w: &[BlockQ2_K], a: &[BlockQ8_K]) -> f32 {
                 let q =
                     _mm256_and_si256(_mm256_srl_epi16(q2, _mm_cvtsi32_si128(2 * k as i32)), three);
                 let p = _mm256_maddubs_epi16(q, q8k_group(y, 4 * half + k));
-                sum = _mm256_dpwssd_epi32(sum, p, pick_scale(sc16, 4 * half + k));
+                sum = dpwssd256(sum, p, pick_scale(sc16, 4 * half + k));
             }
         }
         acc = _mm256_fmadd_ps(
@@ -420,8 +485,7 @@ fn dot_k4<const HIGH: bool>(
         let summs = _mm256_madd_epi16(mn16, bsums(y));
         // Scale j as 16 equal i16: one byte shuffle of the 8 scales widened to words.
         let sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64)));
-        let scale =
-            |j: i16| _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((2 * j) | ((2 * j + 1) << 8)));
+        let scale = |j: i16| shufb256(sc16, _mm256_set1_epi16((2 * j) | ((2 * j + 1) << 8)));
         let hm = qh.map(|h| _mm256_loadu_si256(h.as_ptr().cast()));
         let sixteen = _mm256_set1_epi8(16);
         let mut sum = _mm256_setzero_si256();
@@ -439,8 +503,8 @@ fn dot_k4<const HIGH: bool>(
             let j = 2 * c as i16;
             let p1 = _mm256_maddubs_epi16(lo, q8k_group(y, 2 * c));
             let p2 = _mm256_maddubs_epi16(hi, q8k_group(y, 2 * c + 1));
-            sum = _mm256_dpwssd_epi32(sum, p1, scale(j));
-            sum = _mm256_dpwssd_epi32(sum, p2, scale(j + 1));
+            sum = dpwssd256(sum, p1, scale(j));
+            sum = dpwssd256(sum, p2, scale(j + 1));
         }
         st.0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16(d) * y.d), _mm256_cvtepi32_ps(sum), st.0);
         st.1 = _mm256_fmadd_ps(
@@ -460,17 +524,127 @@ pub(super) fn dot_q4_k(w: &[BlockQ4_K], a: &[BlockQ8_K]) -> f32 {
     hsum(st.0) - hsum(st.1)
 }
 
-/// [`ROWS`] Q4_K rows through [`rows_blockwise`] with the one-row kernel's step.
+/// [`ROWS`] Q4_K rows × one Q8_K row on 512-bit vectors, with the activation side of
+/// each super-block prepared once for all rows:
+/// - 64 bytes of `qs` hold chunks c, c+1; their low nibbles are groups 2c | 2c+2 (one
+///   per 256-bit half) and their high nibbles 2c+1 | 2c+3, so the activations are
+///   rearranged once into the matching pairs of groups (`vshufi64x2`), and each row
+///   needs two loads, three operations per 64 bytes to split nibbles, and per 64
+///   elements one `vpmaddubsw` + one `vpdpwssd` with that half's scale;
+/// - the scale vectors come from the 8 scales widened to i16 in every 128-bit lane, one
+///   in-lane byte shuffle each (word 2c in the low half, 2c+2 in the high);
+/// - the mins term Σ_j m_j·(bsums[2j] + bsums[2j+1]) uses the activation's pair sums,
+///   packed to i16 once (|pair| ≤ 2·16·128 < 2^15), with one `vpmaddwd` per row.
+///
+/// Each row's arithmetic is the same whichever rows share the call. Each step
+/// prefetches its share of the bytes after the last row, as [`rows_blockwise`].
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) fn rows_q4_k(rows: [&[BlockQ4_K]; ROWS], a: &[BlockQ8_K]) -> [f32; ROWS] {
-    let init = (_mm256_setzero_ps(), _mm256_setzero_ps());
-    rows_blockwise(
-        rows,
-        a,
-        init,
-        |st, x, y| dot_k4::<false>(x.d, x.dmin, &x.scales, &x.qs, None, y, st),
-        |st| hsum(st.0) - hsum(st.1),
-    )
+    let n = rows.iter().fold(a.len(), |n, r| n.min(r.len()));
+    let low = _mm512_set1_epi8(0x0F);
+    // In-lane byte indices picking i16 word `lo` in 128-bit lanes 0-1 and `hi` in 2-3.
+    let pick = |lo: i8, hi: i8| {
+        let bytes: [i8; 64] =
+            std::array::from_fn(|i| 2 * if i < 32 { lo } else { hi } + (i % 2) as i8);
+        // SAFETY: 64 readable bytes.
+        unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) }
+    };
+    let picks = [pick(0, 2), pick(1, 3), pick(4, 6), pick(5, 7)];
+    // f32 lane 2r + 1 (row r's dmin·d_y) spread over 128-bit lane r.
+    let min_idx = _mm512_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3, 5, 5, 5, 5, 7, 7, 7, 7);
+    let mut acc = [_mm512_setzero_ps(); ROWS];
+    // Row r's mins term in 128-bit lane r.
+    let mut acc_min = _mm512_setzero_ps();
+    let ahead = rows[ROWS - 1].as_ptr().wrapping_add(n).cast::<i8>();
+    const STEP_BYTES: usize = ROWS * std::mem::size_of::<BlockQ4_K>();
+    for b in 0..n {
+        let pf = ahead.wrapping_add(b * STEP_BYTES);
+        for l in (0..STEP_BYTES).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(l));
+        }
+        // SAFETY: b < n ≤ a.len() and every row's length; 256 bytes of qs, 32 of bsums.
+        let (ys, pairs, x) = unsafe {
+            let y = a.get_unchecked(b);
+            let q = y.qs.as_ptr();
+            let ld = |o: usize| _mm512_loadu_si512(q.add(o).cast());
+            let (y01, y23, y45, y67) = (ld(0), ld(64), ld(128), ld(192));
+            let ys = [
+                _mm512_shuffle_i64x2::<0x44>(y01, y23),
+                _mm512_shuffle_i64x2::<0xEE>(y01, y23),
+                _mm512_shuffle_i64x2::<0x44>(y45, y67),
+                _mm512_shuffle_i64x2::<0xEE>(y45, y67),
+            ];
+            let p = _mm256_madd_epi16(bsums(y), _mm256_set1_epi16(1));
+            let pairs =
+                _mm_packs_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256::<1>(p));
+            let x: [&BlockQ4_K; ROWS] = [
+                rows[0].get_unchecked(b),
+                rows[1].get_unchecked(b),
+                rows[2].get_unchecked(b),
+                rows[3].get_unchecked(b),
+            ];
+            (ys, pairs, (x, y.d))
+        };
+        let (x, dy) = x;
+        // The four rows' d and dmin (f16 pairs at the start of each block), converted
+        // together: lane 2r = d_r·d_y, lane 2r + 1 = dmin_r·d_y.
+        let dm = |r: usize| (x[r].d.to_bits() as u32 | (x[r].dmin.to_bits() as u32) << 16) as i32;
+        let dmf = _mm512_castps256_ps512(_mm256_mul_ps(
+            _mm256_cvtph_ps(_mm_setr_epi32(dm(0), dm(1), dm(2), dm(3))),
+            _mm256_set1_ps(dy),
+        ));
+        // (Written out: `array::from_fn` here is not inlined into the loop.)
+        let sm: [(u64, u64); ROWS] = [
+            k4_scales_mins(&x[0].scales),
+            k4_scales_mins(&x[1].scales),
+            k4_scales_mins(&x[2].scales),
+            k4_scales_mins(&x[3].scales),
+        ];
+        // Mins of all rows at once: row r's 8 mins widened in 128-bit lane r, times the
+        // activation pair sums, 4 i32 per row.
+        let mins = _mm512_cvtepu8_epi16(_mm256_setr_epi64x(
+            sm[0].1 as i64,
+            sm[1].1 as i64,
+            sm[2].1 as i64,
+            sm[3].1 as i64,
+        ));
+        let summs = _mm512_madd_epi16(mins, _mm512_broadcast_i32x4(pairs));
+        acc_min = _mm512_fmadd_ps(
+            _mm512_cvtepi32_ps(summs),
+            _mm512_permutexvar_ps(min_idx, dmf),
+            acc_min,
+        );
+        for r in 0..ROWS {
+            let sc16 = _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(sm[r].0 as i64)));
+            // SAFETY: qs is 128 bytes.
+            let (q0, q1) = unsafe {
+                (
+                    _mm512_loadu_si512(x[r].qs.as_ptr().cast()),
+                    _mm512_loadu_si512(x[r].qs.as_ptr().add(64).cast()),
+                )
+            };
+            let nib = [
+                _mm512_and_si512(q0, low),
+                _mm512_and_si512(_mm512_srli_epi16::<4>(q0), low),
+                _mm512_and_si512(q1, low),
+                _mm512_and_si512(_mm512_srli_epi16::<4>(q1), low),
+            ];
+            let mut sum = _mm512_setzero_si512();
+            for k in 0..4 {
+                let p = _mm512_maddubs_epi16(nib[k], ys[k]);
+                sum = dpwssd512(sum, p, _mm512_shuffle_epi8(sc16, picks[k]));
+            }
+            let d = _mm512_permutexvar_ps(_mm512_set1_epi32(2 * r as i32), dmf);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), d, acc[r]);
+        }
+    }
+    let mut m = [0f32; 16];
+    // SAFETY: 64 writable bytes.
+    unsafe { _mm512_storeu_ps(m.as_mut_ptr(), acc_min) };
+    std::array::from_fn(|r| {
+        let mins = (m[4 * r] + m[4 * r + 1]) + (m[4 * r + 2] + m[4 * r + 3]);
+        _mm512_reduce_add_ps(acc[r]) - mins
+    })
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
