@@ -36,12 +36,15 @@ pub trait VecDot: Block {
         None
     }
     /// Matrix × vector takes [`Self::rows_kernel`] only when one activation row is at
-    /// least this many bytes. Kernels that share work between the rows (Q4_0) win at
+    /// least this many bytes (on `isa`). Kernels that share work between the rows (Q4_0) win at
     /// every shape (0); those that only walk the rows together (the block-wise driver)
     /// win when the activation row no longer fits in L1 beside the streaming weights
     /// (Phi-4's ffn_down, 17920 wide) and lose a few % below it to one dot per row,
     /// which the hardware prefetcher follows well (examples/gemv_stream.rs).
-    const ROWS_MIN_ACT_BYTES: usize = 16 << 10;
+    fn rows_min_act_bytes(isa: Isa) -> usize {
+        let _ = isa;
+        16 << 10
+    }
     /// The batched kernel (many weight rows × many tokens, see [`crate::tile`]) `isa`
     /// allows, if this type has one; `None` makes matmul loop over [`Self::dot_kernel`].
     fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
@@ -114,7 +117,9 @@ impl VecDot for BlockQ4_0 {
     fn rows_kernel(isa: Isa) -> Option<RowsFn<Self>> {
         crate::x86::select_rows_q4_0(isa)
     }
-    const ROWS_MIN_ACT_BYTES: usize = 0;
+    fn rows_min_act_bytes(_: Isa) -> usize {
+        0
+    }
     fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
         crate::x86::select_tile::<Self>(isa)
     }
@@ -343,6 +348,15 @@ impl VecDot for BlockQ4_K {
     fn rows_kernel(isa: Isa) -> Option<RowsFn<Self>> {
         crate::x86::select_rows_q4_k(isa)
     }
+    /// The AVX-512 kernel shares the activations' rearrangement between its rows and
+    /// wins at every shape; the AVX2 one is the block-wise driver.
+    fn rows_min_act_bytes(isa: Isa) -> usize {
+        if isa.level() >= crate::dispatch::Level::Avx512 {
+            0
+        } else {
+            16 << 10
+        }
+    }
     fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
         crate::x86::select_tile::<Self>(isa)
     }
@@ -373,6 +387,12 @@ impl VecDot for BlockQ5_K {
     }
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_q5_k(isa).unwrap_or(Self::dot_ref)
+    }
+    fn rows_kernel(isa: Isa) -> Option<RowsFn<Self>> {
+        crate::x86::select_rows_q5_k(isa)
+    }
+    fn rows_min_act_bytes(_: Isa) -> usize {
+        0
     }
     fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
         crate::x86::select_tile::<Self>(isa)

@@ -170,7 +170,7 @@ pub fn matmul_typed<W: VecDot>(
     let dot = W::dot_kernel(isa);
     let act_row_bytes = act_per_row * std::mem::size_of::<W::Act>();
     let multi = W::rows_kernel(isa)
-        .filter(|_| !scratch.single_rows && act_row_bytes >= W::ROWS_MIN_ACT_BYTES);
+        .filter(|_| !scratch.single_rows && act_row_bytes >= W::rows_min_act_bytes(isa));
 
     let use_tiles = n_tokens >= MIN_TILE_TOKENS && !scratch.dots_only;
     // Quantize every token's activations once (in parallel over tokens).

@@ -524,7 +524,7 @@ pub(super) fn dot_q4_k(w: &[BlockQ4_K], a: &[BlockQ8_K]) -> f32 {
     hsum(st.0) - hsum(st.1)
 }
 
-/// [`ROWS`] Q4_K rows × one Q8_K row on 512-bit vectors, with the activation side of
+/// [`ROWS`] Q4_K or Q5_K rows × one Q8_K row on 512-bit vectors, with the activation side of
 /// each super-block prepared once for all rows:
 /// - 64 bytes of `qs` hold chunks c, c+1; their low nibbles are groups 2c | 2c+2 (one
 ///   per 256-bit half) and their high nibbles 2c+1 | 2c+3, so the activations are
@@ -534,12 +534,16 @@ pub(super) fn dot_q4_k(w: &[BlockQ4_K], a: &[BlockQ8_K]) -> f32 {
 /// - the scale vectors come from the 8 scales widened to i16 in every 128-bit lane, one
 ///   in-lane byte shuffle each (word 2c in the low half, 2c+2 in the high);
 /// - the mins term Σ_j m_j·(bsums[2j] + bsums[2j+1]) uses the activation's pair sums,
-///   packed to i16 once (|pair| ≤ 2·16·128 < 2^15), with one `vpmaddwd` per row.
+///   packed to i16 once (|pair| ≤ 2·16·128 < 2^15), with one `vpmaddwd` per row;
+/// - Q5_K's fifth bits: the 32 bytes of `qh` in both halves, one `vptestmb` against the
+///   half's group bit and one masked add of 16 per vector (values ≤ 31, so
+///   |pair| ≤ 2·31·128 < 2^15).
 ///
 /// Each row's arithmetic is the same whichever rows share the call. Each step
 /// prefetches its share of the bytes after the last row, as [`rows_blockwise`].
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn rows_q4_k(rows: [&[BlockQ4_K]; ROWS], a: &[BlockQ8_K]) -> [f32; ROWS] {
+#[inline]
+fn rows_k4<B: K4Block>(rows: [&[B]; ROWS], a: &[BlockQ8_K]) -> [f32; ROWS] {
     let n = rows.iter().fold(a.len(), |n, r| n.min(r.len()));
     let low = _mm512_set1_epi8(0x0F);
     // In-lane byte indices picking i16 word `lo` in 128-bit lanes 0-1 and `hi` in 2-3.
@@ -550,16 +554,25 @@ pub(super) fn rows_q4_k(rows: [&[BlockQ4_K]; ROWS], a: &[BlockQ8_K]) -> [f32; RO
         unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) }
     };
     let picks = [pick(0, 2), pick(1, 3), pick(4, 6), pick(5, 7)];
+    // Q5_K's qh bit of each vector's two groups (g | g + 2), one per 256-bit half.
+    let bit = |lo: u8, hi: u8| {
+        _mm512_inserti64x4::<1>(
+            _mm512_set1_epi8((1u8 << lo) as i8),
+            _mm256_set1_epi8((1u8 << hi) as i8),
+        )
+    };
+    let bits = [bit(0, 2), bit(1, 3), bit(4, 6), bit(5, 7)];
+    let sixteen = _mm512_set1_epi8(16);
     // f32 lane 2r + 1 (row r's dmin·d_y) spread over 128-bit lane r.
     let min_idx = _mm512_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3, 5, 5, 5, 5, 7, 7, 7, 7);
     let mut acc = [_mm512_setzero_ps(); ROWS];
     // Row r's mins term in 128-bit lane r.
     let mut acc_min = _mm512_setzero_ps();
     let ahead = rows[ROWS - 1].as_ptr().wrapping_add(n).cast::<i8>();
-    const STEP_BYTES: usize = ROWS * std::mem::size_of::<BlockQ4_K>();
+    let step_bytes = ROWS * std::mem::size_of::<B>();
     for b in 0..n {
-        let pf = ahead.wrapping_add(b * STEP_BYTES);
-        for l in (0..STEP_BYTES).step_by(64) {
+        let pf = ahead.wrapping_add(b * step_bytes);
+        for l in (0..step_bytes).step_by(64) {
             _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(l));
         }
         // SAFETY: b < n ≤ a.len() and every row's length; 256 bytes of qs, 32 of bsums.
@@ -577,7 +590,7 @@ pub(super) fn rows_q4_k(rows: [&[BlockQ4_K]; ROWS], a: &[BlockQ8_K]) -> [f32; RO
             let p = _mm256_madd_epi16(bsums(y), _mm256_set1_epi16(1));
             let pairs =
                 _mm_packs_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256::<1>(p));
-            let x: [&BlockQ4_K; ROWS] = [
+            let x: [&B; ROWS] = [
                 rows[0].get_unchecked(b),
                 rows[1].get_unchecked(b),
                 rows[2].get_unchecked(b),
@@ -588,17 +601,18 @@ pub(super) fn rows_q4_k(rows: [&[BlockQ4_K]; ROWS], a: &[BlockQ8_K]) -> [f32; RO
         let (x, dy) = x;
         // The four rows' d and dmin (f16 pairs at the start of each block), converted
         // together: lane 2r = d_r·d_y, lane 2r + 1 = dmin_r·d_y.
-        let dm = |r: usize| (x[r].d.to_bits() as u32 | (x[r].dmin.to_bits() as u32) << 16) as i32;
+        let dm =
+            |r: usize| (x[r].d().to_bits() as u32 | (x[r].dmin().to_bits() as u32) << 16) as i32;
         let dmf = _mm512_castps256_ps512(_mm256_mul_ps(
             _mm256_cvtph_ps(_mm_setr_epi32(dm(0), dm(1), dm(2), dm(3))),
             _mm256_set1_ps(dy),
         ));
         // (Written out: `array::from_fn` here is not inlined into the loop.)
         let sm: [(u64, u64); ROWS] = [
-            k4_scales_mins(&x[0].scales),
-            k4_scales_mins(&x[1].scales),
-            k4_scales_mins(&x[2].scales),
-            k4_scales_mins(&x[3].scales),
+            k4_scales_mins(x[0].scales()),
+            k4_scales_mins(x[1].scales()),
+            k4_scales_mins(x[2].scales()),
+            k4_scales_mins(x[3].scales()),
         ];
         // Mins of all rows at once: row r's 8 mins widened in 128-bit lane r, times the
         // activation pair sums, 4 i32 per row.
@@ -619,16 +633,26 @@ pub(super) fn rows_q4_k(rows: [&[BlockQ4_K]; ROWS], a: &[BlockQ8_K]) -> [f32; RO
             // SAFETY: qs is 128 bytes.
             let (q0, q1) = unsafe {
                 (
-                    _mm512_loadu_si512(x[r].qs.as_ptr().cast()),
-                    _mm512_loadu_si512(x[r].qs.as_ptr().add(64).cast()),
+                    _mm512_loadu_si512(x[r].qs().as_ptr().cast()),
+                    _mm512_loadu_si512(x[r].qs().as_ptr().add(64).cast()),
                 )
             };
-            let nib = [
+            let mut nib = [
                 _mm512_and_si512(q0, low),
                 _mm512_and_si512(_mm512_srli_epi16::<4>(q0), low),
                 _mm512_and_si512(q1, low),
                 _mm512_and_si512(_mm512_srli_epi16::<4>(q1), low),
             ];
+            if let Some(qh) = x[r].qh() {
+                // Q5_K: the fifth bit of element l of group g is bit g of qh[l]; the
+                // 32 bytes of qh in both halves, tested per half for that half's group.
+                // SAFETY: qh is 32 bytes.
+                let qh = _mm512_broadcast_i64x4(unsafe { _mm256_loadu_si256(qh.as_ptr().cast()) });
+                for k in 0..4 {
+                    let m = _mm512_test_epi8_mask(qh, bits[k]);
+                    nib[k] = _mm512_mask_add_epi8(nib[k], m, nib[k], sixteen);
+                }
+            }
             let mut sum = _mm512_setzero_si512();
             for k in 0..4 {
                 let p = _mm512_maddubs_epi16(nib[k], ys[k]);
@@ -645,6 +669,72 @@ pub(super) fn rows_q4_k(rows: [&[BlockQ4_K]; ROWS], a: &[BlockQ8_K]) -> [f32; RO
         let mins = (m[4 * r] + m[4 * r + 1]) + (m[4 * r + 2] + m[4 * r + 3]);
         _mm512_reduce_add_ps(acc[r]) - mins
     })
+}
+
+/// The parts of a Q4_K / Q5_K super-block that [`rows_k4`] reads.
+trait K4Block {
+    fn d(&self) -> f16;
+    fn dmin(&self) -> f16;
+    fn scales(&self) -> &[u8; 12];
+    fn qs(&self) -> &[u8; 128];
+    /// Q5_K's fifth bits (bit g of `qh[l]` for element l of group g).
+    fn qh(&self) -> Option<&[u8; 32]>;
+}
+
+impl K4Block for BlockQ4_K {
+    #[inline(always)]
+    fn d(&self) -> f16 {
+        self.d
+    }
+    #[inline(always)]
+    fn dmin(&self) -> f16 {
+        self.dmin
+    }
+    #[inline(always)]
+    fn scales(&self) -> &[u8; 12] {
+        &self.scales
+    }
+    #[inline(always)]
+    fn qs(&self) -> &[u8; 128] {
+        &self.qs
+    }
+    #[inline(always)]
+    fn qh(&self) -> Option<&[u8; 32]> {
+        None
+    }
+}
+
+impl K4Block for BlockQ5_K {
+    #[inline(always)]
+    fn d(&self) -> f16 {
+        self.d
+    }
+    #[inline(always)]
+    fn dmin(&self) -> f16 {
+        self.dmin
+    }
+    #[inline(always)]
+    fn scales(&self) -> &[u8; 12] {
+        &self.scales
+    }
+    #[inline(always)]
+    fn qs(&self) -> &[u8; 128] {
+        &self.qs
+    }
+    #[inline(always)]
+    fn qh(&self) -> Option<&[u8; 32]> {
+        Some(&self.qh)
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn rows_q4_k(rows: [&[BlockQ4_K]; ROWS], a: &[BlockQ8_K]) -> [f32; ROWS] {
+    rows_k4(rows, a)
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn rows_q5_k(rows: [&[BlockQ5_K]; ROWS], a: &[BlockQ8_K]) -> [f32; ROWS] {
+    rows_k4(rows, a)
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
