@@ -33,7 +33,9 @@ const CHUNK: usize = 64;
 /// it needs ~0.52 ms per layer at depth 4096, the rows alone ~0.6 ms at the read
 /// bandwidth, and it took 0.94); with the rows two chunks ahead 0.83 (medians of 6 ×
 /// 40 calls alternating, `--example attn_depth`; 64 ahead 0.85, 192 ahead 0.87; into L1
-/// instead, 1.0).
+/// instead, 1.0). The K rows are requested during the scores and the V rows during the
+/// values, so the memory is kept busy in both phases: medians 0.91 and 0.78 against
+/// 1.03 and 1.15 requesting both during the scores (two sets of 6 alternating runs).
 const AHEAD: usize = 2 * CHUNK;
 
 /// The whole job. The caller ([`super::select_attend_f16`]'s wrapper) has checked its
@@ -99,15 +101,14 @@ unsafe fn group<const G: usize>(job: AttendJob<'_>) {
         // position is paired with itself.
         for j in (0..len).step_by(2) {
             let j2 = (j + 1).min(len - 1);
-            // The K and V rows of the positions AHEAD later, into L2 (one 64-byte line
-            // = 32 values per prefetch; a prefetch never faults, and these rows are
-            // inside the caches anyway: < keys.end).
+            // The K rows of the positions AHEAD later, into L2 (one 64-byte line = 32
+            // values per prefetch; a prefetch never faults, and these rows are inside
+            // the cache anyway: < keys.end). The V rows are prefetched by `values`, so
+            // the requests are spread over both phases.
             if start + AHEAD + j + 1 < keys.end {
                 for r in [start + AHEAD + j, start + AHEAD + j + 1] {
                     for o in (0..hd).step_by(32) {
-                        let at = r * stride + o;
-                        _mm_prefetch::<_MM_HINT_T1>(kp.wrapping_add(at).cast());
-                        _mm_prefetch::<_MM_HINT_T1>(vp.wrapping_add(at).cast());
+                        _mm_prefetch::<_MM_HINT_T1>(kp.wrapping_add(r * stride + o).cast());
                     }
                 }
             }
@@ -195,7 +196,13 @@ unsafe fn group<const G: usize>(job: AttendJob<'_>) {
                     let o = op.add(h0 * hd + 16 * c);
                     let pp = p.as_ptr().add(h0);
                     let sc = rescale.as_ptr().add(h0);
-                    let a = (rows, stride, len, pp, gp, sc, o, hd);
+                    // V rows AHEAD later, for this call's dimensions (see step 1).
+                    let ahead = (start + AHEAD).min(keys.end);
+                    let pf = (
+                        vp.wrapping_add(ahead * stride + 16 * c),
+                        (keys.end - ahead).min(len),
+                    );
+                    let a = (rows, stride, len, pp, gp, sc, o, hd, pf);
                     match (h, w) {
                         (1, 4) => values::<1, 4>(a),
                         (2, 4) => values::<2, 4>(a),
@@ -260,7 +267,8 @@ fn lanes(n: usize) -> __mmask16 {
 }
 
 /// `out[h][0..16·W] = out · rescale[h] + Σ_j p[j][h] · V[j][0..16·W]` for `H` heads:
-/// V rows `stride` apart, probability rows `gp` apart, `out` rows `hd` apart.
+/// V rows `stride` apart, probability rows `gp` apart, `out` rows `hd` apart; the
+/// same slice of the first `pf.1` rows at `pf.0` (same stride) is prefetched.
 type ValuesArgs = (
     *const f16,
     usize,
@@ -270,6 +278,7 @@ type ValuesArgs = (
     *const f32,
     *mut f32,
     usize,
+    (*const f16, usize),
 );
 
 /// # Safety
@@ -278,7 +287,7 @@ type ValuesArgs = (
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
 unsafe fn values<const H: usize, const W: usize>(
-    (rows, stride, len, p, gp, rescale, out, hd): ValuesArgs,
+    (rows, stride, len, p, gp, rescale, out, hd, (pf, pf_rows)): ValuesArgs,
 ) {
     // SAFETY: the function's contract.
     unsafe {
@@ -290,6 +299,12 @@ unsafe fn values<const H: usize, const W: usize>(
             }
         }
         for j in 0..len {
+            if j < pf_rows {
+                // A hint (never faults): the same 16·W values of a row AHEAD later.
+                for l in (0..W).step_by(2) {
+                    _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(j * stride + 16 * l).cast());
+                }
+            }
             let row = rows.add(j * stride);
             let vj: [__m512; W] = std::array::from_fn(|w| {
                 _mm512_cvtph_ps(_mm256_loadu_si256(row.add(16 * w).cast()))
