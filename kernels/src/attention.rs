@@ -126,7 +126,7 @@ pub type AttendFn<T> = fn(AttendJob<'_, T>);
 const MAX_GROUP: usize = 8;
 
 /// An element type of the KV cache: f16 or f32.
-pub trait KvElem: VecDot<Act = f32> {
+pub trait KvElem: VecDot<Act = f32> + crate::buffer::Plain {
     fn from_f32(x: f32) -> Self;
     /// `acc += p · v`, the fastest the ISA allows.
     fn axpy_kernel(isa: Isa) -> fn(&mut [f32], f32, &[Self]);

@@ -11,6 +11,7 @@
 
 pub mod attention;
 pub mod blocks;
+pub mod buffer;
 pub mod dispatch;
 pub mod dot;
 pub mod formats;

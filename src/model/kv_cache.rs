@@ -3,6 +3,7 @@
 
 use half::f16;
 use phiq_kernels::attention::{KvElem, KvLayout};
+use phiq_kernels::buffer::HugeBuf;
 
 /// Element type of the KV cache.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,9 +26,10 @@ impl std::str::FromStr for CacheType {
 
 /// Keys and values of every layer: `[n_layer][n_kv_head][n_ctx][head_dim]` each, so one
 /// head's positions are contiguous ([`KvLayout::head_major`]).
-pub struct Kv<T> {
-    pub k: Vec<T>,
-    pub v: Vec<T>,
+pub struct Kv<T: KvElem> {
+    /// In 2 MiB pages (see `phiq_kernels::buffer`).
+    pub k: HugeBuf<T>,
+    pub v: HugeBuf<T>,
     n_ctx: usize,
     kv_dim: usize,
     head_dim: usize,
@@ -37,8 +39,8 @@ impl<T: KvElem> Kv<T> {
     fn new(n_layer: usize, n_ctx: usize, kv_dim: usize, head_dim: usize) -> Kv<T> {
         let n = n_layer * n_ctx * kv_dim;
         Kv {
-            k: vec![T::from_f32(0.0); n],
-            v: vec![T::from_f32(0.0); n],
+            k: HugeBuf::zeroed(n),
+            v: HugeBuf::zeroed(n),
             n_ctx,
             kv_dim,
             head_dim,
