@@ -20,57 +20,63 @@ unsafe impl Plain for f32 {}
 unsafe impl Plain for f16 {}
 
 /// `len` zeroed values of `T`, in 2 MiB pages where the kernel grants them, else a `Vec`.
-pub struct HugeBuf<T: Plain> {
-    map: Option<memmap2::MmapMut>,
-    vec: Vec<T>,
-    len: usize,
+pub enum HugeBuf<T: Plain> {
+    /// The advised mapping, exactly `len · size_of::<T>()` bytes.
+    Mapped(memmap2::MmapMut),
+    Heap(Vec<T>),
 }
 
 impl<T: Plain> HugeBuf<T> {
     pub fn zeroed(len: usize) -> HugeBuf<T> {
-        let bytes = len.checked_mul(std::mem::size_of::<T>());
-        let map = bytes.filter(|&b| b > 0).and_then(|b| {
-            let m = memmap2::MmapMut::map_anon(b).ok()?;
-            // Before the first touch, so the pages are allocated huge; a kernel without
-            // THP refuses and the mapping keeps 4 KiB pages.
-            #[cfg(target_os = "linux")]
-            let _ = m.advise(memmap2::Advice::HugePage);
-            Some(m)
-        });
-        let vec = if map.is_some() {
-            Vec::new()
-        } else {
-            vec![T::default(); len]
-        };
-        HugeBuf { map, vec, len }
+        let map = len
+            .checked_mul(std::mem::size_of::<T>())
+            .filter(|&b| b > 0)
+            .and_then(|b| memmap2::MmapMut::map_anon(b).ok());
+        match map {
+            Some(m) => {
+                // Before the first touch, so the pages are allocated huge; a kernel
+                // without THP refuses and the mapping keeps 4 KiB pages.
+                #[cfg(target_os = "linux")]
+                let _ = m.advise(memmap2::Advice::HugePage);
+                HugeBuf::Mapped(m)
+            }
+            None => HugeBuf::Heap(vec![T::default(); len]),
+        }
     }
 
     /// True when the values live in the advised mapping (not the `Vec` fallback).
     pub fn is_mapped(&self) -> bool {
-        self.map.is_some()
+        matches!(self, HugeBuf::Mapped(_))
     }
 }
 
 impl<T: Plain> Deref for HugeBuf<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        match &self.map {
-            // SAFETY: the mapping is page-aligned (≥ align_of::<T>()), holds exactly
-            // len · size_of::<T>() bytes (checked at creation), is zero-filled or written
+        match self {
+            // SAFETY: the mapping is page-aligned (≥ align_of::<T>()), holds a whole
+            // number of T (made as len · size_of::<T>() bytes), is zero-filled or written
             // only through `deref_mut` as T, and T: Plain accepts any bits.
-            Some(m) => unsafe { std::slice::from_raw_parts(m.as_ptr().cast::<T>(), self.len) },
-            None => &self.vec,
+            HugeBuf::Mapped(m) => unsafe {
+                std::slice::from_raw_parts(
+                    m.as_ptr().cast::<T>(),
+                    m.len() / std::mem::size_of::<T>(),
+                )
+            },
+            HugeBuf::Heap(v) => v,
         }
     }
 }
 
 impl<T: Plain> DerefMut for HugeBuf<T> {
     fn deref_mut(&mut self) -> &mut [T] {
-        let len = self.len;
-        match &mut self.map {
+        match self {
             // SAFETY: as in `deref`; `&mut self` makes this the only view.
-            Some(m) => unsafe { std::slice::from_raw_parts_mut(m.as_mut_ptr().cast::<T>(), len) },
-            None => &mut self.vec,
+            HugeBuf::Mapped(m) => unsafe {
+                let len = m.len() / std::mem::size_of::<T>();
+                std::slice::from_raw_parts_mut(m.as_mut_ptr().cast::<T>(), len)
+            },
+            HugeBuf::Heap(v) => v,
         }
     }
 }

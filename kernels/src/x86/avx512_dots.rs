@@ -241,14 +241,20 @@ fn shufb256(v: __m256i, idx: __m256i) -> __m256i {
     out
 }
 
+/// Byte indices that repeat i16 word `k` over each 128-bit lane (for `vpshufb`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn word_index(k: i16) -> __m256i {
+    _mm256_set1_epi16((2 * k) | ((2 * k + 1) << 8))
+}
+
 /// Word `k` of each 128-bit lane of `sc16`, spread over that lane: with the scales of
 /// sub-blocks 2k and 2k+1 in the low and high lane (see [`scales_even_odd`]) this is the
 /// i16 scale vector of the k-th 32-element group of a super-block of 16-element sub-blocks.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn pick_scale(sc16: __m256i, k: usize) -> __m256i {
-    let k = k as i16;
-    shufb256(sc16, _mm256_set1_epi16((2 * k) | ((2 * k + 1) << 8)))
+    shufb256(sc16, word_index(k as i16))
 }
 
 /// 16 signed byte scales (natural order) as i16 with the even sub-blocks' in the low
@@ -323,8 +329,7 @@ fn step_q6_k(acc: &mut __m256, x: &BlockQ6_K, y: &BlockQ8_K) {
             let hk = _mm256_and_si256(h[k], bits45);
             let q = _mm256_ternarylogic_epi32::<0xE4>(l[k], hk, low);
             let p = _mm256_maddubs_epi16(q, q8k_group(y, 4 * half + k));
-            let j = (4 * half + k) as i16;
-            let s = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((2 * j) | ((2 * j + 1) << 8)));
+            let s = _mm256_shuffle_epi8(sc16, word_index((4 * half + k) as i16));
             sum = _mm256_dpwssd_epi32(sum, p, s);
         }
     }
@@ -485,7 +490,7 @@ fn dot_k4<const HIGH: bool>(
         let summs = _mm256_madd_epi16(mn16, bsums(y));
         // Scale j as 16 equal i16: one byte shuffle of the 8 scales widened to words.
         let sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64)));
-        let scale = |j: i16| shufb256(sc16, _mm256_set1_epi16((2 * j) | ((2 * j + 1) << 8)));
+        let scale = |j: i16| shufb256(sc16, word_index(j));
         let hm = qh.map(|h| _mm256_loadu_si256(h.as_ptr().cast()));
         let sixteen = _mm256_set1_epi8(16);
         let mut sum = _mm256_setzero_si256();
@@ -576,7 +581,7 @@ fn rows_k4<B: K4Block>(rows: [&[B]; ROWS], a: &[BlockQ8_K]) -> [f32; ROWS] {
             _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(l));
         }
         // SAFETY: b < n ≤ a.len() and every row's length; 256 bytes of qs, 32 of bsums.
-        let (ys, pairs, x) = unsafe {
+        let (ys, pairs, x, dy) = unsafe {
             let y = a.get_unchecked(b);
             let q = y.qs.as_ptr();
             let ld = |o: usize| _mm512_loadu_si512(q.add(o).cast());
@@ -596,9 +601,8 @@ fn rows_k4<B: K4Block>(rows: [&[B]; ROWS], a: &[BlockQ8_K]) -> [f32; ROWS] {
                 rows[2].get_unchecked(b),
                 rows[3].get_unchecked(b),
             ];
-            (ys, pairs, (x, y.d))
+            (ys, pairs, x, y.d)
         };
-        let (x, dy) = x;
         // The four rows' d and dmin (f16 pairs at the start of each block), converted
         // together: lane 2r = d_r·d_y, lane 2r + 1 = dmin_r·d_y.
         let dm =
@@ -782,8 +786,7 @@ pub(super) fn dot_iq4_xs(w: &[BlockIQ4_XS], a: &[BlockQ8_K]) -> f32 {
             let q = _mm256_shuffle_epi8(table, nib);
             // Sign trick: |q| ≤ 127 and |y| ≤ 127, so pairs stay below 2^15.
             let p = _mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(q8k_group(y, ib), q));
-            let k = ib as i16;
-            let s = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((2 * k) | ((2 * k + 1) << 8)));
+            let s = _mm256_shuffle_epi8(sc16, word_index(ib as i16));
             sum = _mm256_dpwssd_epi32(sum, p, s);
         }
         let d = fp16(x.d) * y.d;
