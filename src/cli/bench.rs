@@ -48,9 +48,10 @@ pub struct Args {
     )]
     n_depth: Vec<usize>,
     /// Also measure the memory read bandwidth (a parallel read of 1 GiB of the model's
-    /// weights with the same threads, best of 5, right after each tg test) and report tg as a fraction of the
-    /// roofline: bandwidth ÷ bytes read per token (every weight except the unused rows of
-    /// token_embd, plus the KV cache at that depth).
+    /// weights with the same threads, best of 5) before and after each timed tg
+    /// repetition, and report tg as a fraction of the roofline: bandwidth ÷ bytes read per
+    /// token (every weight except the unused rows of token_embd, plus the KV cache at that
+    /// depth). Each repetition is set against the mean of the probes on either side of it.
     #[arg(long)]
     roofline: bool,
     /// Time the parts of the forward pass (matmul per tensor, attention, norms, …) over
@@ -69,8 +70,9 @@ struct Result_ {
     n_depth: usize,
     threads: usize,
     samples: Vec<f64>,
-    /// (read bandwidth GB/s, bytes read per token) for tg with --roofline.
-    roofline: Option<(f64, f64)>,
+    /// For tg with --roofline: (read bandwidth in GB/s around each timed repetition, bytes
+    /// read per token).
+    roofline: Option<(Vec<f64>, f64)>,
     /// (part, seconds per token) with --profile.
     profile: Vec<(&'static str, f64)>,
 }
@@ -86,6 +88,24 @@ impl Result_ {
         }
         let m = self.mean();
         (self.samples.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+    }
+    /// (mean read bandwidth GB/s, bytes per token, mean fraction of the roofline): each
+    /// repetition's speed against the bandwidth probed right before and after it, so a
+    /// bandwidth that moves between repetitions moves its roofline with it.
+    fn roofline(&self) -> Option<(f64, f64, f64)> {
+        let (bws, bytes) = self.roofline.as_ref()?;
+        let n = self.samples.len().min(bws.len());
+        if n == 0 {
+            return None;
+        }
+        let bw = bws[..n].iter().sum::<f64>() / n as f64;
+        let frac = self.samples[..n]
+            .iter()
+            .zip(bws)
+            .map(|(ts, bw)| ts * bytes / (bw * 1e9))
+            .sum::<f64>()
+            / n as f64;
+        Some((bw, *bytes, frac))
     }
     fn name(&self) -> String {
         let t = if self.n_gen == 0 {
@@ -176,12 +196,16 @@ fn bytes_per_token(model: &Model, depth: usize) -> f64 {
 
 type Parts = Vec<(&'static str, f64)>;
 
+/// Runs one test: `reps` timed repetitions after an untimed warm-up. With `probe` (tg
+/// only) the read bandwidth is measured before the first timed repetition and after each
+/// one; repetition i gets the mean of the probes on either side of it.
 fn run_test(
     model: &Model,
     (n_prompt, n_gen, n_depth): (usize, usize, usize),
     reps: usize,
     profile: bool,
-) -> phiq::Result<(Vec<f64>, Parts)> {
+    probe: Option<&dyn Fn() -> f64>,
+) -> phiq::Result<(Vec<f64>, Vec<f64>, Parts)> {
     let n_vocab = model.n_vocab();
     let n_ctx = n_depth + n_prompt + n_gen + 1;
     let mut session = model.session(n_ctx.min(model.config.n_ctx_train))?;
@@ -193,8 +217,12 @@ fn run_test(
     }
     // Warm-up (untimed): one repetition's worth of work.
     let mut sampling = 0.0;
+    let mut probes = Vec::new();
     for rep in 0..=reps {
         session.truncate(n_depth);
+        if let (Some(probe), true) = (probe, rep > 0 && n_gen > 0) {
+            probes.push(probe());
+        }
         if rep == 1 && profile {
             // After the warm-up: time the repetitions only.
             session.enable_profile();
@@ -220,6 +248,9 @@ fn run_test(
             if rep > 0 {
                 samples.push(n_gen as f64 / secs);
             }
+            if let (Some(probe), true) = (probe, rep == reps) {
+                probes.push(probe());
+            }
             if rep == reps && profile {
                 // The sampler llama.cpp runs by default, on real logits.
                 let logits = session.eval(&[id])?.to_vec();
@@ -242,7 +273,8 @@ fn run_test(
             parts.push(("sampling (llama.cpp's default chain)", sampling));
         }
     }
-    Ok((samples, parts))
+    let bws = probes.windows(2).map(|w| (w[0] + w[1]) / 2.0).collect();
+    Ok((samples, bws, parts))
 }
 
 pub fn run(args: Args) -> phiq::Result<()> {
@@ -285,8 +317,8 @@ pub fn run(args: Args) -> phiq::Result<()> {
         ));
         for &d in &args.n_depth {
             for &p in args.n_prompt.iter().filter(|&&p| p > 0) {
-                let (samples, profile) =
-                    run_test(&model, (p, 0, d), args.repetitions, args.profile)?;
+                let (samples, _, profile) =
+                    run_test(&model, (p, 0, d), args.repetitions, args.profile, None)?;
                 results.push(Result_ {
                     n_prompt: p,
                     n_gen: 0,
@@ -298,14 +330,15 @@ pub fn run(args: Args) -> phiq::Result<()> {
                 });
             }
             for &n in args.n_gen.iter().filter(|&&n| n > 0) {
-                let (samples, profile) =
-                    run_test(&model, (0, n, d), args.repetitions, args.profile)?;
-                let roofline = args.roofline.then(|| {
-                    (
-                        read_bandwidth(&model, model.threads()),
-                        bytes_per_token(&model, d),
-                    )
-                });
+                let probe = || read_bandwidth(&model, model.threads());
+                let (samples, bws, profile) = run_test(
+                    &model,
+                    (0, n, d),
+                    args.repetitions,
+                    args.profile,
+                    args.roofline.then_some(&probe as &dyn Fn() -> f64),
+                )?;
+                let roofline = args.roofline.then(|| (bws, bytes_per_token(&model, d)));
                 huge = model.file.huge_pages().or(huge);
                 results.push(Result_ {
                     n_prompt: 0,
@@ -366,11 +399,12 @@ pub fn run(args: Args) -> phiq::Result<()> {
                         .collect::<serde_json::Map<_, _>>()
                         .into();
                 }
-                if let Some((bw, bytes)) = r.roofline {
+                if let Some((bw, bytes, frac)) = r.roofline() {
                     row["membw_gbs"] = json!(bw);
+                    row["membw_samples_gbs"] = json!(r.roofline.as_ref().map(|x| &x.0));
                     row["bytes_per_token"] = json!(bytes);
                     row["roofline_ts"] = json!(bw * 1e9 / bytes);
-                    row["roofline_frac"] = json!(r.mean() * bytes / (bw * 1e9));
+                    row["roofline_frac"] = json!(frac);
                 }
                 row
             })
@@ -383,10 +417,10 @@ pub fn run(args: Args) -> phiq::Result<()> {
         println!("| model | size | params | backend | threads | test | t/s | roofline |");
         println!("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |");
         for r in &results {
-            let roof = r.roofline.map_or(String::new(), |(bw, bytes)| {
+            let roof = r.roofline().map_or(String::new(), |(bw, bytes, frac)| {
                 format!(
                     "{:.0}% of {:.2} t/s ({bw:.1} GB/s)",
-                    100.0 * r.mean() * bytes / (bw * 1e9),
+                    100.0 * frac,
                     bw * 1e9 / bytes
                 )
             });
