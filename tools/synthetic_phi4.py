@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A synthetic full-size Phi-4 GGUF: Phi-4's exact shapes and metadata, random weights.
 
-    python tools/synthetic_phi4.py OUT.gguf [--type Q4_0|Q8_0|Q4_K_M] [--layers 40]
+    python tools/synthetic_phi4.py OUT.gguf [--type Q4_0|Q8_0|Q4_K_M|IQ4_XS] [--layers 40]
 
 For full-size memory and speed work (it is ~8 GB as Q4_0: never commit it). Shapes:
 40 layers, hidden 5120, FFN 17920, 40 query / 10 KV heads (head_dim 128), vocab 100352,
@@ -13,7 +13,9 @@ The weights are random bytes whose block scales are set to small normal f16 valu
 activations stay finite through all 40 layers (the text is gibberish; speed and memory do
 not depend on the values). `Q4_K_M` mixes types as llama-quantize's Q4_K_M does for phi3
 (attn_qkv Q5_K; ffn_down Q6_K in the "more bits" layers, else Q4_K; output Q6_K; the rest
-Q4_K). Tensors are written one at a time (gguf-py's streaming writer): memory stays small.
+Q4_K); `IQ4_XS` as llama-quantize's IQ4_XS without an imatrix (attn_qkv Q5_K since
+Phi-4 has 4 query heads per KV head; ffn_down Q5_K in the first eighth of the layers; output
+Q6_K; the rest IQ4_XS). Tensors are written one at a time (gguf-py's streaming writer): memory stays small.
 
 Needs numpy and gguf (tools/requirements-ci.txt).
 """
@@ -38,8 +40,9 @@ SCALES = {
     QT.Q4_K: [(0, 2e-5), (2, 1e-5)],
     QT.Q5_K: [(0, 1e-5), (2, 5e-6)],
     QT.Q6_K: [(208, 1e-5)],
+    QT.IQ4_XS: [(0, 3e-6)],
 }
-FILE_TYPE = {"Q4_0": 2, "Q8_0": 7, "Q4_K_M": 15}
+FILE_TYPE = {"Q4_0": 2, "Q8_0": 7, "Q4_K_M": 15, "IQ4_XS": 30}
 
 
 def more_bits(i, n):
@@ -70,6 +73,10 @@ def main():
     rng = np.random.default_rng(1234)
 
     def qtype(name, layer=None):
+        if args.type == "IQ4_XS":
+            if name == "attn_qkv" or (name == "ffn_down" and layer < n_layer // 8):
+                return QT.Q5_K
+            return QT.Q6_K if name == "output" else QT.IQ4_XS
         if args.type != "Q4_K_M":
             return QT[args.type]
         if name == "attn_qkv":

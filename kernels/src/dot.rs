@@ -460,6 +460,13 @@ impl VecDot for BlockIQ4_XS {
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_iq4_xs(isa).unwrap_or(Self::dot_ref)
     }
+    fn rows_kernel(isa: Isa) -> Option<RowsFn<Self>> {
+        crate::x86::select_rows_iq4_xs(isa)
+    }
+    /// The AVX-512 kernel shares the activations' rearrangement between its rows.
+    fn rows_min_act_bytes(_: Isa) -> usize {
+        0
+    }
     fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
         crate::x86::select_tile::<Self>(isa)
     }

@@ -86,6 +86,7 @@ selector!(rows select_rows_q4_0, BlockQ4_0, rows_q4_0, [Avx512 => avx512, Avx2 =
 selector!(rows select_rows_q8_0, BlockQ8_0, rows_q8_0, [Avx512 => avx512, Avx2 => avx2]);
 selector!(rows select_rows_q4_k, BlockQ4_K, rows_q4_k, [Avx512 => avx512_dots, Avx2 => avx2]);
 selector!(rows select_rows_q5_k, BlockQ5_K, rows_q5_k, [Avx512 => avx512_dots]);
+selector!(rows select_rows_iq4_xs, BlockIQ4_XS, rows_iq4_xs, [Avx512 => avx512_dots]);
 selector!(rows select_rows_q6_k, BlockQ6_K, rows_q6_k, [Avx512 => avx512_dots, Avx2 => avx2]);
 
 /// BF16 × BF16: `vdpbf16ps` when the CPU has AVX512-BF16, else AVX2 widening.
