@@ -149,15 +149,18 @@ fn check_with<W: VecDot>(
                     "{}: scalar {reference} vs f64 {exact} (n={n} kind={kind})",
                     W::TYPE
                 );
-                // A second weight row for the multi-row kernels (same scale settings).
-                let w2: Vec<W> = make(w.len(), seed + 500, scale_offsets, (max_scales, None));
-                let reference2 = W::dot_ref(&w2, &a);
-                let magnitude2: f64 = dequant(&w2)
-                    .iter()
-                    .zip(&ad)
-                    .map(|(p, q)| (p * q).abs())
-                    .sum();
-                let tol2 = 1e-5 * magnitude2 + extra_tol(&w2, &a) + 1e-30;
+                // More weight rows for the multi-row kernels (same scale settings), each
+                // different: the first row is `w`, the others random.
+                let others: Vec<Vec<W>> = (1..4u64)
+                    .map(|k| make(w.len(), seed + 500 * k, scale_offsets, (max_scales, None)))
+                    .collect();
+                let mut group: Vec<(&[W], f32, f64, bool)> =
+                    vec![(&w[..], reference, tol, magnitude.is_finite())];
+                for o in &others {
+                    let m: f64 = dequant(o).iter().zip(&ad).map(|(p, q)| (p * q).abs()).sum();
+                    let t = 1e-5 * m + extra_tol(o, &a) + 1e-30;
+                    group.push((&o[..], W::dot_ref(o, &a), t, m.is_finite()));
+                }
                 for isa in Isa::all_variants() {
                     let got = W::dot_kernel(isa)(&w, &a);
                     assert!(
@@ -167,35 +170,28 @@ fn check_with<W: VecDot>(
                         W::TYPE
                     );
                     // Multi-row kernel: each row within the same bound of its scalar dot,
-                    // and a row's result does not depend on its neighbours or position.
+                    // and a row's result does not depend on its neighbours or position
+                    // (the same rows rotated by one give the same bits, moved).
                     if let Some(rows) = W::rows_kernel(isa) {
-                        let (p, q) = (&w[..], &w2[..]);
-                        let one = rows(std::array::from_fn(|j| if j == 1 { q } else { p }), &a);
-                        let two = rows(std::array::from_fn(|j| if j == 1 { p } else { q }), &a);
+                        let one = rows(std::array::from_fn(|j| group[j % group.len()].0), &a);
+                        let two = rows(std::array::from_fn(|j| group[(j + 1) % group.len()].0), &a);
                         for (j, &v) in one.iter().enumerate() {
-                            let (want, t) = if j == 1 {
-                                (reference2, tol2)
-                            } else {
-                                (reference, tol)
-                            };
+                            let (_, want, t, finite) = group[j % group.len()];
                             assert!(
-                                (v as f64 - want as f64).abs() <= t.max(1e-30) || !magnitude2.is_finite(),
+                                (v as f64 - want as f64).abs() <= t.max(1e-30) || !finite,
                                 "{} rows on {isa}, row {j}: {v} vs scalar {want} (n={n} kind={kind} max={max_scales})",
                                 W::TYPE
                             );
                         }
-                        assert_eq!(
-                            one[0].to_bits(),
-                            two[1].to_bits(),
-                            "{} rows on {isa}",
-                            W::TYPE
-                        );
-                        assert_eq!(
-                            one[1].to_bits(),
-                            two[0].to_bits(),
-                            "{} rows on {isa}",
-                            W::TYPE
-                        );
+                        for j in 1..one.len() {
+                            assert_eq!(
+                                one[j].to_bits(),
+                                two[j - 1].to_bits(),
+                                "{} rows on {isa}: row {j} moved to {}",
+                                W::TYPE,
+                                j - 1
+                            );
+                        }
                     }
                 }
             }

@@ -784,9 +784,9 @@ fn iq4_xs_scale_bytes(x: &BlockIQ4_XS) -> __m128i {
 /// first 16 elements, high: the last 16), so the activations are rearranged once per
 /// super-block for all the rows into the matching lane order (`vshufi64x2`). The 4-bit
 /// indices look up IQ4_NL's levels plus 128 (`vpshufb`, unsigned 1..=241) and go
-/// straight into `vpdpbusd` against the signed activations; each lane starts from
+/// straight into `vpdpbusd` against the signed activations; each i32 element starts from
 /// −128·Σy of its 8 activations (computed once per super-block for all rows), so it
-/// ends at Σ level·y (|·| ≤ 8·127·128 < 2^17, exact in f32). Each lane is then
+/// ends at Σ level·y (|·| ≤ 8·127·128 < 2^17, exact in f32). Each element is then
 /// converted and multiplied by its sub-block's scale · d · d_y (the row's 8 scales
 /// converted together, spread over the lanes with `vpermps`).
 ///
