@@ -173,8 +173,9 @@ fn check_with<W: VecDot>(
                     // and a row's result does not depend on its neighbours or position
                     // (the same rows rotated by one give the same bits, moved).
                     if let Some(rows) = W::rows_kernel(isa) {
-                        let one = rows(std::array::from_fn(|j| group[j % group.len()].0), &a);
-                        let two = rows(std::array::from_fn(|j| group[(j + 1) % group.len()].0), &a);
+                        let one = rows.call(std::array::from_fn(|j| group[j % group.len()].0), &a);
+                        let two =
+                            rows.call(std::array::from_fn(|j| group[(j + 1) % group.len()].0), &a);
                         for (j, &v) in one.iter().enumerate() {
                             let (_, want, t, finite) = group[j % group.len()];
                             assert!(

@@ -5,7 +5,10 @@
 //!
 //!   cargo run --release -p phiq-kernels --example gemv_stream [-- TYPES [SHAPE [RUNS]]]
 //!
-//! e.g. `-- Q4_0,Q4_K,Q8_0 ffn_up 15` (shapes: attn_qkv attn_output ffn_up ffn_down output).
+//! e.g. `-- Q4_0,Q4_K,Q8_0 ffn_up 15` (shapes: attn_qkv attn_output ffn_up ffn_down output,
+//! or IN`x`OUT). `PHIQ_RING_MIB=N` sets the ring's size (default 1024): e.g. 1 with shape
+//! `5120x64` keeps the matrices in L2, 16 in L3, which gives the kernels' rate without
+//! DRAM at the same thread count.
 //! The products run on a `par::Team` of as many threads as rayon's pool (RAYON_NUM_THREADS
 //! to change), as phiq's forward pass does; the read on rayon's pool. The ring lives in an anonymous
 //! mapping with 2 MiB pages (MADV_HUGEPAGE), as phiq maps a model; `PHIQ_SMALL_PAGES=1`
@@ -19,8 +22,14 @@ use rayon::prelude::*;
 
 mod common;
 
-/// Total bytes of the ring: far beyond any cache.
-const RING_BYTES: usize = 1 << 30;
+/// Total bytes of the ring: by default far beyond any cache.
+fn ring_bytes() -> usize {
+    std::env::var("PHIQ_RING_MIB")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(1024)
+        << 20
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -38,14 +47,14 @@ fn main() {
     println!(
         "{shape} {n_in}→{n_out}, {} threads, {isa}, median of {runs} passes over a {} MiB ring ({} pages)",
         rayon::current_num_threads(),
-        RING_BYTES >> 20,
+        ring_bytes() >> 20,
         if std::env::var_os("PHIQ_SMALL_PAGES").is_some() { "4 KiB" } else { "2 MiB" }
     );
     println!("| type | read GB/s | multi-row GB/s | % of read | one dot/row GB/s | % of read |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for ty in types {
         let len = common::matrix_bytes(ty, n_in, n_out);
-        let copies = RING_BYTES.div_ceil(len).max(2);
+        let copies = ring_bytes().div_ceil(len).max(2);
         let small = std::env::var_os("PHIQ_SMALL_PAGES").is_some();
         let mut map = memmap2::MmapMut::map_anon(copies * len).expect("anonymous mapping");
         #[cfg(target_os = "linux")]
@@ -60,11 +69,14 @@ fn main() {
         let mut y = vec![0f32; n_out];
         let mut scratch = [MatmulScratch::new(), MatmulScratch::single_rows()];
         let (mut read, mut multi, mut single) = (vec![], vec![], vec![]);
+        // A small ring is passed over several times per timing (≥ 256 MiB read).
+        let laps = (256usize << 20).div_ceil(copies * len);
         for run in 0..=runs {
             // The same bytes read with all threads: the roofline of this run.
             let t = Instant::now();
-            let s: u64 = ring
-                .par_iter()
+            let s: u64 = (0..laps)
+                .into_par_iter()
+                .flat_map(|_| ring.par_iter())
                 .flat_map(|m| m.par_chunks(1 << 17))
                 .map(|c| {
                     c.chunks_exact(8)
@@ -72,15 +84,17 @@ fn main() {
                 })
                 .reduce(|| 0, |a, b| a ^ b);
             std::hint::black_box(s);
-            let r = (copies * len) as f64 / t.elapsed().as_secs_f64() / 1e9;
+            let r = (laps * copies * len) as f64 / t.elapsed().as_secs_f64() / 1e9;
             for (k, sc) in scratch.iter_mut().enumerate() {
                 let t = Instant::now();
                 team.install(|| {
-                    for m in &ring {
-                        matmul(ty, m, n_in, &x, &mut y, sc, isa).unwrap();
+                    for _ in 0..laps {
+                        for m in &ring {
+                            matmul(ty, m, n_in, &x, &mut y, sc, isa).unwrap();
+                        }
                     }
                 });
-                let g = (copies * len) as f64 / t.elapsed().as_secs_f64() / 1e9;
+                let g = (laps * copies * len) as f64 / t.elapsed().as_secs_f64() / 1e9;
                 if run > 0 {
                     [&mut multi, &mut single][k].push(g);
                 }

@@ -12,7 +12,7 @@ use crate::blocks::*;
 use crate::dispatch::Isa;
 use crate::quantize::Quantize;
 use crate::tile::TileKernel;
-pub use crate::x86::{RowsFn, ROWS};
+pub use crate::x86::{PreparedRows, Rows, RowsFn, ROWS};
 
 /// A weight row × activation row kernel.
 pub type DotFn<W> = fn(&[W], &[<W as VecDot>::Act]) -> f32;
@@ -31,7 +31,7 @@ pub trait VecDot: Block {
     /// The multi-row kernel ([`ROWS`] weight rows × one activation row) `isa` allows, if
     /// this type has one; matrix × vector products use it for every group of rows (the
     /// last group repeats its last row), else one [`Self::dot_kernel`] per row.
-    fn rows_kernel(isa: Isa) -> Option<RowsFn<Self>> {
+    fn rows_kernel(isa: Isa) -> Option<Rows<Self>> {
         let _ = isa;
         None
     }
@@ -114,7 +114,7 @@ impl VecDot for BlockQ4_0 {
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_q4_0(isa).unwrap_or(Self::dot_ref)
     }
-    fn rows_kernel(isa: Isa) -> Option<RowsFn<Self>> {
+    fn rows_kernel(isa: Isa) -> Option<Rows<Self>> {
         crate::x86::select_rows_q4_0(isa)
     }
     fn rows_min_act_bytes(_: Isa) -> usize {
@@ -211,8 +211,8 @@ impl VecDot for BlockQ8_0 {
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_q8_0(isa).unwrap_or(Self::dot_ref)
     }
-    fn rows_kernel(isa: Isa) -> Option<RowsFn<Self>> {
-        crate::x86::select_rows_q8_0(isa)
+    fn rows_kernel(isa: Isa) -> Option<Rows<Self>> {
+        crate::x86::select_rows_q8_0(isa).map(Rows::Plain)
     }
     fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
         crate::x86::select_tile::<Self>(isa)
@@ -345,7 +345,7 @@ impl VecDot for BlockQ4_K {
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_q4_k(isa).unwrap_or(Self::dot_ref)
     }
-    fn rows_kernel(isa: Isa) -> Option<RowsFn<Self>> {
+    fn rows_kernel(isa: Isa) -> Option<Rows<Self>> {
         crate::x86::select_rows_q4_k(isa)
     }
     /// The AVX-512 kernel shares the activations' rearrangement between its rows and
@@ -388,7 +388,7 @@ impl VecDot for BlockQ5_K {
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_q5_k(isa).unwrap_or(Self::dot_ref)
     }
-    fn rows_kernel(isa: Isa) -> Option<RowsFn<Self>> {
+    fn rows_kernel(isa: Isa) -> Option<Rows<Self>> {
         crate::x86::select_rows_q5_k(isa)
     }
     fn rows_min_act_bytes(_: Isa) -> usize {
@@ -429,8 +429,8 @@ impl VecDot for BlockQ6_K {
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_q6_k(isa).unwrap_or(Self::dot_ref)
     }
-    fn rows_kernel(isa: Isa) -> Option<RowsFn<Self>> {
-        crate::x86::select_rows_q6_k(isa)
+    fn rows_kernel(isa: Isa) -> Option<Rows<Self>> {
+        crate::x86::select_rows_q6_k(isa).map(Rows::Plain)
     }
     fn tile_kernel(isa: Isa) -> Option<TileKernel<Self>> {
         crate::x86::select_tile::<Self>(isa)
@@ -460,7 +460,7 @@ impl VecDot for BlockIQ4_XS {
     fn dot_kernel(isa: Isa) -> DotFn<Self> {
         crate::x86::select_iq4_xs(isa).unwrap_or(Self::dot_ref)
     }
-    fn rows_kernel(isa: Isa) -> Option<RowsFn<Self>> {
+    fn rows_kernel(isa: Isa) -> Option<Rows<Self>> {
         crate::x86::select_rows_iq4_xs(isa)
     }
     /// The AVX-512 kernel shares the activations' rearrangement between its rows.

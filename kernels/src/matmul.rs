@@ -14,7 +14,7 @@ use crate::par;
 
 use crate::blocks::{view_blocks_mut, Block};
 use crate::dispatch::Isa;
-use crate::dot::{DotFn, RowsFn, VecDot, ROWS};
+use crate::dot::{DotFn, Rows, VecDot, ROWS};
 use crate::formats::GgmlType;
 use crate::row::KernelError;
 use crate::tile::{TileKernel, YOut, GROUP};
@@ -43,6 +43,9 @@ pub struct MatmulScratch {
     out_t: Vec<f32>,
     /// The tile path's interleaved activations (`[groups][blocks][act_block_bytes]`).
     tile: Vec<Line>,
+    /// The multi-row kernel's prepared activations (`[n_tokens][whole lines]`), for
+    /// kernels that read them ([`Rows::Prepared`]).
+    prep: Vec<Line>,
     /// Batches take one dot product per output even when a tile kernel exists (to compare
     /// the two paths in benchmarks and tests).
     dots_only: bool,
@@ -100,31 +103,33 @@ fn rows_per_task(n_out: usize) -> usize {
 /// The dot products of weight rows `r0..r0 + n` with one activation row, each handed to
 /// `put(i, value)` for row `r0 + i`: through the multi-row kernel when the type has one
 /// (the last group repeats its last row; every row's arithmetic is the same in any group),
-/// else one dot product per row.
+/// else one dot product per row. `prep` is the row's prepared layout when the multi-row
+/// kernel reads one.
 #[inline]
 fn row_dots<W: VecDot>(
     w: &[W],
     row_blocks: usize,
     (r0, n): (usize, usize),
-    act: &[W::Act],
-    (dot, multi): (DotFn<W>, Option<RowsFn<W>>),
+    (act, prep): (&[W::Act], &[u8]),
+    (dot, multi): (DotFn<W>, Option<Rows<W>>),
     mut put: impl FnMut(usize, f32),
 ) {
     let row = |r: usize| &w[r * row_blocks..(r + 1) * row_blocks];
-    match multi {
-        Some(f) => {
-            for i0 in (0..n).step_by(ROWS) {
-                let k = (n - i0).min(ROWS);
-                let out = f(std::array::from_fn(|j| row(r0 + i0 + j.min(k - 1))), act);
-                for (j, &v) in out[..k].iter().enumerate() {
-                    put(i0 + j, v);
-                }
-            }
+    let Some(multi) = multi else {
+        for i in 0..n {
+            put(i, dot(row(r0 + i), act));
         }
-        None => {
-            for i in 0..n {
-                put(i, dot(row(r0 + i), act));
-            }
+        return;
+    };
+    for i0 in (0..n).step_by(ROWS) {
+        let k = (n - i0).min(ROWS);
+        let rows = std::array::from_fn(|j| row(r0 + i0 + j.min(k - 1)));
+        let out = match multi {
+            Rows::Plain(f) => f(rows, act),
+            Rows::Prepared(p) => (p.run)(rows, act, prep),
+        };
+        for (j, &v) in out[..k].iter().enumerate() {
+            put(i0 + j, v);
         }
     }
 }
@@ -176,19 +181,42 @@ pub fn matmul_typed<W: VecDot>(
     // Quantize every token's activations once (in parallel over tokens).
     let mut out_t = std::mem::take(&mut scratch.out_t);
     let mut tile = std::mem::take(&mut scratch.tile);
+    let mut prep = std::mem::take(&mut scratch.prep);
     let act = scratch.act_blocks::<W::Act>(n_tokens * act_per_row);
     let quantize = crate::x86::select_quantize::<W::Act>(isa);
     par::chunks_mut(act, act_per_row, |t, a| {
         quantize(&x[t * n_in..(t + 1) * n_in], a)
     });
     let act: &[W::Act] = act;
+    // The multi-row kernel's prepared activations, each token's in whole lines.
+    let prep_bytes = match multi {
+        Some(Rows::Prepared(p)) if !use_tiles || W::tile_kernel(isa).is_none() => {
+            (p.bytes)(act_per_row).next_multiple_of(64)
+        }
+        _ => 0,
+    };
+    if prep.len() < n_tokens * prep_bytes / 64 {
+        prep.resize(n_tokens * prep_bytes / 64, Line([0; 64]));
+    }
+    // SAFETY: as for `tile` in `matmul_tiles`: plain bytes, borrowed while `prep` lives.
+    let prep_all =
+        unsafe { std::slice::from_raw_parts_mut(prep.as_mut_ptr().cast::<u8>(), prep.len() * 64) };
+    let prep_all = &mut prep_all[..n_tokens * prep_bytes];
+    if let (Some(Rows::Prepared(p)), true) = (multi, prep_bytes > 0) {
+        par::chunks_mut(prep_all, prep_bytes, |t, buf| {
+            (p.write)(&act[t * act_per_row..(t + 1) * act_per_row], buf)
+        });
+    }
+    let prep_all: &[u8] = prep_all;
+    let prep_of = |t: usize| &prep_all[t * prep_bytes..(t + 1) * prep_bytes];
 
     if n_tokens == 1 {
         // GEMV: write straight into y.
         let chunk = rows_per_task(n_out);
         par::chunks_mut(y, chunk, |c, ys| {
             let rows = (c * chunk, ys.len());
-            row_dots(w, row_blocks, rows, act, (dot, multi), |i, v| ys[i] = v);
+            let a = (act, prep_of(0));
+            row_dots(w, row_blocks, rows, a, (dot, multi), |i, v| ys[i] = v);
         });
     } else if let Some(kernel) = W::tile_kernel(isa).filter(|_| use_tiles) {
         let shape = (row_blocks, n_out, n_tokens);
@@ -208,7 +236,7 @@ pub fn matmul_typed<W: VecDot>(
                 for i0 in (0..rows).step_by(ROWS) {
                     let group = (c * chunk + i0, (rows - i0).min(ROWS));
                     for t in t0..t1 {
-                        let a = &act[t * act_per_row..(t + 1) * act_per_row];
+                        let a = (&act[t * act_per_row..(t + 1) * act_per_row], prep_of(t));
                         row_dots(w, row_blocks, group, a, (dot, multi), |i, v| {
                             ys[(i0 + i) * n_tokens + t] = v
                         });
@@ -224,6 +252,7 @@ pub fn matmul_typed<W: VecDot>(
     }
     scratch.out_t = out_t;
     scratch.tile = tile;
+    scratch.prep = prep;
     Ok(())
 }
 

@@ -14,9 +14,15 @@ pub const SHAPES: [(&str, usize, usize); 5] = [
 
 /// (n_in, n_out) of a shape by name.
 pub fn shape(name: &str) -> (usize, usize) {
+    if let Some((i, o)) = name.split_once('x') {
+        if let (Ok(i), Ok(o)) = (i.parse(), o.parse()) {
+            return (i, o);
+        }
+    }
     let s = SHAPES.iter().find(|s| s.0 == name);
-    s.map(|s| (s.1, s.2))
-        .unwrap_or_else(|| panic!("unknown shape {name}"))
+    s.map(|s| (s.1, s.2)).unwrap_or_else(|| {
+        panic!("unknown shape {name} (a Phi-4 matrix name or IN x OUT, e.g. 5120x256)")
+    })
 }
 
 /// Comma-separated ggml type names (`default` when absent).

@@ -594,23 +594,67 @@ unsafe fn store_transposed(
     }
 }
 
-/// [`super::rows::q4_0_rows`]'s arithmetic on 512-bit vectors: four blocks per row per
-/// step. Each row's four 16-byte nibble fields (18-byte stride, word-aligned) come from
-/// two overlapping 64-byte loads and one two-source word permute (`vpermt2w`), 3
-/// instructions where 256-bit vectors take 4 per two blocks. Zen 4 runs 512-bit
-/// operations as two halves, so this saves instructions, not execution cycles: 32.5 vs
-/// 30 GB/s per core in L1 (`--example dot_min`, 4 rows), and in-L1 variants measured
-/// slower: four 16-byte loads + inserts (28.3), `vpermt2b` (same as `vpermt2w`); a GFNI
-/// affine for the high nibbles (one instruction for shift + mask) measured 32.4-34.0
-/// with identical inner loops in two builds, i.e. code placement, not a gain.
+/// Bytes of [`rows_q4_0`]'s activation layout per group of 8 blocks.
+const PREP_Q4_0_GROUP: usize = 448;
+
+/// Bytes of [`rows_q4_0`]'s layout for an activation row of `n` blocks (the
+/// last `n % 8` blocks are read from the blocks themselves).
+pub(super) fn prep_q4_0_bytes(n: usize) -> usize {
+    n / 8 * PREP_Q4_0_GROUP
+}
+
+/// Writes [`rows_q4_0`]'s layout: per group of 8 activation blocks, 448 bytes:
+/// the 8 scales d_y as f32 (then 32 zero bytes), and for each half (blocks 4p .. 4p + 4)
+/// the four blocks' first 16 values (64 bytes, block j in 128-bit lane j), their last 16
+/// (64 bytes), and the 16 i32 −8·Σ of the 8 values that meet each i32 lane of the two
+/// (the weights' offset of 8, as [`super::rows::q4_0_rows`] computes it per call).
+pub(super) fn prep_q4_0(a: &[BlockQ8_0], out: &mut [u8]) {
+    for (blocks, o) in a.chunks_exact(8).zip(out.chunks_exact_mut(PREP_Q4_0_GROUP)) {
+        for (k, y) in blocks.iter().enumerate() {
+            o[4 * k..4 * k + 4].copy_from_slice(&y.d.to_f32().to_ne_bytes());
+        }
+        o[32..64].fill(0);
+        for (p, half) in blocks.chunks_exact(4).enumerate() {
+            let base = 64 + 192 * p;
+            for (j, y) in half.iter().enumerate() {
+                for m in 0..16 {
+                    o[base + 16 * j + m] = y.qs[m] as u8;
+                    o[base + 64 + 16 * j + m] = y.qs[16 + m] as u8;
+                }
+                for k in 0..4 {
+                    let s: i32 = (4 * k..4 * k + 4)
+                        .map(|m| y.qs[m] as i32 + y.qs[16 + m] as i32)
+                        .sum();
+                    let at = base + 128 + 4 * (4 * j + k);
+                    o[at..at + 4].copy_from_slice(&(-8 * s).to_ne_bytes());
+                }
+            }
+        }
+    }
+}
+
+/// [`super::rows::q4_0_rows`]'s arithmetic on 512-bit vectors, on activations prepared
+/// once per row ([`prep_q4_0`]): four blocks per row per step. Each row's four 16-byte
+/// nibble fields (18-byte stride, word-aligned) come from two overlapping 64-byte loads
+/// and one two-source word permute (`vpermt2w`), 3 instructions where 256-bit vectors
+/// take 4 per two blocks, and its 8 scales from the first loads of two steps (one more
+/// `vpermt2w`). The activation side of a step is six 64-byte loads and one 32-byte load,
+/// where preparing it per call took 16 loads, 6 inserts, 4 `vpdpbusd` and the scales'
+/// gather for each group of rows. In L1, one core (`--example dot_min -- Q4_0`, 4 rows):
+/// 37.5 GB/s, 32.7 when prepared per call. Zen 4 runs 512-bit operations as two halves,
+/// so the wide vectors save instructions, not execution cycles; variants measured slower
+/// in L1: four 16-byte loads + inserts, `vpermt2b` (same as `vpermt2w`); a GFNI affine
+/// for the high nibbles (one instruction for shift + mask) was code placement, not a
+/// gain. The last `n % 8` blocks go through the 256-bit tail.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn rows_q4_0(rows: [&[BlockQ4_0]; ROWS], a: &[BlockQ8_0]) -> [f32; ROWS] {
+pub(super) fn rows_q4_0(rows: [&[BlockQ4_0]; ROWS], a: &[BlockQ8_0], prep: &[u8]) -> [f32; ROWS] {
     let n = rows.iter().fold(a.len(), |n, r| n.min(r.len()));
+    assert!(
+        prep.len() >= prep_q4_0_bytes(n),
+        "prepared Q4_0 activations: {} bytes for {n} blocks",
+        prep.len()
+    );
     let low = _mm512_set1_epi8(0x0F);
-    let eights = _mm512_set1_epi8(8);
-    let zero = _mm512_setzero_si512();
-    // Byte k of 4 nibble fields: block j's qs at 18j + 2 .. 18j + 18 of a 72-byte run,
-    // taken from A = run[0..64] (index < 64) or B = run[8..72] (index 64 + o − 8).
     // Word k of 4 nibble fields: block j's qs are the 16-bit words 9j + 1 ..= 9j + 8 of a
     // 72-byte run, taken from A = run[0..64] (word < 32) or B = run[8..72] (word w is
     // B's word w − 4, index 32 + w − 4).
@@ -624,21 +668,30 @@ pub(super) fn rows_q4_0(rows: [&[BlockQ4_0]; ROWS], a: &[BlockQ8_0]) -> [f32; RO
     });
     // SAFETY: 64 readable bytes.
     let qidx = unsafe { _mm512_loadu_si512(qidx.as_ptr().cast()) };
-    let wd_idx = _mm512_castsi128_si512(_mm_setr_epi16(0, 9, 18, 27, 36, 45, 54, 63));
-    let wd = |p: *const BlockQ4_0| {
-        // SAFETY: callers pass pointers to 8 readable blocks = 144 bytes ≥ 128.
-        let (lo, hi) = unsafe {
-            (
-                _mm512_loadu_si512(p.cast()),
-                _mm512_loadu_si512(p.cast::<u8>().add(64).cast()),
-            )
-        };
-        _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(
-            lo, wd_idx, hi,
-        )))
-    };
+    // The 8 scales: word 9j of the first run's first load (blocks 0-3) and of the
+    // second run's (blocks 4-7).
+    let wd_idx = _mm512_castsi128_si512(_mm_setr_epi16(0, 9, 18, 27, 32, 41, 50, 59));
+    let sidx = [0, 4].map(|k| {
+        _mm512_setr_epi32(
+            k,
+            k,
+            k,
+            k,
+            k + 1,
+            k + 1,
+            k + 1,
+            k + 1,
+            k + 2,
+            k + 2,
+            k + 2,
+            k + 2,
+            k + 3,
+            k + 3,
+            k + 3,
+            k + 3,
+        )
+    });
     let mut acc = [_mm512_setzero_ps(); ROWS];
-    let ap = a.as_ptr();
     let wp: [*const BlockQ4_0; ROWS] = std::array::from_fn(|r| rows[r].as_ptr());
     let ahead = wp[ROWS - 1].wrapping_add(n).cast::<i8>();
     const STEP_BYTES: usize = ROWS * 8 * std::mem::size_of::<BlockQ4_0>();
@@ -647,58 +700,29 @@ pub(super) fn rows_q4_0(rows: [&[BlockQ4_0]; ROWS], a: &[BlockQ8_0]) -> [f32; RO
         for l in (0..STEP_BYTES).step_by(64) {
             _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(b / 8 * STEP_BYTES + l));
         }
-        // SAFETY (all reads below): b + 8 <= n, and every row and `a` hold ≥ n blocks.
+        // SAFETY (all reads below): b + 8 <= n, every row holds ≥ n blocks, and `prep`
+        // holds ≥ n / 8 groups of 448 bytes (checked above).
         unsafe {
-            let dy = f16x8(std::array::from_fn(|k| (*ap.add(b + k)).d));
-            let s: [__m512; ROWS] = std::array::from_fn(|r| {
-                _mm512_castps256_ps512(_mm256_mul_ps(wd(wp[r].add(b)), dy))
-            });
-            for p in 0..2 {
-                let y: [*const i8; 4] =
-                    std::array::from_fn(|j| (*ap.add(b + 4 * p + j)).qs.as_ptr());
-                let ylo = _mm512_inserti64x4::<1>(
-                    _mm512_castsi256_si512(_mm256_loadu2_m128i(y[1].cast(), y[0].cast())),
-                    _mm256_loadu2_m128i(y[3].cast(), y[2].cast()),
-                );
-                let yhi = _mm512_inserti64x4::<1>(
-                    _mm512_castsi256_si512(_mm256_loadu2_m128i(
-                        y[1].add(16).cast(),
-                        y[0].add(16).cast(),
-                    )),
-                    _mm256_loadu2_m128i(y[3].add(16).cast(), y[2].add(16).cast()),
-                );
-                let c = _mm512_sub_epi32(
-                    zero,
-                    _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, eights, ylo), eights, yhi),
-                );
-                let k = 4 * p as i32;
-                let sidx = _mm512_setr_epi32(
-                    k,
-                    k,
-                    k,
-                    k,
-                    k + 1,
-                    k + 1,
-                    k + 1,
-                    k + 1,
-                    k + 2,
-                    k + 2,
-                    k + 2,
-                    k + 2,
-                    k + 3,
-                    k + 3,
-                    k + 3,
-                    k + 3,
-                );
-                for r in 0..ROWS {
-                    let run = wp[r].add(b + 4 * p).cast::<u8>();
-                    let va = _mm512_loadu_si512(run.cast());
-                    let vb = _mm512_loadu_si512(run.add(8).cast());
-                    let v = _mm512_permutex2var_epi16(va, qidx, vb);
+            let pp = prep.as_ptr().add(b / 8 * PREP_Q4_0_GROUP);
+            let dy = _mm256_loadu_ps(pp.cast());
+            let ld = |o: usize| _mm512_loadu_si512(pp.add(o).cast());
+            let ys = [0, 1].map(|p| (ld(64 + 192 * p), ld(128 + 192 * p), ld(192 + 192 * p)));
+            for r in 0..ROWS {
+                let run = [wp[r].add(b).cast::<u8>(), wp[r].add(b + 4).cast::<u8>()];
+                let va = run.map(|q| _mm512_loadu_si512(q.cast()));
+                let vb = run.map(|q| _mm512_loadu_si512(q.add(8).cast()));
+                let d16 = _mm512_permutex2var_epi16(va[0], wd_idx, va[1]);
+                let s = _mm512_castps256_ps512(_mm256_mul_ps(
+                    _mm256_cvtph_ps(_mm512_castsi512_si128(d16)),
+                    dy,
+                ));
+                for p in 0..2 {
+                    let (ylo, yhi, c) = ys[p];
+                    let v = _mm512_permutex2var_epi16(va[p], qidx, vb[p]);
                     let lo = _mm512_and_si512(v, low);
                     let hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
                     let i = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(c, lo, ylo), hi, yhi);
-                    let sc = _mm512_permutexvar_ps(sidx, s[r]);
+                    let sc = _mm512_permutexvar_ps(sidx[p], s);
                     acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), sc, acc[r]);
                 }
             }

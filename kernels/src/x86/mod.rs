@@ -82,11 +82,110 @@ selector!(select_q6_k, BlockQ6_K, dot_q6_k, [Avx512 => avx512_dots, Avx2 => avx2
 /// [`ROWS`] weight rows × one activation row (see [`rows`]).
 pub type RowsFn<W> = fn([&[W]; ROWS], &[<W as crate::dot::VecDot>::Act]) -> [f32; ROWS];
 
-selector!(rows select_rows_q4_0, BlockQ4_0, rows_q4_0, [Avx512 => avx512, Avx2 => avx2]);
+/// [`ROWS`] weight rows × one activation row and its prepared layout ([`PreparedRows`]).
+pub type PreparedRowsFn<W> =
+    fn([&[W]; ROWS], &[<W as crate::dot::VecDot>::Act], &[u8]) -> [f32; ROWS];
+
+/// A multi-row kernel that reads, besides the activation blocks, a layout of them
+/// written once per activation row and shared by every group of rows of the matrix: the
+/// activations' rearrangement, the correction for the weights' offset and the scales
+/// converted to f32, work that a [`RowsFn`] repeats for every group of [`ROWS`] rows.
+pub struct PreparedRows<W: crate::dot::VecDot> {
+    /// Bytes of the layout for an activation row of `n` blocks.
+    pub bytes: fn(usize) -> usize,
+    /// Writes the layout of the given activation row (into `bytes(a.len())` bytes).
+    pub write: fn(&[W::Act], &mut [u8]),
+    /// The kernel: weight rows, the activation row, and what `write` wrote for it
+    /// (panics if that is shorter than `bytes(n)` for the `n` blocks it reads; other
+    /// bytes than `write`'s give wrong sums, never unsafety).
+    pub run: PreparedRowsFn<W>,
+}
+
+// Manual impls: a derive would require `W: Clone`.
+impl<W: crate::dot::VecDot> Clone for PreparedRows<W> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<W: crate::dot::VecDot> Copy for PreparedRows<W> {}
+
+/// A type's multi-row kernel on some [`Isa`].
+pub enum Rows<W: crate::dot::VecDot> {
+    /// Reads the activation blocks as they are.
+    Plain(RowsFn<W>),
+    /// Reads a layout of the activations prepared once per row.
+    Prepared(PreparedRows<W>),
+}
+
+impl<W: crate::dot::VecDot> Clone for Rows<W> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<W: crate::dot::VecDot> Copy for Rows<W> {}
+
+impl<W: crate::dot::VecDot> Rows<W> {
+    /// Runs the kernel once, preparing the activations first if it needs that (tests and
+    /// examples; matrix × vector prepares once per activation row).
+    pub fn call(&self, rows: [&[W]; ROWS], a: &[W::Act]) -> [f32; ROWS] {
+        match self {
+            Rows::Plain(f) => f(rows, a),
+            Rows::Prepared(p) => {
+                let mut buf = vec![0u8; (p.bytes)(a.len())];
+                (p.write)(a, &mut buf);
+                (p.run)(rows, a, &buf)
+            }
+        }
+    }
+}
+
+/// Wraps a [`RowsFn`] selector as a [`Rows`] one.
+fn plain<W: crate::dot::VecDot>(f: Option<RowsFn<W>>) -> Option<Rows<W>> {
+    f.map(Rows::Plain)
+}
+
+/// `select_$name(isa) -> Option<Rows<W>>`: the AVX-512 kernel `$module::$kernel` on
+/// activations prepared by `$module::$write` (`$module::$bytes` per row), else the
+/// [`RowsFn`] selector `$plain` (for lower levels).
+macro_rules! prepared_selector {
+    ($select:ident, $W:ty, $module:ident :: { $kernel:ident, $write:ident, $bytes:ident }, $plain:expr) => {
+        pub fn $select(isa: Isa) -> Option<Rows<$W>> {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if isa.level() >= Level::Avx512 {
+                    fn run(
+                        w: [&[$W]; ROWS],
+                        a: &[<$W as crate::dot::VecDot>::Act],
+                        prep: &[u8],
+                    ) -> [f32; ROWS] {
+                        // SAFETY: only returned for an `Isa` at or above AVX-512, which
+                        // exists only on CPUs with these features (see module doc).
+                        unsafe { $module::$kernel(w, a, prep) }
+                    }
+                    return Some(Rows::Prepared(PreparedRows {
+                        bytes: $module::$bytes,
+                        write: $module::$write,
+                        run,
+                    }));
+                }
+            }
+            plain($plain(isa))
+        }
+    };
+}
+
+prepared_selector!(select_rows_q4_0, BlockQ4_0,
+    avx512::{rows_q4_0, prep_q4_0, prep_q4_0_bytes}, select_rows_q4_0_plain);
+prepared_selector!(select_rows_q4_k, BlockQ4_K,
+    avx512_dots::{rows_q4_k, prep_k4, prep_k4_bytes}, select_rows_q4_k_plain);
+prepared_selector!(select_rows_q5_k, BlockQ5_K,
+    avx512_dots::{rows_q5_k, prep_k4, prep_k4_bytes}, |_| None);
+prepared_selector!(select_rows_iq4_xs, BlockIQ4_XS,
+    avx512_dots::{rows_iq4_xs, prep_iq4_xs, prep_iq4_xs_bytes}, |_| None);
+
+selector!(rows select_rows_q4_0_plain, BlockQ4_0, rows_q4_0, [Avx2 => avx2]);
 selector!(rows select_rows_q8_0, BlockQ8_0, rows_q8_0, [Avx512 => avx512, Avx2 => avx2]);
-selector!(rows select_rows_q4_k, BlockQ4_K, rows_q4_k, [Avx512 => avx512_dots, Avx2 => avx2]);
-selector!(rows select_rows_q5_k, BlockQ5_K, rows_q5_k, [Avx512 => avx512_dots]);
-selector!(rows select_rows_iq4_xs, BlockIQ4_XS, rows_iq4_xs, [Avx512 => avx512_dots]);
+selector!(rows select_rows_q4_k_plain, BlockQ4_K, rows_q4_k, [Avx2 => avx2]);
 selector!(rows select_rows_q6_k, BlockQ6_K, rows_q6_k, [Avx512 => avx512_dots, Avx2 => avx2]);
 
 /// BF16 × BF16: `vdpbf16ps` when the CPU has AVX512-BF16, else AVX2 widening.
