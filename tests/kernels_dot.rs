@@ -11,7 +11,7 @@ use phiq::kernels::half::{bf16, f16};
 use phiq::kernels::quantize::Quantize;
 
 /// Block counts tried for every pairing.
-const LENGTHS: [usize; 7] = [1, 2, 3, 7, 16, 64, 65];
+const LENGTHS: [usize; 8] = [1, 2, 3, 7, 16, 23, 64, 65];
 
 /// Deterministic activations: ggml's test signal `0.1 + 2 cos(i + off)` mixed with noise
 /// and an occasional large value, or an edge pattern.

@@ -116,6 +116,54 @@ fn matmul_k_quants() {
     check_matmul::<BlockIQ4_XS>(GgmlType::IQ4_XS);
 }
 
+/// Each token of a batch that takes the dot path (2..15 tokens) equals, bit for bit, the
+/// same token alone (GEMV); and one scratch reused across types and shapes (largest
+/// first, so stale bytes of an earlier call sit in its buffers) gives the same bits as a
+/// fresh one. Widths with a tail after the multi-row kernels' groups (Q4_0: 23 blocks =
+/// 2 groups of 8 + 7) and several K super-blocks, so the prepared activations of every
+/// token are read at every offset.
+#[test]
+fn batch_rows_equal_gemv_and_scratch_reuse_is_clean() {
+    fn case<B: Quantize>(ty: GgmlType, n_in: usize, scratch: &mut MatmulScratch) {
+        let n_out = 37;
+        let (buf, len, _) = weights::<B>(n_out, n_in);
+        let w = as_bytes(&buf, len);
+        let n_tokens = 5;
+        let x = signal(n_tokens * n_in, 17);
+        for isa in Isa::all_variants() {
+            let mut batch = vec![0f32; n_tokens * n_out];
+            matmul(ty, w, n_in, &x, &mut batch, scratch, isa).unwrap();
+            for t in 0..n_tokens {
+                let xt = &x[t * n_in..(t + 1) * n_in];
+                let (mut reused, mut fresh) = (vec![0f32; n_out], vec![0f32; n_out]);
+                matmul(ty, w, n_in, xt, &mut reused, scratch, isa).unwrap();
+                matmul(ty, w, n_in, xt, &mut fresh, &mut MatmulScratch::new(), isa).unwrap();
+                for r in 0..n_out {
+                    let (b, g, f) = (batch[t * n_out + r], reused[r], fresh[r]);
+                    assert_eq!(
+                        b.to_bits(),
+                        f.to_bits(),
+                        "{ty} {isa}: token {t} row {r} in a batch"
+                    );
+                    assert_eq!(
+                        g.to_bits(),
+                        f.to_bits(),
+                        "{ty} {isa}: token {t} row {r} reused scratch"
+                    );
+                }
+            }
+        }
+    }
+    let mut scratch = MatmulScratch::new();
+    case::<BlockQ4_K>(GgmlType::Q4_K, 1280, &mut scratch);
+    case::<BlockQ4_0>(GgmlType::Q4_0, 736, &mut scratch);
+    case::<BlockIQ4_XS>(GgmlType::IQ4_XS, 768, &mut scratch);
+    case::<BlockQ5_K>(GgmlType::Q5_K, 512, &mut scratch);
+    case::<BlockQ4_0>(GgmlType::Q4_0, 96, &mut scratch);
+    case::<BlockQ8_0>(GgmlType::Q8_0, 544, &mut scratch);
+    case::<BlockQ6_K>(GgmlType::Q6_K, 256, &mut scratch);
+}
+
 #[test]
 fn matmul_rejects_bad_shapes() {
     let (buf, len, _) = weights::<BlockQ8_0>(4, 64);

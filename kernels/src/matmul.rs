@@ -24,6 +24,14 @@ use crate::tile::{TileKernel, YOut, GROUP};
 #[repr(C, align(64))]
 struct Line([u8; 64]);
 
+/// The lines as one byte slice, borrowed from them.
+fn lines_as_bytes(lines: &mut [Line]) -> &mut [u8] {
+    // SAFETY: `Line` is 64 plain bytes without padding, so the lines are a valid,
+    // initialised byte slice of 64 × their number; the returned borrow is tied to
+    // `lines` by the signature.
+    unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<u8>(), lines.len() * 64) }
+}
+
 /// Fewest tokens for which a batch takes the tile kernels: one full group of 16 lanes.
 /// Below a few tokens a group is mostly padding and the weight panels' decode is not
 /// amortized (tiles overtake one dot per output at about 6–8 tokens on Zen 4, see
@@ -198,10 +206,7 @@ pub fn matmul_typed<W: VecDot>(
     if prep.len() < n_tokens * prep_bytes / 64 {
         prep.resize(n_tokens * prep_bytes / 64, Line([0; 64]));
     }
-    // SAFETY: as for `tile` in `matmul_tiles`: plain bytes, borrowed while `prep` lives.
-    let prep_all =
-        unsafe { std::slice::from_raw_parts_mut(prep.as_mut_ptr().cast::<u8>(), prep.len() * 64) };
-    let prep_all = &mut prep_all[..n_tokens * prep_bytes];
+    let prep_all = &mut lines_as_bytes(&mut prep)[..n_tokens * prep_bytes];
     if let (Some(Rows::Prepared(p)), true) = (multi, prep_bytes > 0) {
         par::chunks_mut(prep_all, prep_bytes, |t, buf| {
             (p.write)(&act[t * act_per_row..(t + 1) * act_per_row], buf)
@@ -276,11 +281,7 @@ fn matmul_tiles<W: VecDot>(
     if tile.len() < bytes.div_ceil(64) {
         tile.resize(bytes.div_ceil(64), Line([0; 64]));
     }
-    // SAFETY: `Line` is 64 plain bytes without padding, so the lines are a valid,
-    // initialised byte slice of that length; the borrow of `tile` covers its use.
-    let tile_bytes =
-        unsafe { std::slice::from_raw_parts_mut(tile.as_mut_ptr().cast::<u8>(), tile.len() * 64) };
-    let tile_bytes = &mut tile_bytes[..bytes];
+    let tile_bytes = &mut lines_as_bytes(tile)[..bytes];
     let act_per_row = act.len() / n_tokens;
     par::chunks_mut(tile_bytes, group_bytes, |g, buf| {
         kernel.prepare_group(act, n_tokens, act_per_row, g, buf)

@@ -609,6 +609,7 @@ pub(super) fn prep_q4_0_bytes(n: usize) -> usize {
 /// (64 bytes), and the 16 i32 −8·Σ of the 8 values that meet each i32 lane of the two
 /// (the weights' offset of 8, as [`super::rows::q4_0_rows`] computes it per call).
 pub(super) fn prep_q4_0(a: &[BlockQ8_0], out: &mut [u8]) {
+    debug_assert!(out.len() >= prep_q4_0_bytes(a.len()));
     for (blocks, o) in a.chunks_exact(8).zip(out.chunks_exact_mut(PREP_Q4_0_GROUP)) {
         for (k, y) in blocks.iter().enumerate() {
             o[4 * k..4 * k + 4].copy_from_slice(&y.d.to_f32().to_ne_bytes());
@@ -634,13 +635,14 @@ pub(super) fn prep_q4_0(a: &[BlockQ8_0], out: &mut [u8]) {
 }
 
 /// [`super::rows::q4_0_rows`]'s arithmetic on 512-bit vectors, on activations prepared
-/// once per row ([`prep_q4_0`]): four blocks per row per step. Each row's four 16-byte
-/// nibble fields (18-byte stride, word-aligned) come from two overlapping 64-byte loads
-/// and one two-source word permute (`vpermt2w`), 3 instructions where 256-bit vectors
-/// take 4 per two blocks, and its 8 scales from the first loads of two steps (one more
-/// `vpermt2w`). The activation side of a step is six 64-byte loads and one 32-byte load,
-/// where preparing it per call took 16 loads, 6 inserts, 4 `vpdpbusd` and the scales'
-/// gather for each group of rows. In L1, one core (`--example dot_min -- Q4_0`, 4 rows):
+/// once per row ([`prep_q4_0`]): steps of 8 blocks, each in two halves of four blocks per
+/// vector. Each row's four 16-byte nibble fields of a half (18-byte stride,
+/// word-aligned) come from two overlapping 64-byte loads and one two-source word permute
+/// (`vpermt2w`), 3 instructions where 256-bit vectors take 4 per two blocks, and its 8
+/// scales from the first loads of the two halves (one more `vpermt2w`). The activation
+/// side of a step is six 64-byte loads and one 32-byte load, where preparing it per call
+/// took 16 16-byte loads, 12 inserts, 4 `vpdpbusd` and the scales' gather for each group
+/// of rows. In L1, one core (`--example dot_min -- Q4_0`, 4 rows):
 /// 37.5 GB/s, 32.7 when prepared per call. Zen 4 runs 512-bit operations as two halves,
 /// so the wide vectors save instructions, not execution cycles; variants measured slower
 /// in L1: four 16-byte loads + inserts, `vpermt2b` (same as `vpermt2w`); a GFNI affine

@@ -754,6 +754,7 @@ pub(super) fn prep_k4_bytes(n: usize) -> usize {
 /// 128h + 32o .. + 32, then 128h + 64 + 32o .. + 32), the 8 pair sums
 /// bsums[2j] + bsums[2j + 1] as i16 (|·| ≤ 2·16·128 < 2^15), d as f32, zeros.
 pub(super) fn prep_k4(a: &[BlockQ8_K], out: &mut [u8]) {
+    debug_assert!(out.len() >= prep_k4_bytes(a.len()));
     for (y, o) in a.iter().zip(out.chunks_exact_mut(PREP_K4_BLOCK)) {
         for (k, v) in o[..256].chunks_exact_mut(64).enumerate() {
             let base = 128 * (k / 2) + 32 * (k % 2);
@@ -932,6 +933,7 @@ pub(super) fn prep_iq4_xs_bytes(n: usize) -> usize {
 /// lane j, values 128h + 32j + 16s .. + 16), then for each half h the 16 i32 −128·Σ of
 /// the 8 values that meet each i32 element of vectors 2h and 2h + 1, d as f32, zeros.
 pub(super) fn prep_iq4_xs(a: &[BlockQ8_K], out: &mut [u8]) {
+    debug_assert!(out.len() >= prep_iq4_xs_bytes(a.len()));
     for (y, o) in a.iter().zip(out.chunks_exact_mut(PREP_IQ4_XS_BLOCK)) {
         for (k, v) in o[..256].chunks_exact_mut(64).enumerate() {
             let base = 128 * (k / 2) + 16 * (k % 2);

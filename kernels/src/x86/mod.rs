@@ -131,7 +131,8 @@ impl<W: crate::dot::VecDot> Rows<W> {
         match self {
             Rows::Plain(f) => f(rows, a),
             Rows::Prepared(p) => {
-                let mut buf = vec![0u8; (p.bytes)(a.len())];
+                // Not zeros: a byte the writer skipped must not pass for a plausible value.
+                let mut buf = vec![0xA5u8; (p.bytes)(a.len())];
                 (p.write)(a, &mut buf);
                 (p.run)(rows, a, &buf)
             }
