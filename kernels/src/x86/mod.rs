@@ -147,7 +147,7 @@ fn plain<W: crate::dot::VecDot>(f: Option<RowsFn<W>>) -> Option<Rows<W>> {
 
 /// `select_$name(isa) -> Option<Rows<W>>`: the AVX-512 kernel `$module::$kernel` on
 /// activations prepared by `$module::$write` (`$module::$bytes` per row), else the
-/// [`RowsFn`] selector `$plain` (for lower levels).
+/// selector `$plain` (for lower levels).
 macro_rules! prepared_selector {
     ($select:ident, $W:ty, $module:ident :: { $kernel:ident, $write:ident, $bytes:ident }, $plain:expr) => {
         pub fn $select(isa: Isa) -> Option<Rows<$W>> {
@@ -170,21 +170,41 @@ macro_rules! prepared_selector {
                     }));
                 }
             }
-            plain($plain(isa))
+            $plain(isa)
         }
     };
 }
 
 prepared_selector!(select_rows_q4_0, BlockQ4_0,
-    avx512::{rows_q4_0, prep_q4_0, prep_q4_0_bytes}, select_rows_q4_0_plain);
+    avx512::{rows_q4_0, prep_q4_0, prep_q4_0_bytes}, select_rows_q4_0_avx2);
+
+/// Q4_0 below AVX-512: the AVX2 kernel on its own prepared layout.
+fn select_rows_q4_0_avx2(isa: Isa) -> Option<Rows<BlockQ4_0>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa.level() >= Level::Avx2 {
+            fn run(w: [&[BlockQ4_0]; ROWS], a: &[BlockQ8_0], prep: &[u8]) -> [f32; ROWS] {
+                // SAFETY: only returned for an `Isa` at or above AVX2, which exists only
+                // on CPUs with avx2+fma+f16c (see module doc).
+                unsafe { avx2::rows_q4_0_prepared(w, a, prep) }
+            }
+            return Some(Rows::Prepared(PreparedRows {
+                bytes: avx2::prep_q4_0_bytes,
+                write: avx2::prep_q4_0,
+                run,
+            }));
+        }
+    }
+    let _ = isa;
+    None
+}
 prepared_selector!(select_rows_q4_k, BlockQ4_K,
-    avx512_dots::{rows_q4_k, prep_k4, prep_k4_bytes}, select_rows_q4_k_plain);
+    avx512_dots::{rows_q4_k, prep_k4, prep_k4_bytes}, |isa| plain(select_rows_q4_k_plain(isa)));
 prepared_selector!(select_rows_q5_k, BlockQ5_K,
     avx512_dots::{rows_q5_k, prep_k4, prep_k4_bytes}, |_| None);
 prepared_selector!(select_rows_iq4_xs, BlockIQ4_XS,
     avx512_dots::{rows_iq4_xs, prep_iq4_xs, prep_iq4_xs_bytes}, |_| None);
 
-selector!(rows select_rows_q4_0_plain, BlockQ4_0, rows_q4_0, [Avx2 => avx2]);
 selector!(rows select_rows_q8_0, BlockQ8_0, rows_q8_0, [Avx512 => avx512, Avx2 => avx2]);
 selector!(rows select_rows_q4_k_plain, BlockQ4_K, rows_q4_k, [Avx2 => avx2]);
 selector!(rows select_rows_q6_k, BlockQ6_K, rows_q6_k, [Avx512 => avx512_dots, Avx2 => avx2]);
