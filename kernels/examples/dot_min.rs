@@ -9,7 +9,7 @@ mod common;
 
 use phiq_kernels::blocks::*;
 use phiq_kernels::dispatch::Isa;
-use phiq_kernels::dot::{Rows, VecDot};
+use phiq_kernels::dot::VecDot;
 use phiq_kernels::quantize::Quantize;
 
 fn run<W: VecDot + Quantize>() {
@@ -43,18 +43,8 @@ fn run<W: VecDot + Quantize>() {
         // on prepared activations gets them prepared once, as matrix × vector does.
         if let Some(kernel) = W::rows_kernel(isa) {
             let rows = [&w[..]; phiq_kernels::dot::ROWS];
-            let prep = match kernel {
-                Rows::Prepared(p) => {
-                    let mut buf = vec![0u8; (p.bytes)(a.len())];
-                    (p.write)(&a, &mut buf);
-                    buf
-                }
-                Rows::Plain(_) => vec![],
-            };
-            let f = |rows, a: &[W::Act]| match kernel {
-                Rows::Plain(f) => f(rows, a),
-                Rows::Prepared(p) => (p.run)(rows, a, &prep),
-            };
+            let prep = kernel.prepare(&a);
+            let f = |rows, a: &[W::Act]| kernel.run(rows, a, &prep);
             let mut best = f64::MAX;
             for _ in 0..2000 {
                 let t = Instant::now();

@@ -132,10 +132,7 @@ fn row_dots<W: VecDot>(
     for i0 in (0..n).step_by(ROWS) {
         let k = (n - i0).min(ROWS);
         let rows = std::array::from_fn(|j| row(r0 + i0 + j.min(k - 1)));
-        let out = match multi {
-            Rows::Plain(f) => f(rows, act),
-            Rows::Prepared(p) => (p.run)(rows, act, prep),
-        };
+        let out = multi.run(rows, act, prep);
         for (j, &v) in out[..k].iter().enumerate() {
             put(i0 + j, v);
         }
@@ -185,7 +182,7 @@ pub fn matmul_typed<W: VecDot>(
     let multi = W::rows_kernel(isa)
         .filter(|_| !scratch.single_rows && act_row_bytes >= W::rows_min_act_bytes(isa));
 
-    let use_tiles = n_tokens >= MIN_TILE_TOKENS && !scratch.dots_only;
+    let tiles = W::tile_kernel(isa).filter(|_| n_tokens >= MIN_TILE_TOKENS && !scratch.dots_only);
     // Quantize every token's activations once (in parallel over tokens).
     let mut out_t = std::mem::take(&mut scratch.out_t);
     let mut tile = std::mem::take(&mut scratch.tile);
@@ -198,9 +195,7 @@ pub fn matmul_typed<W: VecDot>(
     let act: &[W::Act] = act;
     // The multi-row kernel's prepared activations, each token's in whole lines.
     let prep_bytes = match multi {
-        Some(Rows::Prepared(p)) if !use_tiles || W::tile_kernel(isa).is_none() => {
-            (p.bytes)(act_per_row).next_multiple_of(64)
-        }
+        Some(Rows::Prepared(p)) if tiles.is_none() => (p.bytes)(act_per_row).next_multiple_of(64),
         _ => 0,
     };
     if prep.len() < n_tokens * prep_bytes / 64 {
@@ -223,7 +218,7 @@ pub fn matmul_typed<W: VecDot>(
             let a = (act, prep_of(0));
             row_dots(w, row_blocks, rows, a, (dot, multi), |i, v| ys[i] = v);
         });
-    } else if let Some(kernel) = W::tile_kernel(isa).filter(|_| use_tiles) {
+    } else if let Some(kernel) = tiles {
         let shape = (row_blocks, n_out, n_tokens);
         matmul_tiles(kernel, w, act, shape, y, &mut out_t, &mut tile);
     } else {

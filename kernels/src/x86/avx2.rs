@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 
 use half::{bf16, f16};
 
-use super::rows::q4_0_rows;
+use super::rows::q4_0_rows_tail;
 use super::ROWS;
 use crate::blocks::*;
 
@@ -233,17 +233,15 @@ pub(super) fn scaled_sum<W, A>(
     }
 }
 
-/// [`super::rows::q4_0_rows`] with `maddubs` + `madd` (products ≤ 15·128·2: no i16
-/// saturation).
+/// [`super::rows::q4_0_rows_tail`] with `maddubs` + `madd` (products ≤ 15·128·2: no i16
+/// saturation): the last (< 8) blocks of [`rows_q4_0_prepared`].
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn rows_q4_0(rows: [&[BlockQ4_0]; ROWS], a: &[BlockQ8_0]) -> [f32; ROWS] {
+fn rows_q4_0_tail(rows: [&[BlockQ4_0]; ROWS], a: &[BlockQ8_0]) -> [f32; ROWS] {
     let ones = _mm256_set1_epi16(1);
     let dp = |acc: __m256i, u: __m256i, s: __m256i| {
         _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), ones))
     };
-    // SAFETY: the macro passes pointers to 8 readable blocks.
-    let wd = |p: *const BlockQ4_0| f16x8(std::array::from_fn(|k| unsafe { (*p.add(k)).d }));
-    q4_0_rows!(rows, a, dp, wd)
+    q4_0_rows_tail!(rows, a, dp)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -861,36 +859,17 @@ pub(super) fn prep_q4_0_bytes(n: usize) -> usize {
 /// the 8 scales d_y as f32, then for each pair of blocks (2p, 2p + 1) their first 16
 /// values side by side (32 bytes, block 2p in the low half), their last 16 (32 bytes),
 /// and the 8 i32 −8·Σ of the 8 values that meet each i32 lane of the two (the weights'
-/// offset of 8, as [`super::rows::q4_0_rows`] computes it per call).
+/// offset of 8), written by [`super::rows::write_q4_0_prepared`].
 pub(super) fn prep_q4_0(a: &[BlockQ8_0], out: &mut [u8]) {
     debug_assert!(out.len() >= prep_q4_0_bytes(a.len()));
-    for (blocks, o) in a.chunks_exact(8).zip(out.chunks_exact_mut(PREP_Q4_0_GROUP)) {
-        for (k, y) in blocks.iter().enumerate() {
-            o[4 * k..4 * k + 4].copy_from_slice(&y.d.to_f32().to_ne_bytes());
-        }
-        for (p, pair) in blocks.chunks_exact(2).enumerate() {
-            let base = 32 + 96 * p;
-            for (j, y) in pair.iter().enumerate() {
-                for m in 0..16 {
-                    o[base + 16 * j + m] = y.qs[m] as u8;
-                    o[base + 32 + 16 * j + m] = y.qs[16 + m] as u8;
-                }
-                for k in 0..4 {
-                    let s: i32 = (4 * k..4 * k + 4)
-                        .map(|m| y.qs[m] as i32 + y.qs[16 + m] as i32)
-                        .sum();
-                    let at = base + 64 + 4 * (4 * j + k);
-                    o[at..at + 4].copy_from_slice(&(-8 * s).to_ne_bytes());
-                }
-            }
-        }
-    }
+    super::rows::write_q4_0_prepared(a, out, 32, 2);
 }
 
-/// [`rows_q4_0`] on activations prepared once per row ([`prep_q4_0`]): the activation
+/// Q4_0 × Q8_0 for [`ROWS`] rows ([`super::rows`]) on activations prepared once per row
+/// ([`prep_q4_0`]): the activation
 /// side of a step (8 blocks) is 12 32-byte loads instead of 8 paired loads, 4 dot
 /// products and the scales' gather for each group of rows; each block's integer sum and
-/// scale are those of the per-call kernel. In L1, one core (`dot_min`): see kernels/README.md.
+/// scale are those the kernel formed when it prepared them per call. In L1, one core (`dot_min`): see kernels/README.md.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn rows_q4_0_prepared(
     rows: [&[BlockQ4_0]; ROWS],
@@ -946,9 +925,9 @@ pub(super) fn rows_q4_0_prepared(
         b += 8;
     }
     let mut out: [f32; ROWS] = std::array::from_fn(|r| hsum(acc[r]));
-    // The last blocks (fewer than 8) through the per-call kernel's tail.
+    // The last blocks (fewer than 8), one at a time.
     if b < n {
-        let tail = rows_q4_0(std::array::from_fn(|r| &rows[r][b..n]), &a[b..n]);
+        let tail = rows_q4_0_tail(std::array::from_fn(|r| &rows[r][b..n]), &a[b..n]);
         for r in 0..ROWS {
             out[r] += tail[r];
         }

@@ -8,8 +8,8 @@ use std::arch::x86_64::*;
 
 use half::{bf16, f16};
 
-use super::avx2::{f16x8, fp16, fp16_mul, hsum, rows_blockwise, scaled_sum};
-use super::rows::q4_0_rows;
+use super::avx2::{fp16, fp16_mul, hsum, rows_blockwise, scaled_sum};
+use super::rows::q4_0_rows_tail;
 use super::ROWS;
 use crate::blocks::*;
 
@@ -160,27 +160,11 @@ pub(super) fn dot_q4_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
     )
 }
 
-/// [`super::rows::q4_0_rows`] with `vpdpbusd` on 256-bit vectors: the last (< 8) blocks
-/// of [`rows_q4_0`].
+/// [`super::rows::q4_0_rows_tail`] with `vpdpbusd`: the last (< 8) blocks of [`rows_q4_0`].
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn rows_q4_0_ymm(rows: [&[BlockQ4_0]; ROWS], a: &[BlockQ8_0]) -> [f32; ROWS] {
+fn rows_q4_0_tail(rows: [&[BlockQ4_0]; ROWS], a: &[BlockQ8_0]) -> [f32; ROWS] {
     let dp = |acc: __m256i, u: __m256i, s: __m256i| _mm256_dpbusd_epi32(acc, u, s);
-    // The 8 scales of 8 consecutive 18-byte blocks are the 16-bit words 0, 9, 18, … 63 of
-    // their first 128 bytes: two loads and one two-source word permute, instead of eight
-    // scalar loads merged in general registers.
-    let idx = _mm512_castsi128_si512(_mm_setr_epi16(0, 9, 18, 27, 36, 45, 54, 63));
-    let wd = |p: *const BlockQ4_0| {
-        // SAFETY: the macro passes pointers to 8 readable blocks = 144 bytes ≥ 128.
-        let (lo, hi) = unsafe {
-            (
-                _mm512_loadu_si512(p.cast()),
-                _mm512_loadu_si512(p.cast::<u8>().add(64).cast()),
-            )
-        };
-        let d = _mm512_permutex2var_epi16(lo, idx, hi);
-        _mm256_cvtph_ps(_mm512_castsi512_si128(d))
-    };
-    q4_0_rows!(rows, a, dp, wd)
+    q4_0_rows_tail!(rows, a, dp)
 }
 
 /// Weight rows per tile call: 8 int32 + 8 sub-block + 8 running float accumulators and
@@ -607,34 +591,13 @@ pub(super) fn prep_q4_0_bytes(n: usize) -> usize {
 /// the 8 scales d_y as f32 (then 32 zero bytes), and for each half (blocks 4p .. 4p + 4)
 /// the four blocks' first 16 values (64 bytes, block j in 128-bit lane j), their last 16
 /// (64 bytes), and the 16 i32 −8·Σ of the 8 values that meet each i32 lane of the two
-/// (the weights' offset of 8, as [`super::rows::q4_0_rows`] computes it per call).
+/// (the weights' offset of 8), written by [`super::rows::write_q4_0_prepared`].
 pub(super) fn prep_q4_0(a: &[BlockQ8_0], out: &mut [u8]) {
     debug_assert!(out.len() >= prep_q4_0_bytes(a.len()));
-    for (blocks, o) in a.chunks_exact(8).zip(out.chunks_exact_mut(PREP_Q4_0_GROUP)) {
-        for (k, y) in blocks.iter().enumerate() {
-            o[4 * k..4 * k + 4].copy_from_slice(&y.d.to_f32().to_ne_bytes());
-        }
-        o[32..64].fill(0);
-        for (p, half) in blocks.chunks_exact(4).enumerate() {
-            let base = 64 + 192 * p;
-            for (j, y) in half.iter().enumerate() {
-                for m in 0..16 {
-                    o[base + 16 * j + m] = y.qs[m] as u8;
-                    o[base + 64 + 16 * j + m] = y.qs[16 + m] as u8;
-                }
-                for k in 0..4 {
-                    let s: i32 = (4 * k..4 * k + 4)
-                        .map(|m| y.qs[m] as i32 + y.qs[16 + m] as i32)
-                        .sum();
-                    let at = base + 128 + 4 * (4 * j + k);
-                    o[at..at + 4].copy_from_slice(&(-8 * s).to_ne_bytes());
-                }
-            }
-        }
-    }
+    super::rows::write_q4_0_prepared(a, out, 64, 4);
 }
 
-/// [`super::rows::q4_0_rows`]'s arithmetic on 512-bit vectors, on activations prepared
+/// The Q4_0 arithmetic of [`super::rows`] on 512-bit vectors, on activations prepared
 /// once per row ([`prep_q4_0`]): steps of 8 blocks, each in two halves of four blocks per
 /// vector. Each row's four 16-byte nibble fields of a half (18-byte stride,
 /// word-aligned) come from two overlapping 64-byte loads and one two-source word permute
@@ -734,7 +697,7 @@ pub(super) fn rows_q4_0(rows: [&[BlockQ4_0]; ROWS], a: &[BlockQ8_0], prep: &[u8]
     let mut out: [f32; ROWS] = std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]));
     // The last blocks (fewer than 8) through the 256-bit kernel's tail.
     if b < n {
-        let tail = rows_q4_0_ymm(std::array::from_fn(|r| &rows[r][b..n]), &a[b..n]);
+        let tail = rows_q4_0_tail(std::array::from_fn(|r| &rows[r][b..n]), &a[b..n]);
         for r in 0..ROWS {
             out[r] += tail[r];
         }

@@ -125,18 +125,32 @@ impl<W: crate::dot::VecDot> Clone for Rows<W> {
 impl<W: crate::dot::VecDot> Copy for Rows<W> {}
 
 impl<W: crate::dot::VecDot> Rows<W> {
-    /// Runs the kernel once, preparing the activations first if it needs that (tests and
-    /// examples; matrix × vector prepares once per activation row).
-    pub fn call(&self, rows: [&[W]; ROWS], a: &[W::Act]) -> [f32; ROWS] {
+    /// The prepared layout of activation row `a` (empty for a plain kernel).
+    pub fn prepare(&self, a: &[W::Act]) -> Vec<u8> {
         match self {
-            Rows::Plain(f) => f(rows, a),
+            Rows::Plain(_) => Vec::new(),
             Rows::Prepared(p) => {
                 // Not zeros: a byte the writer skipped must not pass for a plausible value.
                 let mut buf = vec![0xA5u8; (p.bytes)(a.len())];
                 (p.write)(a, &mut buf);
-                (p.run)(rows, a, &buf)
+                buf
             }
         }
+    }
+
+    /// Runs the kernel on `a` and its prepared layout (ignored by a plain kernel).
+    #[inline]
+    pub fn run(&self, rows: [&[W]; ROWS], a: &[W::Act], prep: &[u8]) -> [f32; ROWS] {
+        match self {
+            Rows::Plain(f) => f(rows, a),
+            Rows::Prepared(p) => (p.run)(rows, a, prep),
+        }
+    }
+
+    /// Runs the kernel once, preparing the activations first if it needs that (tests and
+    /// examples; matrix × vector prepares once per activation row).
+    pub fn call(&self, rows: [&[W]; ROWS], a: &[W::Act]) -> [f32; ROWS] {
+        self.run(rows, a, &self.prepare(a))
     }
 }
 
