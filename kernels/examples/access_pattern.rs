@@ -3,8 +3,12 @@
 //! rows of ROW bytes, against a linear read of the same bytes in the same pass. Patterns:
 //! - `4 rows`: groups of 4 rows read 64 bytes of each row in turn, as the multi-row
 //!   kernels do, with the next group prefetched into L2 alongside (as they do);
-//! - `4 rows, no prefetch`: the same without the software prefetch;
-//! - `1 row`: one row after the other (a linear walk) with the same prefetch distance.
+//! - `no pf`: the same without the software prefetch;
+//! - `pf 1/2`: prefetching only every other line of the next group (the hardware's
+//!   adjacent-line prefetch to fetch the rest);
+//! - `8 rows`: groups of 8 rows, every line of the next group prefetched;
+//! - `1 row`: one row after the other (a linear walk), prefetching 4 rows ahead;
+//! - `1 row, no pf`: the same walk with no software prefetch.
 //!
 //! The machine's bandwidth moves between ~35 and ~60 GB/s from minute to minute, so each
 //! line is one pass of all patterns back to back.
@@ -38,15 +42,18 @@ fn prefetch(m: &[u8], p: usize) {
 }
 
 /// Reads `m` as groups of `rows` rows of `row` bytes, 64 bytes of each row in turn,
-/// prefetching the next group in address order when `pf` (as the kernels do).
-fn rows_interleaved(m: &[u8], row: usize, rows: usize, pf: bool) -> u64 {
+/// prefetching one line in `pf_every` of the next group in address order (0: none).
+fn rows_interleaved(m: &[u8], row: usize, rows: usize, pf_every: usize) -> u64 {
     let group = rows * row;
     let mut acc = 0;
     for g in (0..m.len() / group).map(|g| g * group) {
         for o in (0..row - 63).step_by(64) {
-            if pf {
+            if pf_every > 0 {
                 for k in 0..rows {
-                    prefetch(m, g + group + o * rows + 64 * k);
+                    let l = o / 64 * rows + k;
+                    if l % pf_every == 0 {
+                        prefetch(m, g + group + 64 * l);
+                    }
                 }
             }
             for r in 0..rows {
@@ -57,12 +64,14 @@ fn rows_interleaved(m: &[u8], row: usize, rows: usize, pf: bool) -> u64 {
     acc
 }
 
-/// Reads `m` one row after the other, prefetching 4 rows ahead.
-fn rows_sequential(m: &[u8], row: usize) -> u64 {
+/// Reads `m` one row after the other, prefetching 4 rows ahead when `pf`.
+fn rows_sequential(m: &[u8], row: usize, pf: bool) -> u64 {
     let mut acc = 0;
     for r in (0..m.len() / row).map(|r| r * row) {
         for o in (0..row - 63).step_by(64) {
-            prefetch(m, r + 4 * row + o);
+            if pf {
+                prefetch(m, r + 4 * row + o);
+            }
             acc ^= line(m, r + o);
         }
     }
@@ -83,8 +92,8 @@ fn main() {
     let threads = rayon::current_num_threads();
     let part = len / threads;
     println!("rows of {row} bytes, {threads} threads, best of 3 per pattern per pass");
-    println!("| linear GB/s | 4 rows | 4 rows, no prefetch | 1 row |");
-    println!("| ---: | ---: | ---: | ---: |");
+    println!("| linear GB/s | 4 rows | no pf | pf 1/2 | 8 rows | 1 row | 1 row, no pf |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let time = |f: &(dyn Fn(&[u8]) -> u64 + Sync)| {
         (0..3)
             .map(|_| {
@@ -97,15 +106,18 @@ fn main() {
     };
     for _ in 0..passes {
         let linear = time(&|m| m.chunks_exact(64).fold(0, |a, c| a ^ line(c, 0)));
-        let four = time(&|m| rows_interleaved(m, row, 4, true));
-        let four_bare = time(&|m| rows_interleaved(m, row, 4, false));
-        let one = time(&|m| rows_sequential(m, row));
-        let pct = |x: f64| 100.0 * x / linear;
-        println!(
-            "| {linear:.1} | {:.0}% | {:.0}% | {:.0}% |",
-            pct(four),
-            pct(four_bare),
-            pct(one)
-        );
+        let rates = [
+            time(&|m| rows_interleaved(m, row, 4, 1)),
+            time(&|m| rows_interleaved(m, row, 4, 0)),
+            time(&|m| rows_interleaved(m, row, 4, 2)),
+            time(&|m| rows_interleaved(m, row, 8, 1)),
+            time(&|m| rows_sequential(m, row, true)),
+            time(&|m| rows_sequential(m, row, false)),
+        ];
+        let cells: Vec<String> = rates
+            .iter()
+            .map(|x| format!("{:.0}%", 100.0 * x / linear))
+            .collect();
+        println!("| {linear:.1} | {} |", cells.join(" | "));
     }
 }
