@@ -51,7 +51,7 @@ fn rows_interleaved(m: &[u8], row: usize, rows: usize, pf_every: usize) -> u64 {
             if pf_every > 0 {
                 for k in 0..rows {
                     let l = o / 64 * rows + k;
-                    if l % pf_every == 0 {
+                    if l.is_multiple_of(pf_every) {
                         prefetch(m, g + group + 64 * l);
                     }
                 }
