@@ -1,11 +1,13 @@
 //! Matrix multiplication: weights W (`[n_out][n_in]`, any block type) × activations X
 //! (f32 `[n_tokens][n_in]`) → Y (f32 `[n_tokens][n_out]`).
 //!
-//! The activations are quantized once per call to W's activation format; output rows are
-//! split across rayon threads in chunks. One token (GEMV) takes one dot product per output
-//! element. A batch takes the type's tile kernel when it has one ([`crate::tile`]: weight
-//! blocks decoded once per panel and reused for up to 512 tokens), else one dot product per
-//! element. Either way every output element is computed whole by one thread with the same
+//! The activations are quantized once per call to W's activation format (and, for a
+//! multi-row kernel that reads one, written once into its prepared layout); output rows are
+//! split across the threads in chunks ([`crate::par`]: the installed team, else rayon). One
+//! token (GEMV) takes the type's multi-row kernel (4 rows at a time, [`crate::dot::Rows`])
+//! where the row is wide enough for it, else one dot product per output element. A batch
+//! takes the type's tile kernel when it has one ([`crate::tile`]: weight blocks decoded once
+//! per panel and reused for up to 512 tokens), else each token goes through the GEMV path. Either way every output element is computed whole by one thread with the same
 //! code, so the result is bit-identical for any thread count. Scratch buffers belong to
 //! the caller ([`MatmulScratch`]), so the hot path does not allocate once they have grown
 //! to size.

@@ -21,7 +21,7 @@
 //!
 //! The σ² term (Σx² over the super-block, or over the whole row for the legacy types) keeps
 //! a weight from vanishing where the activations were never seen. `make_qkx3_quants` with
-//! weights is [`fit_scale_min`] (the same search; only its `max <= min` guard differs from
+//! weights is `fit_scale_min` (the same search; only its `max <= min` guard differs from
 //! `make_qkx2_quants`'s `max == min`, and after `min` is clamped to ≤ 0 both hold exactly
 //! when max == min). Q8_0, F16, BF16 and F32 ignore the weights, as ggml does.
 //!

@@ -1,5 +1,5 @@
 //! Row operations chosen by a run-time [`GgmlType`]: the one place that maps a type id
-//! to its block struct (every other dynamic entry point goes through [`with_block!`]).
+//! to its block struct (every other dynamic entry point goes through `with_block!`).
 
 use crate::blocks::*;
 use crate::formats::GgmlType;
@@ -42,7 +42,7 @@ macro_rules! with_block {
     };
 }
 
-/// Like [`with_block!`] for weight types only: the activation-only formats Q8_1 and
+/// Like `with_block!` for weight types only: the activation-only formats Q8_1 and
 /// Q8_K (which have no dot product as weights) are `Unsupported`.
 #[macro_export]
 macro_rules! with_weight_block {

@@ -115,7 +115,7 @@ impl GgufFile {
 
     /// How much of the mapping the kernel currently maps with 2 MiB pages, as
     /// (bytes in 2 MiB pages, resident bytes), from `/proc/self/smaps`; `None` for an
-    /// in-memory file or where smaps is not available. See [`advise_huge_pages`].
+    /// in-memory file or where smaps is not available. See `advise_huge_pages`.
     pub fn huge_pages(&self) -> Option<(u64, u64)> {
         let Bytes::Mmap(m) = &self.bytes else {
             return None;

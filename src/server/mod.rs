@@ -6,7 +6,7 @@
 //!      ── slot thread (own Session, shared Arc<Model>) ── events ── JSON or SSE
 //! ```
 //! The async runtime only moves bytes: templating and tokenizing run on `spawn_blocking`,
-//! generation on the slot threads (see [`slots`]).
+//! generation on the slot threads (see the `slots` module).
 
 mod auth;
 mod body;

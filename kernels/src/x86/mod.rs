@@ -79,7 +79,7 @@ selector!(select_q3_k, BlockQ3_K, dot_q3_k, [Avx512 => avx512_dots, Avx2 => avx2
 selector!(select_q5_k, BlockQ5_K, dot_q5_k, [Avx512 => avx512_dots, Avx2 => avx2]);
 selector!(select_q6_k, BlockQ6_K, dot_q6_k, [Avx512 => avx512_dots, Avx2 => avx2]);
 
-/// [`ROWS`] weight rows × one activation row (see [`rows`]).
+/// [`ROWS`] weight rows × one activation row (see the `rows` module).
 pub type RowsFn<W> = fn([&[W]; ROWS], &[<W as crate::dot::VecDot>::Act]) -> [f32; ROWS];
 
 /// [`ROWS`] weight rows × one activation row and its prepared layout ([`PreparedRows`]).
