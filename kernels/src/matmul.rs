@@ -7,8 +7,9 @@
 //! token (GEMV) takes the type's multi-row kernel (4 rows at a time, [`crate::dot::Rows`])
 //! where the row is wide enough for it, else one dot product per output element. A batch
 //! takes the type's tile kernel when it has one ([`crate::tile`]: weight blocks decoded once
-//! per panel and reused for up to 512 tokens), else each token goes through the GEMV path. Either way every output element is computed whole by one thread with the same
-//! code, so the result is bit-identical for any thread count. Scratch buffers belong to
+//! per panel and reused for up to 512 tokens), else each token goes through the GEMV path.
+//! Either way every output element is computed whole by one thread with the same code, so
+//! the result is bit-identical for any thread count. Scratch buffers belong to
 //! the caller ([`MatmulScratch`]), so the hot path does not allocate once they have grown
 //! to size.
 
@@ -195,16 +196,19 @@ pub fn matmul_typed<W: VecDot>(
         quantize(&x[t * n_in..(t + 1) * n_in], a)
     });
     let act: &[W::Act] = act;
-    // The multi-row kernel's prepared activations, each token's in whole lines.
-    let prep_bytes = match multi {
-        Some(Rows::Prepared(p)) if tiles.is_none() => (p.bytes)(act_per_row).next_multiple_of(64),
-        _ => 0,
+    // The multi-row kernel's prepared activations (when it reads them and the batch does
+    // not take the tiles), each token's in whole lines.
+    let prepared = match multi {
+        Some(Rows::Prepared(p)) if tiles.is_none() => Some(p),
+        _ => None,
     };
+    let prep_bytes = prepared.map_or(0, |p| (p.bytes)(act_per_row).next_multiple_of(64));
     if prep.len() < n_tokens * prep_bytes / 64 {
         prep.resize(n_tokens * prep_bytes / 64, Line([0; 64]));
     }
     let prep_all = &mut lines_as_bytes(&mut prep)[..n_tokens * prep_bytes];
-    if let (Some(Rows::Prepared(p)), true) = (multi, prep_bytes > 0) {
+    // (A row shorter than one prepared group has an empty layout: nothing to write.)
+    if let Some(p) = prepared.filter(|_| prep_bytes > 0) {
         par::chunks_mut(prep_all, prep_bytes, |t, buf| {
             (p.write)(&act[t * act_per_row..(t + 1) * act_per_row], buf)
         });

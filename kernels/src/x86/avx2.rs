@@ -846,8 +846,11 @@ pub(super) unsafe fn tile<W: crate::tile::TileScheme, const UNSIGNED: bool>(
     }
 }
 
-/// Bytes of [`rows_q4_0_prepared`]'s activation layout per group of 8 blocks.
-const PREP_Q4_0_GROUP: usize = 416;
+/// Header bytes (the 8 scales) of [`rows_q4_0_prepared`]'s layout per group of 8 blocks.
+const PREP_Q4_0_HEAD: usize = 32;
+
+/// Bytes of [`rows_q4_0_prepared`]'s activation layout per group of 8 blocks (416).
+const PREP_Q4_0_GROUP: usize = super::rows::q4_0_prepared_group(PREP_Q4_0_HEAD);
 
 /// Bytes of [`rows_q4_0_prepared`]'s layout for an activation row of `n` blocks (the
 /// last `n % 8` blocks are read from the blocks themselves).
@@ -862,7 +865,7 @@ pub(super) fn prep_q4_0_bytes(n: usize) -> usize {
 /// offset of 8), written by [`super::rows::write_q4_0_prepared`].
 pub(super) fn prep_q4_0(a: &[BlockQ8_0], out: &mut [u8]) {
     debug_assert!(out.len() >= prep_q4_0_bytes(a.len()));
-    super::rows::write_q4_0_prepared(a, out, 32, 2);
+    super::rows::write_q4_0_prepared(a, out, PREP_Q4_0_HEAD, 2);
 }
 
 /// Q4_0 × Q8_0 for [`ROWS`] rows ([`super::rows`]) on activations prepared once per row

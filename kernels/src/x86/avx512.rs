@@ -578,8 +578,11 @@ unsafe fn store_transposed(
     }
 }
 
-/// Bytes of [`rows_q4_0`]'s activation layout per group of 8 blocks.
-const PREP_Q4_0_GROUP: usize = 448;
+/// Header bytes (the 8 scales, then zeros) of [`rows_q4_0`]'s layout per group of 8 blocks.
+const PREP_Q4_0_HEAD: usize = 64;
+
+/// Bytes of [`rows_q4_0`]'s activation layout per group of 8 blocks (448).
+const PREP_Q4_0_GROUP: usize = super::rows::q4_0_prepared_group(PREP_Q4_0_HEAD);
 
 /// Bytes of [`rows_q4_0`]'s layout for an activation row of `n` blocks (the
 /// last `n % 8` blocks are read from the blocks themselves).
@@ -594,7 +597,7 @@ pub(super) fn prep_q4_0_bytes(n: usize) -> usize {
 /// (the weights' offset of 8), written by [`super::rows::write_q4_0_prepared`].
 pub(super) fn prep_q4_0(a: &[BlockQ8_0], out: &mut [u8]) {
     debug_assert!(out.len() >= prep_q4_0_bytes(a.len()));
-    super::rows::write_q4_0_prepared(a, out, 64, 4);
+    super::rows::write_q4_0_prepared(a, out, PREP_Q4_0_HEAD, 4);
 }
 
 /// The Q4_0 arithmetic of [`super::rows`] on 512-bit vectors, on activations prepared

@@ -741,6 +741,17 @@ pub(super) fn rows_q5_k(rows: [&[BlockQ5_K]; ROWS], a: &[BlockQ8_K], prep: &[u8]
     rows_k4(rows, a, prep)
 }
 
+/// The first 256 bytes of a prepared Q8_K layout: the super-block's values as four 64-byte
+/// vectors, byte m of vector k being `qs[index(k, m)]`.
+#[inline]
+fn rearrange_q8_k(qs: &[i8; 256], out: &mut [u8], index: impl Fn(usize, usize) -> usize) {
+    for (k, v) in out[..256].chunks_exact_mut(64).enumerate() {
+        for (m, b) in v.iter_mut().enumerate() {
+            *b = qs[index(k, m)] as u8;
+        }
+    }
+}
+
 /// Bytes of [`rows_k4`]'s activation layout per super-block.
 const PREP_K4_BLOCK: usize = 320;
 
@@ -756,12 +767,9 @@ pub(super) fn prep_k4_bytes(n: usize) -> usize {
 pub(super) fn prep_k4(a: &[BlockQ8_K], out: &mut [u8]) {
     debug_assert!(out.len() >= prep_k4_bytes(a.len()));
     for (y, o) in a.iter().zip(out.chunks_exact_mut(PREP_K4_BLOCK)) {
-        for (k, v) in o[..256].chunks_exact_mut(64).enumerate() {
-            let base = 128 * (k / 2) + 32 * (k % 2);
-            for (m, b) in v.iter_mut().enumerate() {
-                *b = y.qs[base + m % 32 + 64 * (m / 32)] as u8;
-            }
-        }
+        rearrange_q8_k(&y.qs, o, |k, m| {
+            128 * (k / 2) + 32 * (k % 2) + m % 32 + 64 * (m / 32)
+        });
         for j in 0..8 {
             let pair = y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32;
             let pair = pair.clamp(i16::MIN as i32, i16::MAX as i32) as i16;
@@ -935,12 +943,9 @@ pub(super) fn prep_iq4_xs_bytes(n: usize) -> usize {
 pub(super) fn prep_iq4_xs(a: &[BlockQ8_K], out: &mut [u8]) {
     debug_assert!(out.len() >= prep_iq4_xs_bytes(a.len()));
     for (y, o) in a.iter().zip(out.chunks_exact_mut(PREP_IQ4_XS_BLOCK)) {
-        for (k, v) in o[..256].chunks_exact_mut(64).enumerate() {
-            let base = 128 * (k / 2) + 16 * (k % 2);
-            for (m, b) in v.iter_mut().enumerate() {
-                *b = y.qs[base + 32 * (m / 16) + m % 16] as u8;
-            }
-        }
+        rearrange_q8_k(&y.qs, o, |k, m| {
+            128 * (k / 2) + 16 * (k % 2) + 32 * (m / 16) + m % 16
+        });
         for h in 0..2 {
             for l in 0..16 {
                 let at = |k: usize| 64 * (2 * h + k) + 4 * l;

@@ -41,6 +41,12 @@ macro_rules! q4_0_rows_tail {
 }
 pub(super) use q4_0_rows_tail;
 
+/// Bytes per group of 8 blocks of [`write_q4_0_prepared`]'s layout with a `head`-byte
+/// header: the header, then 8 × (16 + 16 values + 4 i32 corrections).
+pub(super) const fn q4_0_prepared_group(head: usize) -> usize {
+    head + 8 * 48
+}
+
 /// Writes the prepared Q4_0 activation layout of the AVX2 and AVX-512 multi-row kernels
 /// (`prep_q4_0` in each): per group of 8 blocks, `head` bytes holding the 8 scales d_y as
 /// f32 (zeros after), then for each run of `per_vec` blocks (one vector's worth: 2 in 256
@@ -52,7 +58,7 @@ pub(super) fn write_q4_0_prepared(
     head: usize,
     per_vec: usize,
 ) {
-    let group = head + 8 * 48;
+    let group = q4_0_prepared_group(head);
     for (blocks, o) in a.chunks_exact(8).zip(out.chunks_exact_mut(group)) {
         for (k, y) in blocks.iter().enumerate() {
             o[4 * k..4 * k + 4].copy_from_slice(&y.d.to_f32().to_ne_bytes());
