@@ -9,7 +9,7 @@
 //!   last-level cache), so the weights really come from memory.
 //! - `gemm/<type>/<tensor>/<n_tokens>`: a batch; throughput is operations (2·n_out·n_in
 //!   per token), so criterion's "elem/s" reads as op/s. Batches of 16 tokens or more take
-//!   the tile kernels (kernels/src/tile.rs).
+//!   the tile kernels (kernels/src/contract/gemm.rs, kernels/src/gemm.rs).
 //! - `gemm_dots/<type>/<tensor>/512`: the same 512-token batch with one dot product per
 //!   output (`MatmulScratch::dots_only`), the path before the tile kernels.
 //!
@@ -18,8 +18,9 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use phiq::kernels::dispatch::Isa;
-use phiq::kernels::matmul::{matmul, MatmulScratch};
+use phiq::kernels::dynamic::matmul;
+use phiq::kernels::isa::Isa;
+use phiq::kernels::matmul::MatmulScratch;
 use phiq::kernels::GgmlType;
 use rayon::prelude::*;
 
@@ -185,10 +186,10 @@ fn gemm(c: &mut Criterion) {
 
 /// One row × one activation in cache: the kernels' raw speed, per ISA, one core.
 fn dot_in_cache(c: &mut Criterion) {
-    use phiq::kernels::blocks::*;
-    use phiq::kernels::dot::VecDot;
-    use phiq::kernels::quantize::Quantize;
-    fn one<W: VecDot>(g: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>) {
+    use phiq::kernels::format::blocks::*;
+    use phiq::kernels::quant::Quantize;
+    use phiq::kernels::select::Select;
+    fn one<W: Select>(g: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>) {
         let n_in = 5120;
         let len = n_in / W::QK * std::mem::size_of::<W>();
         let w: Vec<W> = blocks_from_bytes(bytes(&weight_bytes(W::TYPE, n_in, 1, 1), len));
@@ -197,7 +198,7 @@ fn dot_in_cache(c: &mut Criterion) {
         W::Act::quantize_row(&x, &mut a);
         g.throughput(Throughput::Bytes(len as u64));
         for isa in Isa::all_supported().into_iter().skip(1) {
-            let f = W::dot_kernel(isa);
+            let f = W::kernels(isa).dot;
             g.bench_function(BenchmarkId::new(W::TYPE.name(), isa.to_string()), |b| {
                 b.iter(|| black_box(f(black_box(&w), black_box(&a))))
             });

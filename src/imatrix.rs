@@ -3,7 +3,7 @@
 //! An importance matrix holds, per weight matrix, the mean of the squared input activation
 //! of each column (`E[a_j²]` over the tokens of a calibration text): how much an error in
 //! column j of that weight costs. The quantizers use it as per-column weights (see
-//! `phiq_kernels::quantize_imatrix`).
+//! `phiq_kernels::quant::imatrix`).
 //!
 //! Two formats, both read as llama-quantize reads them (`common/imatrix-loader.cpp` and
 //! `tools/quantize/quantize.cpp` of llama.cpp):

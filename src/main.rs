@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use phiq::kernels::dispatch::Isa;
+use phiq::kernels::isa::Isa;
 
 mod cli;
 

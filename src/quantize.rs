@@ -9,7 +9,7 @@
 //! bits in some layers" rule, and the two rules that change with an importance matrix);
 //! `pure` gives every 2-D tensor the preset's base type (llama-quantize `--pure`). With an
 //! importance matrix ([`crate::imatrix`]) each tensor it has an entry for is quantized with
-//! ggml's weighted quantizers (`phiq_kernels::quantize_imatrix`).
+//! ggml's weighted quantizers (`phiq_kernels::quant::imatrix`).
 
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -443,14 +443,14 @@ pub fn quantize_file(
                         let src = &data[row * in_row..(row + 1) * in_row];
                         let mut x = vec![0f32; row_len];
                         let err = |e| Error::InvalidInput(format!("tensor '{}': {e}", t.name));
-                        phiq_kernels::row::dequantize(from, src, &mut x).map_err(err)?;
+                        phiq_kernels::dynamic::dequantize(from, src, &mut x).map_err(err)?;
                         match weights {
                             Some(w) => {
                                 let m = row / rows_per_mat;
                                 let qw = &w[m * row_len..(m + 1) * row_len];
-                                phiq_kernels::row::quantize_to_vec_imatrix(*to, &x, qw)
+                                phiq_kernels::dynamic::quantize_to_vec_imatrix(*to, &x, qw)
                             }
-                            None => phiq_kernels::row::quantize_to_vec(*to, &x),
+                            None => phiq_kernels::dynamic::quantize_to_vec(*to, &x),
                         }
                         .map_err(err)
                     })

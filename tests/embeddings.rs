@@ -22,7 +22,7 @@ fn hidden_states_give_the_logits() {
     let row_bytes = out.row_bytes();
     let mut w = vec![0f32; n_vocab * e];
     for (r, row) in w.chunks_exact_mut(e).enumerate() {
-        phiq::kernels::row::dequantize(out.ty, &bytes[r * row_bytes..(r + 1) * row_bytes], row)
+        phiq::kernels::dynamic::dequantize(out.ty, &bytes[r * row_bytes..(r + 1) * row_bytes], row)
             .unwrap();
     }
     // Text the demo model was trained on: its unused tokens have zero embeddings (see

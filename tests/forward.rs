@@ -36,7 +36,7 @@ fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
 }
 
 fn encode(ty: GgmlType, x: &[f32]) -> Vec<u8> {
-    phiq::kernels::row::quantize_to_vec(ty, x).unwrap()
+    phiq::kernels::dynamic::quantize_to_vec(ty, x).unwrap()
 }
 
 /// A phi3 GGUF. `tweak` may edit metadata and tensors before writing.

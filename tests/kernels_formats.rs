@@ -7,8 +7,9 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use phiq::kernels::row::{dequantize, KernelError};
+use phiq::kernels::dynamic::dequantize;
 use phiq::kernels::GgmlType;
+use phiq::kernels::KernelError;
 
 /// Byte offsets of the f16 scale fields inside one block of each type.
 fn f16_fields(ty: GgmlType) -> &'static [usize] {
@@ -198,8 +199,8 @@ fn quantize_inputs() -> Vec<f32> {
     x
 }
 
-fn check_quantize<B: phiq::kernels::quantize::Quantize>(py: &Path, dir: &Path) {
-    use phiq::kernels::blocks::{block_bytes, zeroed_blocks};
+fn check_quantize<B: phiq::kernels::quant::Quantize>(py: &Path, dir: &Path) {
+    use phiq::kernels::format::blocks::{block_bytes, zeroed_blocks};
     let x = quantize_inputs();
     let mut ours = zeroed_blocks::<B>(x.len() / B::QK);
     B::quantize_row(&x, &mut ours);
@@ -214,7 +215,7 @@ fn check_quantize<B: phiq::kernels::quantize::Quantize>(py: &Path, dir: &Path) {
 
 #[test]
 fn quantize_matches_gguf_py_bit_for_bit() {
-    use phiq::kernels::blocks::*;
+    use phiq::kernels::format::blocks::*;
     use phiq::kernels::half::{bf16, f16};
     let Some(py) = reference_python() else { return };
     let dir = std::env::temp_dir().join(format!("phiq-quant-{}", std::process::id()));

@@ -336,7 +336,7 @@ def git(*args: str) -> str:
         return "unknown"
 
 
-QUANTIZE_SOURCES = ["src/quantize.rs", "kernels/src/quantize_k.rs", "kernels/src/row.rs"]
+QUANTIZE_SOURCES = ["src/quantize.rs", "kernels/src/quant/k.rs", "kernels/src/quant/imatrix.rs", "kernels/src/dynamic.rs"]
 
 
 def phiq_version(phiq: str) -> dict:

@@ -4,6 +4,8 @@
 # PHIQ_REQUIRE_REFERENCES=1 makes a missing reference a failure, never a silent skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# phiq-kernels' layers: each module imports only the layers below it, no import cycle
+python3 tools/check_kernel_layers.py
 venv=target/pyref
 if ! "$venv/bin/python" -c "import gguf, numpy, openai" 2>/dev/null; then
   echo "tools/test.sh: creating $venv (gguf-py, numpy, openai)" >&2

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use half::f16;
 use phiq_kernels::attention::{attention, AttnShape, KvLayout};
-use phiq_kernels::dispatch::Isa;
+use phiq_kernels::isa::Isa;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

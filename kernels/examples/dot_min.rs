@@ -7,12 +7,12 @@ use std::time::Instant;
 #[allow(dead_code)]
 mod common;
 
-use phiq_kernels::blocks::*;
-use phiq_kernels::dispatch::Isa;
-use phiq_kernels::dot::VecDot;
-use phiq_kernels::quantize::Quantize;
+use phiq_kernels::format::blocks::*;
+use phiq_kernels::isa::Isa;
+use phiq_kernels::quant::Quantize;
+use phiq_kernels::select::Select;
 
-fn run<W: VecDot + Quantize>() {
+fn run<W: Select + Quantize>() {
     let n = 5120;
     let x: Vec<f32> = (0..n)
         .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
@@ -23,7 +23,7 @@ fn run<W: VecDot + Quantize>() {
     W::Act::quantize_row(&x, &mut a);
     let bytes = std::mem::size_of_val(&w[..]);
     for isa in Isa::all_supported().into_iter().skip(1) {
-        let f = W::dot_kernel(isa);
+        let f = W::kernels(isa).dot;
         let mut best = f64::MAX;
         for _ in 0..2000 {
             let t = Instant::now();
@@ -41,8 +41,8 @@ fn run<W: VecDot + Quantize>() {
         );
         // The multi-row kernel (matrix × vector), ROWS rows of the same data; a kernel
         // on prepared activations gets them prepared once, as matrix × vector does.
-        if let Some(kernel) = W::rows_kernel(isa) {
-            let rows = [&w[..]; phiq_kernels::dot::ROWS];
+        if let Some(kernel) = W::kernels(isa).gemv {
+            let rows = [&w[..]; phiq_kernels::contract::gemv::GEMV_ROWS];
             let prep = kernel.prepare(&a);
             let f = |rows, a: &[W::Act]| kernel.run(rows, a, &prep);
             let mut best = f64::MAX;
@@ -72,7 +72,7 @@ fn main() {
     for ty in types {
         phiq_kernels::with_weight_block!(ty, B => {
             run::<B>();
-            Ok::<(), phiq_kernels::row::KernelError>(())
+            Ok::<(), phiq_kernels::KernelError>(())
         })
         .expect("type");
     }

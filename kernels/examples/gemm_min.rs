@@ -16,8 +16,9 @@ use std::time::Instant;
 
 mod common;
 
-use phiq_kernels::dispatch::Isa;
-use phiq_kernels::matmul::{matmul, MatmulScratch};
+use phiq_kernels::dynamic::matmul;
+use phiq_kernels::isa::Isa;
+use phiq_kernels::matmul::MatmulScratch;
 
 /// Nanoseconds this process's threads have spent on a CPU (`/proc/self/task/*/schedstat`,
 /// Linux), or None elsewhere. Unlike wall-clock time it does not count time spent waiting

@@ -15,8 +15,9 @@
 //! keeps 4 KiB pages.
 use std::time::Instant;
 
-use phiq_kernels::dispatch::Isa;
-use phiq_kernels::matmul::{matmul, MatmulScratch};
+use phiq_kernels::dynamic::matmul;
+use phiq_kernels::isa::Isa;
+use phiq_kernels::matmul::MatmulScratch;
 use phiq_kernels::par::Team;
 use rayon::prelude::*;
 

@@ -7,10 +7,10 @@
 //! once per chunk). Parallel over (token, head); each output is computed whole by one
 //! thread, so results do not depend on the thread count.
 
-use half::f16;
-
-use crate::dispatch::Isa;
-use crate::dot::VecDot;
+use crate::contract::attend::{AttendJob, MAX_GROUP_HEADS};
+pub use crate::contract::attend::{KvElem, KvLayout};
+use crate::isa::Isa;
+use crate::select::SelectKv;
 
 /// Shapes of one attention call.
 #[derive(Clone, Copy, Debug)]
@@ -29,152 +29,12 @@ pub struct AttnShape {
     pub layout: KvLayout,
 }
 
-/// Where a cache slice keeps the row of (position, KV head): its element d is at
-/// `head · head_stride + pos · pos_stride + d`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KvLayout {
-    pub pos_stride: usize,
-    pub head_stride: usize,
-}
-
-impl KvLayout {
-    /// `[position][kv_head][head_dim]`: a position's heads side by side.
-    pub fn position_major(n_kv_head: usize, head_dim: usize) -> KvLayout {
-        KvLayout {
-            pos_stride: n_kv_head * head_dim,
-            head_stride: head_dim,
-        }
-    }
-
-    /// `[kv_head][n_ctx][head_dim]`: each head's positions contiguous, so attention for
-    /// one head streams two contiguous ranges (K and V), which the hardware prefetchers
-    /// follow; phiq's cache. (Position-major rows are 2·head_dim bytes every
-    /// n_kv_head·2·head_dim: one thread read them at 8 GB/s where contiguous ones went
-    /// at 12, `--example attn_depth`.)
-    pub fn head_major(n_ctx: usize, head_dim: usize) -> KvLayout {
-        KvLayout {
-            pos_stride: head_dim,
-            head_stride: n_ctx * head_dim,
-        }
-    }
-
-    /// First element of the row of (`pos`, `head`).
-    pub fn at(self, pos: usize, head: usize) -> usize {
-        head * self.head_stride + pos * self.pos_stride
-    }
-}
-
 const CHUNK: usize = 64;
-
-/// One (token, KV head) pair for the SIMD attention kernels: the `g` query heads of a
-/// group (`q`, `out`: `g · head_dim` values) over the cached positions `keys`.
-pub struct AttendJob<'a, T = f16> {
-    pub q: &'a [f32],
-    pub k: &'a [T],
-    pub v: &'a [T],
-    /// Elements between consecutive positions of one head ([`KvLayout::pos_stride`]).
-    pub stride: usize,
-    /// Position 0 of this KV head ([`KvLayout::at`]`(0, kv_head)`).
-    pub offset: usize,
-    pub keys: std::ops::Range<usize>,
-    pub head_dim: usize,
-    pub scale: f32,
-    pub out: &'a mut [f32],
-}
-
-impl<T> AttendJob<'_, T> {
-    /// Panics unless the kernels' assumptions hold (cheap: once per call): a head size
-    /// that is a multiple of 16, 1..=8 heads, a non-empty range of positions whose rows
-    /// are inside both caches.
-    pub fn check(&self) {
-        let hd = self.head_dim;
-        assert!(
-            hd > 0 && hd.is_multiple_of(16),
-            "head_dim {hd}: not a multiple of 16"
-        );
-        let g = self.out.len() / hd;
-        assert!(
-            (1..=MAX_GROUP).contains(&g)
-                && self.out.len() == g * hd
-                && self.q.len() == self.out.len(),
-            "attention job: {} queries, {} outputs for head_dim {hd}",
-            self.q.len(),
-            self.out.len()
-        );
-        assert!(
-            self.stride >= hd,
-            "rows of {hd} every {} elements",
-            self.stride
-        );
-        // Rows of positions < keys.end, which start at offset + pos · stride, end in both.
-        assert!(
-            self.keys.start < self.keys.end
-                && (self.keys.end - 1)
-                    .checked_mul(self.stride)
-                    .and_then(|x| x.checked_add(self.offset + hd))
-                    .is_some_and(|end| end <= self.k.len().min(self.v.len())),
-            "positions {:?} outside the caches",
-            self.keys
-        );
-    }
-}
-
-/// The SIMD attention kernel for one [`AttendJob`].
-pub type AttendFn<T> = fn(AttendJob<'_, T>);
-
-/// Query heads of one KV group processed together (larger groups go in several passes).
-const MAX_GROUP: usize = 8;
-
-/// An element type of the KV cache: f16 or f32.
-pub trait KvElem: VecDot<Act = f32> + crate::buffer::Plain {
-    fn from_f32(x: f32) -> Self;
-    /// `acc += p · v`, the fastest the ISA allows.
-    fn axpy_kernel(isa: Isa) -> fn(&mut [f32], f32, &[Self]);
-    /// A whole-group SIMD kernel, if the ISA has one for this cache type: `job` is
-    /// built from slices of `Self` reinterpreted by the kernel (only f16 has one).
-    /// A SIMD kernel for a whole (token, KV head) group, if the ISA has one for this
-    /// cache type.
-    fn attend_kernel(_isa: Isa) -> Option<AttendFn<Self>> {
-        None
-    }
-}
-
-impl KvElem for f16 {
-    fn from_f32(x: f32) -> f16 {
-        f16::from_f32(x)
-    }
-    fn axpy_kernel(isa: Isa) -> fn(&mut [f32], f32, &[f16]) {
-        fn axpy_ref(acc: &mut [f32], p: f32, v: &[f16]) {
-            for (a, x) in acc.iter_mut().zip(v) {
-                *a += p * x.to_f32();
-            }
-        }
-        crate::x86::select_axpy_f16(isa).unwrap_or(axpy_ref)
-    }
-    fn attend_kernel(isa: Isa) -> Option<AttendFn<f16>> {
-        crate::x86::select_attend_f16(isa)
-    }
-}
-
-impl KvElem for f32 {
-    fn from_f32(x: f32) -> f32 {
-        x
-    }
-    fn axpy_kernel(_: Isa) -> fn(&mut [f32], f32, &[f32]) {
-        // The compiler vectorises this loop.
-        fn axpy(acc: &mut [f32], p: f32, v: &[f32]) {
-            for (a, x) in acc.iter_mut().zip(v) {
-                *a += p * x;
-            }
-        }
-        axpy
-    }
-}
 
 /// `q`: `[n_tokens][n_head · head_dim]` (already rotated); `k_cache`, `v_cache`: rows
 /// for positions `..n_past + n_tokens` laid out as `shape.layout` says, the current
 /// tokens' rows already written; `out`: `[n_tokens][n_head · head_dim]`.
-pub fn attention<T: KvElem>(
+pub fn attention<T: SelectKv>(
     q: &[f32],
     k_cache: &[T],
     v_cache: &[T],
@@ -207,10 +67,10 @@ pub fn attention<T: KvElem>(
             "caches too short"
         );
     }
-    let dot = T::dot_kernel(isa);
-    let axpy = T::axpy_kernel(isa);
+    let dot = T::kernels(isa).dot;
+    let axpy = T::axpy(isa);
     // The whole-group kernel where there is one (its shape limits: AttendJob::check).
-    let attend = T::attend_kernel(isa).filter(|_| hd.is_multiple_of(16));
+    let attend = T::attend(isa).filter(|_| hd.is_multiple_of(16));
 
     // One task per (token, KV head): the query heads that share the KV head run side by
     // side over its keys, so each K and V row is read from memory once for all of them
@@ -223,10 +83,10 @@ pub fn attention<T: KvElem>(
         } else {
             (pos + 1).saturating_sub(window)
         };
-        // Up to MAX_GROUP query heads at a time (their scores live on the stack).
-        for (sub, accs) in accs.chunks_mut(MAX_GROUP * hd).enumerate() {
+        // Up to MAX_GROUP_HEADS query heads at a time (their scores live on the stack).
+        for (sub, accs) in accs.chunks_mut(MAX_GROUP_HEADS * hd).enumerate() {
             let g = accs.len() / hd;
-            let h0 = kvh * group + sub * MAX_GROUP;
+            let h0 = kvh * group + sub * MAX_GROUP_HEADS;
             let q0 = t * q_stride + h0 * hd;
             if let Some(kernel) = attend {
                 kernel(AttendJob {
@@ -243,12 +103,12 @@ pub fn attention<T: KvElem>(
                 continue;
             }
             accs.fill(0.0);
-            let mut m = [f32::NEG_INFINITY; MAX_GROUP];
-            let mut l = [0.0f32; MAX_GROUP];
-            let mut scores = [[0.0f32; CHUNK]; MAX_GROUP];
+            let mut m = [f32::NEG_INFINITY; MAX_GROUP_HEADS];
+            let mut l = [0.0f32; MAX_GROUP_HEADS];
+            let mut scores = [[0.0f32; CHUNK]; MAX_GROUP_HEADS];
             for start in (first..=pos).step_by(CHUNK) {
                 let end = (start + CHUNK).min(pos + 1);
-                let mut cmax = [f32::NEG_INFINITY; MAX_GROUP];
+                let mut cmax = [f32::NEG_INFINITY; MAX_GROUP_HEADS];
                 for j in start..end {
                     let k = &k_cache[layout.at(j, kvh)..layout.at(j, kvh) + hd];
                     for i in 0..g {

@@ -4,23 +4,25 @@
 //! The activations are quantized once per call to W's activation format (and, for a
 //! multi-row kernel that reads one, written once into its prepared layout); output rows are
 //! split across the threads in chunks ([`crate::par`]: the installed team, else rayon). One
-//! token (GEMV) takes the type's multi-row kernel (4 rows at a time, [`crate::dot::Rows`])
-//! where the row is wide enough for it, else one dot product per output element. A batch
-//! takes the type's tile kernel when it has one ([`crate::tile`]: weight blocks decoded once
-//! per panel and reused for up to 512 tokens), else each token goes through the GEMV path.
+//! token (GEMV) takes the type's multi-row kernel (4 rows at a time, [`GemvKernel`]) where
+//! the row is wide enough for it, else one dot product per output element. A batch takes
+//! the type's tile kernel when it has one ([`crate::contract::gemm`]: weight blocks decoded
+//! once per panel and reused for up to 512 tokens, driven by [`crate::gemm`]), else each
+//! token goes through the GEMV path. The kernels come from [`crate::select`].
 //! Either way every output element is computed whole by one thread with the same code, so
 //! the result is bit-identical for any thread count. Scratch buffers belong to
 //! the caller ([`MatmulScratch`]), so the hot path does not allocate once they have grown
 //! to size.
 
+use crate::contract::dot::{DotFn, VecDot};
+use crate::contract::gemm::{GemmKernel, YOut, TOKEN_GROUP};
+use crate::contract::gemv::{GemvKernel, GEMV_ROWS};
+use crate::error::KernelError;
+use crate::format::blocks::{view_blocks_mut, Block};
+use crate::gemm::gemm_rows_to_y;
+use crate::isa::Isa;
 use crate::par;
-
-use crate::blocks::{view_blocks_mut, Block};
-use crate::dispatch::Isa;
-use crate::dot::{DotFn, Rows, VecDot, ROWS};
-use crate::formats::GgmlType;
-use crate::row::KernelError;
-use crate::tile::{TileKernel, YOut, GROUP};
+use crate::select::Select;
 
 /// A 64-byte aligned line of scratch (the interleaved activations are read as zmm rows).
 #[derive(Clone, Copy)]
@@ -41,9 +43,9 @@ fn lines_as_bytes(lines: &mut [Line]) -> &mut [u8] {
 /// kernels/README.md). Batches up to 15 tokens keep the dot path, so their results are
 /// bit-identical to evaluating each token alone (tests/forward.rs relies on that for an
 /// 11-token prompt).
-pub const MIN_TILE_TOKENS: usize = GROUP;
+pub const MIN_TILE_TOKENS: usize = TOKEN_GROUP;
 
-/// Reusable buffers for [`matmul`]: the quantized activations (also interleaved for the
+/// Reusable buffers for [`matmul_typed`] (and `crate::dynamic::matmul`): the quantized activations (also interleaved for the
 /// tile kernels) and a transposed output.
 #[derive(Default)]
 pub struct MatmulScratch {
@@ -55,7 +57,7 @@ pub struct MatmulScratch {
     /// The tile path's interleaved activations (`[groups][blocks][act_block_bytes]`).
     tile: Vec<Line>,
     /// The multi-row kernel's prepared activations (`[n_tokens][whole lines]`), for
-    /// kernels that read them ([`Rows::Prepared`]).
+    /// kernels that read them ([`GemvKernel::Prepared`]).
     prep: Vec<Line>,
     /// Batches take one dot product per output even when a tile kernel exists (to compare
     /// the two paths in benchmarks and tests).
@@ -108,7 +110,7 @@ fn rows_per_task(n_out: usize) -> usize {
     let threads = par::current_threads().max(1);
     (n_out / (threads * 8))
         .clamp(16, 256)
-        .next_multiple_of(ROWS)
+        .next_multiple_of(GEMV_ROWS)
 }
 
 /// The dot products of weight rows `r0..r0 + n` with one activation row, each handed to
@@ -122,7 +124,7 @@ fn row_dots<W: VecDot>(
     row_blocks: usize,
     (r0, n): (usize, usize),
     (act, prep): (&[W::Act], &[u8]),
-    (dot, multi): (DotFn<W>, Option<Rows<W>>),
+    (dot, multi): (DotFn<W>, Option<GemvKernel<W>>),
     mut put: impl FnMut(usize, f32),
 ) {
     let row = |r: usize| &w[r * row_blocks..(r + 1) * row_blocks];
@@ -132,8 +134,8 @@ fn row_dots<W: VecDot>(
         }
         return;
     };
-    for i0 in (0..n).step_by(ROWS) {
-        let k = (n - i0).min(ROWS);
+    for i0 in (0..n).step_by(GEMV_ROWS) {
+        let k = (n - i0).min(GEMV_ROWS);
         let rows = std::array::from_fn(|j| row(r0 + i0 + j.min(k - 1)));
         let out = multi.run(rows, act, prep);
         for (j, &v) in out[..k].iter().enumerate() {
@@ -144,7 +146,7 @@ fn row_dots<W: VecDot>(
 
 /// Typed matmul. `w.len() == n_out * n_in / W::QK`, `x.len() == n_tokens * n_in`,
 /// `y.len() == n_tokens * n_out`.
-pub fn matmul_typed<W: VecDot>(
+pub fn matmul_typed<W: Select>(
     w: &[W],
     n_in: usize,
     x: &[f32],
@@ -180,18 +182,22 @@ pub fn matmul_typed<W: VecDot>(
         });
     }
     let act_per_row = n_in / W::Act::QK;
-    let dot = W::dot_kernel(isa);
+    let kernels = W::kernels(isa);
+    let dot = kernels.dot;
     let act_row_bytes = act_per_row * std::mem::size_of::<W::Act>();
-    let multi = W::rows_kernel(isa)
-        .filter(|_| !scratch.single_rows && act_row_bytes >= W::rows_min_act_bytes(isa));
+    let multi = kernels
+        .gemv
+        .filter(|k| !scratch.single_rows && act_row_bytes >= k.min_act_bytes());
 
-    let tiles = W::tile_kernel(isa).filter(|_| n_tokens >= MIN_TILE_TOKENS && !scratch.dots_only);
+    let tiles = kernels
+        .gemm
+        .filter(|_| n_tokens >= MIN_TILE_TOKENS && !scratch.dots_only);
     // Quantize every token's activations once (in parallel over tokens).
     let mut out_t = std::mem::take(&mut scratch.out_t);
     let mut tile = std::mem::take(&mut scratch.tile);
     let mut prep = std::mem::take(&mut scratch.prep);
     let act = scratch.act_blocks::<W::Act>(n_tokens * act_per_row);
-    let quantize = crate::x86::select_quantize::<W::Act>(isa);
+    let quantize = kernels.quantize;
     par::chunks_mut(act, act_per_row, |t, a| {
         quantize(&x[t * n_in..(t + 1) * n_in], a)
     });
@@ -199,7 +205,7 @@ pub fn matmul_typed<W: VecDot>(
     // The multi-row kernel's prepared activations (when it reads them and the batch does
     // not take the tiles), each token's in whole lines.
     let prepared = match multi {
-        Some(Rows::Prepared(p)) if tiles.is_none() => Some(p),
+        Some(GemvKernel::Prepared(p)) if tiles.is_none() => Some(p),
         _ => None,
     };
     let prep_bytes = prepared.map_or(0, |p| (p.bytes)(act_per_row).next_multiple_of(64));
@@ -239,8 +245,8 @@ pub fn matmul_typed<W: VecDot>(
             // gives each token's outputs bit for bit as evaluating it alone.
             for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
                 let t1 = (t0 + TOKEN_TILE).min(n_tokens);
-                for i0 in (0..rows).step_by(ROWS) {
-                    let group = (c * chunk + i0, (rows - i0).min(ROWS));
+                for i0 in (0..rows).step_by(GEMV_ROWS) {
+                    let group = (c * chunk + i0, (rows - i0).min(GEMV_ROWS));
                     for t in t0..t1 {
                         let a = (&act[t * act_per_row..(t + 1) * act_per_row], prep_of(t));
                         row_dots(w, row_blocks, group, a, (dot, multi), |i, v| {
@@ -267,7 +273,7 @@ pub fn matmul_typed<W: VecDot>(
 /// the kernel carries its sums between K panels in `out_t` (`[n_out][n_pad]`) and writes
 /// the finished ones straight into `y` (`[n_tokens][n_out]`).
 fn matmul_tiles<W: VecDot>(
-    kernel: TileKernel<W>,
+    kernel: GemmKernel<W>,
     w: &[W],
     act: &[W::Act],
     (row_blocks, n_out, n_tokens): (usize, usize, usize),
@@ -275,8 +281,8 @@ fn matmul_tiles<W: VecDot>(
     out_t: &mut Vec<f32>,
     tile: &mut Vec<Line>,
 ) {
-    let groups = n_tokens.div_ceil(GROUP);
-    let n_pad = groups * GROUP;
+    let groups = n_tokens.div_ceil(TOKEN_GROUP);
+    let n_pad = groups * TOKEN_GROUP;
     let group_bytes = kernel.group_bytes(row_blocks);
     let bytes = groups * group_bytes;
     if tile.len() < bytes.div_ceil(64) {
@@ -285,7 +291,7 @@ fn matmul_tiles<W: VecDot>(
     let tile_bytes = &mut lines_as_bytes(tile)[..bytes];
     let act_per_row = act.len() / n_tokens;
     par::chunks_mut(tile_bytes, group_bytes, |g, buf| {
-        kernel.prepare_group(act, n_tokens, act_per_row, g, buf)
+        kernel.interleave_group(act, n_tokens, act_per_row, g, buf)
     });
     let tile_bytes: &[u8] = tile_bytes;
 
@@ -299,23 +305,6 @@ fn matmul_tiles<W: VecDot>(
     par::chunks_mut(out_t, chunk * n_pad, |c, out| {
         let rows = out.len() / n_pad;
         let w = &w[c * chunk * row_blocks..(c * chunk + rows) * row_blocks];
-        kernel.rows_to_y(w, row_blocks, tile_bytes, out, y_out, c * chunk);
+        gemm_rows_to_y(&kernel, (w, row_blocks), tile_bytes, out, y_out, c * chunk);
     });
-}
-
-/// Matmul with the weight type known only at run time: `w` is the raw bytes of a
-/// `[n_out][n_in]` tensor of type `ty`.
-pub fn matmul(
-    ty: GgmlType,
-    w: &[u8],
-    n_in: usize,
-    x: &[f32],
-    y: &mut [f32],
-    scratch: &mut MatmulScratch,
-    isa: Isa,
-) -> Result<(), KernelError> {
-    crate::with_weight_block!(ty, B => {
-        let blocks = view_blocks::<B>(w).ok_or(KernelError::BadBytes { ty, len: w.len() })?;
-        matmul_typed::<B>(blocks, n_in, x, y, scratch, isa)
-    })
 }

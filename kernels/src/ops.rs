@@ -1,7 +1,8 @@
 //! The f32 operations of the forward pass besides matmul and attention: RMS norm,
 //! RoPE (NEOX pairs, partial rotary, per-dimension frequency factors for LongRoPE),
 //! softmax, SwiGLU, residual add. They are a small share of the time (the matmuls
-//! dominate), so they are plain Rust that the compiler vectorises.
+//! dominate), so they are plain Rust that the compiler vectorises, except SwiGLU's `exp`
+//! (a SIMD kernel from [`crate::select`]).
 
 /// `out = x / sqrt(mean(x²) + eps) * weight` over one row.
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
@@ -73,23 +74,14 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
-/// SwiGLU on the fastest path `isa` allows (a vector `exp`, `x86/act.rs`; within a few
-/// units in the last place of [`swiglu`], the scalar reference, which other ISAs use).
-/// `gate_up.len() == 2 * out.len()`.
-pub fn swiglu_kernel(isa: crate::dispatch::Isa) -> fn(&[f32], &mut [f32]) {
-    crate::x86::select_swiglu(isa).unwrap_or(swiglu)
+/// SwiGLU over a fused `[gate | up]` row of `2 · n` (`out = silu(gate) · up`), on the
+/// fastest path `isa` allows (a vector `exp`; within a few units in the last place of
+/// [`swiglu`], the scalar reference, which other ISAs use).
+pub fn swiglu_kernel(isa: crate::isa::Isa) -> fn(&[f32], &mut [f32]) {
+    crate::select::swiglu(isa)
 }
 
-/// SwiGLU over a fused `[gate | up]` row of `2 · n`: `out = silu(gate) · up`.
-pub fn swiglu(gate_up: &[f32], out: &mut [f32]) {
-    let n = out.len();
-    assert_eq!(gate_up.len(), 2 * n);
-    let (gate, up) = gate_up.split_at(n);
-    for i in 0..n {
-        let g = gate[i];
-        out[i] = g / (1.0 + (-g).exp()) * up[i];
-    }
-}
+pub use crate::reference::ops::swiglu;
 
 /// `x += y`.
 pub fn add(x: &mut [f32], y: &[f32]) {
@@ -105,7 +97,7 @@ mod tests {
 
     #[test]
     fn swiglu_simd_matches_the_scalar_reference() {
-        for isa in crate::dispatch::Isa::all_variants() {
+        for isa in crate::isa::Isa::all_variants() {
             let f = swiglu_kernel(isa);
             for n in [1usize, 7, 8, 15, 16, 17, 64, 100, 17920] {
                 let mut gu: Vec<f32> = (0..2 * n)

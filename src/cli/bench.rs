@@ -162,7 +162,7 @@ fn read_bandwidth(model: &Model, threads: usize) -> f64 {
             let s: u64 = pool.install(|| {
                 chunks
                     .par_iter()
-                    .map(|c| phiq::kernels::x86::read_all(c))
+                    .map(|c| phiq::kernels::select::read_all(c))
                     .reduce(|| 0, |a, b| a ^ b)
             });
             std::hint::black_box(s);

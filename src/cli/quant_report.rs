@@ -359,7 +359,7 @@ fn index_md(args: &Args, rows: &[Row], requant: bool, plots: &[String], secs: f6
     let version = format!(
         "phiq {} (kernels: {})",
         env!("CARGO_PKG_VERSION"),
-        phiq::kernels::dispatch::Isa::global()
+        phiq::kernels::isa::Isa::global()
             .map(|i| i.to_string())
             .unwrap_or_else(|e| e.to_string())
     );

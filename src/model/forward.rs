@@ -7,7 +7,8 @@
 //! a generated token is a batch of one.
 
 use phiq_kernels::attention::{attention, AttnShape};
-use phiq_kernels::matmul::{matmul, MatmulScratch};
+use phiq_kernels::dynamic::matmul;
+use phiq_kernels::matmul::MatmulScratch;
 use phiq_kernels::ops;
 use phiq_kernels::par;
 
@@ -312,7 +313,7 @@ impl<'m> Session<'m> {
                 )));
             }
             let row = &embd_bytes[id * row_bytes..(id + 1) * row_bytes];
-            phiq_kernels::row::dequantize(embd.ty, row, &mut b.x[t * e..(t + 1) * e])
+            phiq_kernels::dynamic::dequantize(embd.ty, row, &mut b.x[t * e..(t + 1) * e])
                 .map_err(|err| kernel_error(embd, err))?;
         }
 
@@ -474,9 +475,9 @@ fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32], e: usize)
     }
 }
 
-fn kernel_error(m: &Matrix, err: phiq_kernels::row::KernelError) -> Error {
+fn kernel_error(m: &Matrix, err: phiq_kernels::KernelError) -> Error {
     match err {
-        phiq_kernels::row::KernelError::Unsupported(t) => Error::UnsupportedType {
+        phiq_kernels::KernelError::Unsupported(t) => Error::UnsupportedType {
             tensor: m.name.clone(),
             ty: t.name().to_string(),
         },

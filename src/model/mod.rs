@@ -17,7 +17,7 @@ pub mod weights;
 
 use std::path::Path;
 
-use phiq_kernels::dispatch::Isa;
+use phiq_kernels::isa::Isa;
 
 pub use config::Config;
 pub use forward::{Part, Profile, Session};

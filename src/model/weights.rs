@@ -120,7 +120,7 @@ fn vector(file: &GgufFile, name: &str, n: usize) -> Result<Vec<f32>> {
         ty: t.type_name(),
     })?;
     let mut out = vec![0f32; n];
-    phiq_kernels::row::dequantize(ty, file.tensor_data(t)?, &mut out)
+    phiq_kernels::dynamic::dequantize(ty, file.tensor_data(t)?, &mut out)
         .map_err(|e| Error::InvalidInput(format!("tensor '{name}': {e}")))?;
     Ok(out)
 }

@@ -30,7 +30,7 @@ pub fn types(arg: Option<&String>, default: &str) -> Vec<GgmlType> {
     arg.map_or(default, |s| s.as_str())
         .split(',')
         .map(|n| {
-            phiq_kernels::formats::TYPE_TABLE
+            phiq_kernels::format::TYPE_TABLE
                 .iter()
                 .find(|f| f.name.eq_ignore_ascii_case(n))
                 .unwrap_or_else(|| panic!("unknown type {n}"))

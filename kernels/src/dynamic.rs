@@ -1,37 +1,13 @@
-//! Row operations chosen by a run-time [`GgmlType`]: the one place that maps a type id
-//! to its block struct (every other dynamic entry point goes through `with_block!`).
+//! The entry points that take the tensor type at run time (a GGUF tensor's): dequantize,
+//! quantize and matmul rows of a [`GgmlType`]. The one place that maps a type id to its
+//! block struct (`with_block!`); everything below it is typed.
 
-use crate::blocks::*;
-use crate::formats::GgmlType;
-
-/// Why a kernel refused its input.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KernelError {
-    /// phiq cannot compute with this type (yet).
-    Unsupported(GgmlType),
-    /// The bytes are not a whole number of blocks, or not aligned for the block type.
-    BadBytes { ty: GgmlType, len: usize },
-    /// Output or input lengths disagree.
-    Length { expected: usize, found: usize },
-}
-
-impl std::fmt::Display for KernelError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            KernelError::Unsupported(t) => write!(f, "unsupported tensor type {t}"),
-            KernelError::BadBytes { ty, len } => write!(
-                f,
-                "{len} bytes are not whole, aligned {ty} blocks of {} bytes",
-                ty.type_size()
-            ),
-            KernelError::Length { expected, found } => {
-                write!(f, "length mismatch: expected {expected}, found {found}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for KernelError {}
+use crate::error::KernelError;
+use crate::format::blocks::*;
+use crate::format::unpack::dequantize_row;
+use crate::format::GgmlType;
+use crate::isa::Isa;
+use crate::matmul::{matmul_typed, MatmulScratch};
 
 /// Runs `$body` with `$B` bound to the block struct of `$ty`, or evaluates to
 /// `Err(KernelError::Unsupported)` for a type without one.
@@ -56,8 +32,8 @@ macro_rules! with_weight_block {
 #[macro_export]
 macro_rules! __block_dispatch {
     ($ty:expr, $B:ident => $body:expr, [$($extra:ident => $EB:ident),*]) => {{
-        use $crate::blocks::*;
-        use $crate::formats::GgmlType as T;
+        use $crate::format::blocks::*;
+        use $crate::format::GgmlType as T;
         match $ty {
             T::F32 => { type $B = f32; $body }
             T::F16 => { type $B = $crate::half::f16; $body }
@@ -75,7 +51,7 @@ macro_rules! __block_dispatch {
             T::IQ4_NL => { type $B = BlockIQ4_NL; $body }
             T::IQ4_XS => { type $B = BlockIQ4_XS; $body }
             $( T::$extra => { type $B = $EB; $body } )*
-            other => Err($crate::row::KernelError::Unsupported(other)),
+            other => Err($crate::error::KernelError::Unsupported(other)),
         }
     }};
 }
@@ -103,7 +79,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), Ker
 
 /// Quantizes f32 values into blocks of `ty` (bytes in `out`, aligned for the type).
 pub fn quantize(ty: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), KernelError> {
-    use crate::quantize::Quantize;
+    use crate::quant::Quantize;
     crate::with_block!(ty, B => {
         let len = out.len();
         let blocks = view_blocks_mut::<B>(out).ok_or(KernelError::BadBytes { ty, len })?;
@@ -123,7 +99,7 @@ pub fn quantize_to_vec_imatrix(
     x: &[f32],
     qw: &[f32],
 ) -> Result<Vec<u8>, KernelError> {
-    use crate::quantize_imatrix::QuantizeImatrix;
+    use crate::quant::imatrix::QuantizeImatrix;
     if qw.len() != x.len() {
         return Err(KernelError::Length {
             expected: x.len(),
@@ -143,7 +119,7 @@ pub fn quantize_to_vec_imatrix(
 
 /// Quantizes f32 values into a new byte vector of blocks of `ty`.
 pub fn quantize_to_vec(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>, KernelError> {
-    use crate::quantize::Quantize;
+    use crate::quant::Quantize;
     crate::with_block!(ty, B => {
         let n = x.len() / B::QK;
         if n * B::QK != x.len() {
@@ -152,5 +128,22 @@ pub fn quantize_to_vec(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>, KernelError> 
         let mut blocks = zeroed_blocks::<B>(n);
         B::quantize_row(x, &mut blocks);
         Ok(block_bytes(&blocks).to_vec())
+    })
+}
+
+/// Matmul with the weight type known only at run time: `w` is the raw bytes of a
+/// `[n_out][n_in]` tensor of type `ty` (see [`matmul_typed`]).
+pub fn matmul(
+    ty: GgmlType,
+    w: &[u8],
+    n_in: usize,
+    x: &[f32],
+    y: &mut [f32],
+    scratch: &mut MatmulScratch,
+    isa: Isa,
+) -> Result<(), KernelError> {
+    with_weight_block!(ty, B => {
+        let blocks = view_blocks::<B>(w).ok_or(KernelError::BadBytes { ty, len: w.len() })?;
+        matmul_typed::<B>(blocks, n_in, x, y, scratch, isa)
     })
 }

@@ -1,177 +1,21 @@
-//! AVX-512 (F/BW/VL + VNNI, and BF16 where present) kernels. Each is checked against
-//! the scalar reference by `tests/kernels_dot.rs`.
-//!
-//! Int8 dot products use VNNI's `vpdpbusd` (unsigned × signed bytes, 4 products summed
-//! into each int32 lane): |x| as the unsigned side with x's sign moved onto y.
+//! The AVX-512 tile micro-kernels for batches (see [`crate::contract::gemm`]): the
+//! integer one on `vpdpbusd`, F32/F16 weights on FMA, BF16 on `vdpbf16ps`, and the float
+//! panels' packing.
 
 use std::arch::x86_64::*;
 
+use crate::arch::x86::common::{fp16, sum_i8};
+use crate::contract::gemm::{
+    act_block_bytes, GemmJob, GemmWeight, PackedPanel, FLOAT_PANEL, TOKEN_GROUP,
+};
+
 use half::{bf16, f16};
-
-use super::avx2::{fp16, fp16_mul, hsum, rows_blockwise, scaled_sum};
-use super::rows::q4_0_rows_tail;
-use super::ROWS;
-use crate::blocks::*;
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn dot_i8x32(x: __m256i, y: __m256i) -> __m256i {
-    let ax = _mm256_sign_epi8(x, x);
-    let sy = _mm256_sign_epi8(y, x);
-    _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy)
-}
-
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn dot_f32(w: &[f32], a: &[f32]) -> f32 {
-    let n = w.len().min(a.len());
-    let mut acc = [_mm512_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 64 <= n {
-        for (k, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: i + 16k + 16 <= n, within both slices.
-            let (x, y) = unsafe {
-                (
-                    _mm512_loadu_ps(w.as_ptr().add(i + 16 * k)),
-                    _mm512_loadu_ps(a.as_ptr().add(i + 16 * k)),
-                )
-            };
-            *acc = _mm512_fmadd_ps(x, y, *acc);
-        }
-        i += 64;
-    }
-    let v = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-    let mut sum = _mm512_reduce_add_ps(v);
-    for j in i..n {
-        sum += w[j] * a[j];
-    }
-    sum
-}
-
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn dot_f16(w: &[f16], a: &[f32]) -> f32 {
-    let n = w.len().min(a.len());
-    let mut acc = [_mm512_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 64 <= n {
-        for (k, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: i + 16k + 16 <= n, within both slices (16 f16 = 32 bytes).
-            let (x, y) = unsafe {
-                (
-                    _mm512_cvtph_ps(_mm256_loadu_si256(w.as_ptr().add(i + 16 * k).cast())),
-                    _mm512_loadu_ps(a.as_ptr().add(i + 16 * k)),
-                )
-            };
-            *acc = _mm512_fmadd_ps(x, y, *acc);
-        }
-        i += 64;
-    }
-    let v = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-    let mut sum = _mm512_reduce_add_ps(v);
-    for j in i..n {
-        sum += fp16(w[j]) * a[j];
-    }
-    sum
-}
-
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512bf16")]
-pub(super) fn dot_bf16(w: &[bf16], a: &[bf16]) -> f32 {
-    let n = w.len().min(a.len());
-    let mut acc = [_mm512_setzero_ps(); 2];
-    let mut i = 0;
-    while i + 64 <= n {
-        for (k, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: i + 32k + 32 <= n, within both slices; __m512bh is 32 bf16 in
-            // a 512-bit register, the same bits as the loaded __m512i.
-            let (x, y): (__m512bh, __m512bh) = unsafe {
-                (
-                    std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
-                        w.as_ptr().add(i + 32 * k).cast(),
-                    )),
-                    std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
-                        a.as_ptr().add(i + 32 * k).cast(),
-                    )),
-                )
-            };
-            *acc = _mm512_dpbf16_ps(*acc, x, y);
-        }
-        i += 64;
-    }
-    let mut sum = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
-    for j in i..n {
-        sum += w[j].to_f32() * a[j].to_f32();
-    }
-    sum
-}
-
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn dot_q8_0(w: &[BlockQ8_0], a: &[BlockQ8_0]) -> f32 {
-    scaled_sum(
-        w,
-        a,
-        |x, y| (x.d, y.d),
-        |x, y| {
-            // SAFETY: 32 readable bytes each; unaligned loads.
-            let (qx, qy) = unsafe {
-                (
-                    _mm256_loadu_si256(x.qs.as_ptr().cast()),
-                    _mm256_loadu_si256(y.qs.as_ptr().cast()),
-                )
-            };
-            dot_i8x32(qx, qy)
-        },
-    )
-}
-
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn rows_q8_0(rows: [&[BlockQ8_0]; ROWS], a: &[BlockQ8_0]) -> [f32; ROWS] {
-    let step = |acc: &mut __m256, x: &BlockQ8_0, y: &BlockQ8_0| {
-        // SAFETY: 32 readable bytes each; unaligned loads.
-        let (qx, qy) = unsafe {
-            (
-                _mm256_loadu_si256(x.qs.as_ptr().cast()),
-                _mm256_loadu_si256(y.qs.as_ptr().cast()),
-            )
-        };
-        let p = _mm256_cvtepi32_ps(dot_i8x32(qx, qy));
-        *acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_mul(x.d, y.d)), p, *acc);
-    };
-    rows_blockwise(rows, a, _mm256_setzero_ps(), step, |v| hsum(v))
-}
-
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn dot_q4_0(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
-    let low = _mm256_set1_epi8(0x0F);
-    let eight = _mm256_set1_epi8(8);
-    scaled_sum(
-        w,
-        a,
-        |x, y| (x.d, y.d),
-        |x, y| {
-            // SAFETY: 16 and 32 readable bytes; unaligned loads.
-            let (t, qy) = unsafe {
-                (
-                    _mm_loadu_si128(x.qs.as_ptr().cast()),
-                    _mm256_loadu_si256(y.qs.as_ptr().cast()),
-                )
-            };
-            let q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), low);
-            dot_i8x32(_mm256_sub_epi8(q, eight), qy)
-        },
-    )
-}
-
-/// [`super::rows::q4_0_rows_tail`] with `vpdpbusd`: the last (< 8) blocks of [`rows_q4_0`].
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn rows_q4_0_tail(rows: [&[BlockQ4_0]; ROWS], a: &[BlockQ8_0]) -> [f32; ROWS] {
-    let dp = |acc: __m256i, u: __m256i, s: __m256i| _mm256_dpbusd_epi32(acc, u, s);
-    q4_0_rows_tail!(rows, a, dp)
-}
 
 /// Weight rows per tile call: 8 int32 + 8 sub-block + 8 running float accumulators and
 /// the activation vector fit the 32 zmm registers.
-pub(super) const TILE_ROWS: usize = 8;
+pub(crate) const TILE_ROWS: usize = 8;
 
-/// The tile micro-kernel (see [`crate::tile`]): [`TILE_ROWS`] decoded weight rows × 16
+/// The tile micro-kernel (see [`crate::contract::gemm`]): [`TILE_ROWS`] decoded weight rows × 16
 /// tokens per group. Activations are unsigned (`a + 128`), the weights' `corr` =
 /// `-128·Σq` starts each sub-block's int32 sum, so `vpdpbusd` (u8 × i8, exact in int32)
 /// yields `Σ q·a`. Per sub-block: convert and scale by `d·sc` (a broadcast from memory);
@@ -183,18 +27,18 @@ pub(super) const TILE_ROWS: usize = 8;
 /// The CPU must have the features enabled below, and `job` must pass
 /// `job.check::<W>(TILE_ROWS)`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn tile<W: crate::tile::TileScheme>(mut job: crate::tile::TileJob<'_>) {
+pub(crate) unsafe fn tile<W: GemmWeight>(mut job: GemmJob<'_>) {
     const R: usize = TILE_ROWS;
     let qk = W::QK;
     let nsub = qk / W::SUB;
     let dwords = W::SUB / 4;
-    let bb = crate::tile::act_block_bytes(qk, W::SUB, W::MINS, W::OFFSET);
+    let bb = act_block_bytes(qk, W::SUB, W::MINS, W::OFFSET);
     let p = job.w;
     let n_blocks = p.n_blocks;
     // SAFETY (every pointer below): `check` guarantees that each group's `n_blocks`
     // activation blocks lie inside `job.acts` and each valid row's 16 floats per group
     // inside `job.out`; the panel indices are bounded by `n_blocks · QK ≤ PANEL` and
-    // R ≤ MAX_TILE_ROWS, the sizes of the `PackedRows` arrays.
+    // R ≤ MAX_TILE_ROWS, the sizes of the `PackedPanel` arrays.
     unsafe {
         let q = p.q.as_ptr();
         let dsc = p.dsc.as_ptr();
@@ -232,7 +76,7 @@ pub(super) unsafe fn tile<W: crate::tile::TileScheme>(mut job: crate::tile::Tile
                     }
                 }
                 if W::MINS {
-                    let sums = a.add(crate::tile::GROUP * (qk + 4));
+                    let sums = a.add(TOKEN_GROUP * (qk + 4));
                     let m = mins.add(b * R * nsub / 2);
                     let mut msum = [_mm512_setzero_si512(); R];
                     for j in 0..nsub / 2 {
@@ -247,13 +91,13 @@ pub(super) unsafe fn tile<W: crate::tile::TileScheme>(mut job: crate::tile::Tile
                         sub_f[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(msum[r]), nd, sub_f[r]);
                     }
                 }
-                let dy = _mm512_loadu_ps(a.add(crate::tile::GROUP * qk).cast());
+                let dy = _mm512_loadu_ps(a.add(TOKEN_GROUP * qk).cast());
                 for r in 0..R {
                     acc[r] = _mm512_fmadd_ps(sub_f[r], dy, acc[r]);
                 }
                 if W::OFFSET {
                     // + m · s8: the weights' offset times the tokens' stored scaled sums.
-                    let sy = _mm512_loadu_ps(a.add(crate::tile::GROUP * (qk + 4)).cast());
+                    let sy = _mm512_loadu_ps(a.add(TOKEN_GROUP * (qk + 4)).cast());
                     for (r, acc) in acc.iter_mut().enumerate() {
                         let m = _mm512_set1_ps(*per_block.add(b * R + r));
                         *acc = _mm512_fmadd_ps(m, sy, *acc);
@@ -272,21 +116,21 @@ pub(super) unsafe fn tile<W: crate::tile::TileScheme>(mut job: crate::tile::Tile
 /// `job` must pass its kernel's check.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn store_group(acc: &[__m512; TILE_ROWS], job: &mut crate::tile::TileJob<'_>, g: usize) {
+unsafe fn store_group(acc: &[__m512; TILE_ROWS], job: &mut GemmJob<'_>, g: usize) {
     // SAFETY: the check bounds every row's 16 floats of group g in `out` and the rows ×
     // tokens written to `y`.
     unsafe {
         match job.y {
             Some(y) => {
-                let t = y.t0 + crate::tile::GROUP * g;
-                let tokens = y.n_tokens.saturating_sub(t).min(crate::tile::GROUP);
+                let t = y.t0 + TOKEN_GROUP * g;
+                let tokens = y.n_tokens.saturating_sub(t).min(TOKEN_GROUP);
                 if tokens > 0 {
                     let at = y.ptr.add(t * y.stride + y.col);
                     store_transposed(acc, at, y.stride, job.rows, tokens);
                 }
             }
             None => {
-                let out = job.out.as_mut_ptr().add(crate::tile::GROUP * g);
+                let out = job.out.as_mut_ptr().add(TOKEN_GROUP * g);
                 for (r, acc) in acc.iter().enumerate().take(job.rows) {
                     _mm512_storeu_ps(out.add(r * job.out_stride), *acc);
                 }
@@ -302,11 +146,11 @@ unsafe fn store_group(acc: &[__m512; TILE_ROWS], job: &mut crate::tile::TileJob<
 /// `job` must pass its kernel's check.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn load_group(job: &crate::tile::TileJob<'_>, g: usize) -> [__m512; TILE_ROWS] {
+unsafe fn load_group(job: &GemmJob<'_>, g: usize) -> [__m512; TILE_ROWS] {
     let mut acc = [_mm512_setzero_ps(); TILE_ROWS];
     if !job.first {
         // SAFETY: the check bounds every valid row's 16 floats of group g in `out`.
-        let out = unsafe { job.out.as_ptr().add(crate::tile::GROUP * g) };
+        let out = unsafe { job.out.as_ptr().add(TOKEN_GROUP * g) };
         for (r, acc) in acc.iter_mut().enumerate().take(job.rows) {
             // SAFETY: as above.
             *acc = unsafe { _mm512_loadu_ps(out.add(r * job.out_stride)) };
@@ -315,7 +159,7 @@ unsafe fn load_group(job: &crate::tile::TileJob<'_>, g: usize) -> [__m512; TILE_
     acc
 }
 
-/// The F32 / F16 tile (see [`crate::tile`]): [`TILE_ROWS`] rows × 16 tokens per group, the
+/// The F32 / F16 tile (see [`crate::contract::gemm`]): [`TILE_ROWS`] rows × 16 tokens per group, the
 /// rows' f32 values in the panel as `[k][R]` (one 32-byte line per k), the activations as
 /// `[k][16 tokens]`. Per element: one activation load and one FMA per row with the weight
 /// broadcast from the panel (`vfmadd231ps zmm, zmm, dword [mem]{1to16}`), so each weight
@@ -325,7 +169,7 @@ unsafe fn load_group(job: &crate::tile::TileJob<'_>, g: usize) -> [__m512; TILE_
 /// The CPU must have the features enabled below, and `job` must pass
 /// `job.check_float(TILE_ROWS, 1, 4)`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) unsafe fn tile_f32(mut job: crate::tile::TileJob<'_>) {
+pub(crate) unsafe fn tile_f32(mut job: GemmJob<'_>) {
     const R: usize = TILE_ROWS;
     let n = job.w.n_blocks;
     // SAFETY: `check_float` bounds the activations (n · 64 bytes per group) and the
@@ -336,7 +180,7 @@ pub(super) unsafe fn tile_f32(mut job: crate::tile::TileJob<'_>) {
             let acts = job.acts.as_ptr().add(g * job.group_stride).cast::<f32>();
             let mut acc = load_group(&job, g);
             for k in 0..n {
-                let av = _mm512_loadu_ps(acts.add(crate::tile::GROUP * k));
+                let av = _mm512_loadu_ps(acts.add(TOKEN_GROUP * k));
                 for (r, acc) in acc.iter_mut().enumerate() {
                     *acc = _mm512_fmadd_ps(_mm512_set1_ps(*wv.add(k * R + r)), av, *acc);
                 }
@@ -355,7 +199,7 @@ pub(super) unsafe fn tile_f32(mut job: crate::tile::TileJob<'_>) {
 /// The CPU must have the features enabled below, and `job` must pass
 /// `job.check_float(TILE_ROWS, 2, 2)`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")]
-pub(super) unsafe fn tile_bf16(mut job: crate::tile::TileJob<'_>) {
+pub(crate) unsafe fn tile_bf16(mut job: GemmJob<'_>) {
     const R: usize = TILE_ROWS;
     let n = job.w.n_blocks;
     let pairs = n / 2;
@@ -421,14 +265,14 @@ fn transpose8(v: [__m256; 8]) -> [__m256; 8] {
 /// zero), `word(r, k)` one word, for the rest.
 #[inline(always)]
 fn pack_words(
-    p: &mut crate::tile::PackedRows,
+    p: &mut PackedPanel,
     rows: usize,
     (n_words, simd_words): (usize, usize),
     load: impl Fn(usize, usize) -> __m256,
     word: impl Fn(usize, usize) -> u32,
 ) {
     const R: usize = TILE_ROWS;
-    assert!(rows <= R && n_words <= crate::tile::FLOAT_PANEL);
+    assert!(rows <= R && n_words <= FLOAT_PANEL);
     let mut k = 0;
     // SAFETY (intrinsics): only inlined into AVX-512 target-feature functions.
     unsafe {
@@ -456,8 +300,8 @@ fn pack_words(
 
 /// The F32 panel: rows' values `b0..b0 + n` as they are.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn pack_f32(
-    p: &mut crate::tile::PackedRows,
+pub(crate) fn pack_f32(
+    p: &mut PackedPanel,
     rows: &[&[f32]],
     b0: usize,
     n: usize,
@@ -477,8 +321,8 @@ pub(super) fn pack_f32(
 
 /// The F16 panel: rows' values `b0..b0 + n` converted to f32 (`vcvtph2ps`, exact).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn pack_f16(
-    p: &mut crate::tile::PackedRows,
+pub(crate) fn pack_f16(
+    p: &mut PackedPanel,
     rows: &[&[f16]],
     b0: usize,
     n: usize,
@@ -499,8 +343,8 @@ pub(super) fn pack_f16(
 /// The BF16 panel: rows' values `b0..b0 + n` as pairs (element b0 + 2j in the low half of
 /// word j), an odd last element paired with zero.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn pack_bf16(
-    p: &mut crate::tile::PackedRows,
+pub(crate) fn pack_bf16(
+    p: &mut PackedPanel,
     rows: &[&[bf16]],
     b0: usize,
     n: usize,
@@ -578,132 +422,14 @@ unsafe fn store_transposed(
     }
 }
 
-/// Header bytes (the 8 scales, then zeros) of [`rows_q4_0`]'s layout per group of 8 blocks.
-const PREP_Q4_0_HEAD: usize = 64;
-
-/// Bytes of [`rows_q4_0`]'s activation layout per group of 8 blocks (448).
-const PREP_Q4_0_GROUP: usize = super::rows::q4_0_prepared_group(PREP_Q4_0_HEAD);
-
-/// Bytes of [`rows_q4_0`]'s layout for an activation row of `n` blocks (the
-/// last `n % 8` blocks are read from the blocks themselves).
-pub(super) fn prep_q4_0_bytes(n: usize) -> usize {
-    n / 8 * PREP_Q4_0_GROUP
-}
-
-/// Writes [`rows_q4_0`]'s layout: per group of 8 activation blocks, 448 bytes:
-/// the 8 scales d_y as f32 (then 32 zero bytes), and for each half (blocks 4p .. 4p + 4)
-/// the four blocks' first 16 values (64 bytes, block j in 128-bit lane j), their last 16
-/// (64 bytes), and the 16 i32 −8·Σ of the 8 values that meet each i32 lane of the two
-/// (the weights' offset of 8), written by [`super::rows::write_q4_0_prepared`].
-pub(super) fn prep_q4_0(a: &[BlockQ8_0], out: &mut [u8]) {
-    debug_assert!(out.len() >= prep_q4_0_bytes(a.len()));
-    super::rows::write_q4_0_prepared(a, out, PREP_Q4_0_HEAD, 4);
-}
-
-/// The Q4_0 arithmetic of [`super::rows`] on 512-bit vectors, on activations prepared
-/// once per row ([`prep_q4_0`]): steps of 8 blocks, each in two halves of four blocks per
-/// vector. Each row's four 16-byte nibble fields of a half (18-byte stride,
-/// word-aligned) come from two overlapping 64-byte loads and one two-source word permute
-/// (`vpermt2w`), 3 instructions where 256-bit vectors take 4 per two blocks, and its 8
-/// scales from the first loads of the two halves (one more `vpermt2w`). The activation
-/// side of a step is six 64-byte loads and one 32-byte load, where preparing it per call
-/// took 16 16-byte loads, 12 inserts, 4 `vpdpbusd` and the scales' gather for each group
-/// of rows. In L1, one core (`--example dot_min -- Q4_0`, 4 rows):
-/// 37.5 GB/s, 32.7 when prepared per call. Zen 4 runs 512-bit operations as two halves,
-/// so the wide vectors save instructions, not execution cycles; variants measured slower
-/// in L1: four 16-byte loads + inserts, `vpermt2b` (same as `vpermt2w`); a GFNI affine
-/// for the high nibbles (one instruction for shift + mask) was code placement, not a
-/// gain. The last `n % 8` blocks go through the 256-bit tail.
+/// [`PackedPanel::pack`] compiled for AVX-512 (vectorized for this kernel's ISA).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(super) fn rows_q4_0(rows: [&[BlockQ4_0]; ROWS], a: &[BlockQ8_0], prep: &[u8]) -> [f32; ROWS] {
-    let n = rows.iter().fold(a.len(), |n, r| n.min(r.len()));
-    assert!(
-        prep.len() >= prep_q4_0_bytes(n),
-        "prepared Q4_0 activations: {} bytes for {n} blocks",
-        prep.len()
-    );
-    let low = _mm512_set1_epi8(0x0F);
-    // Word k of 4 nibble fields: block j's qs are the 16-bit words 9j + 1 ..= 9j + 8 of a
-    // 72-byte run, taken from A = run[0..64] (word < 32) or B = run[8..72] (word w is
-    // B's word w − 4, index 32 + w − 4).
-    let qidx: [u16; 32] = std::array::from_fn(|k| {
-        let w = 9 * (k / 8) + 1 + k % 8;
-        if w < 32 {
-            w as u16
-        } else {
-            (32 + w - 4) as u16
-        }
-    });
-    // SAFETY: 64 readable bytes.
-    let qidx = unsafe { _mm512_loadu_si512(qidx.as_ptr().cast()) };
-    // The 8 scales: word 9j of the first run's first load (blocks 0-3) and of the
-    // second run's (blocks 4-7).
-    let wd_idx = _mm512_castsi128_si512(_mm_setr_epi16(0, 9, 18, 27, 32, 41, 50, 59));
-    let sidx = [0, 4].map(|k| {
-        _mm512_setr_epi32(
-            k,
-            k,
-            k,
-            k,
-            k + 1,
-            k + 1,
-            k + 1,
-            k + 1,
-            k + 2,
-            k + 2,
-            k + 2,
-            k + 2,
-            k + 3,
-            k + 3,
-            k + 3,
-            k + 3,
-        )
-    });
-    let mut acc = [_mm512_setzero_ps(); ROWS];
-    let wp: [*const BlockQ4_0; ROWS] = std::array::from_fn(|r| rows[r].as_ptr());
-    let ahead = wp[ROWS - 1].wrapping_add(n).cast::<i8>();
-    const STEP_BYTES: usize = ROWS * 8 * std::mem::size_of::<BlockQ4_0>();
-    let mut b = 0;
-    while b + 8 <= n {
-        for l in (0..STEP_BYTES).step_by(64) {
-            _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(b / 8 * STEP_BYTES + l));
-        }
-        // SAFETY (all reads below): b + 8 <= n, every row holds ≥ n blocks, and `prep`
-        // holds ≥ n / 8 groups of 448 bytes (checked above).
-        unsafe {
-            let pp = prep.as_ptr().add(b / 8 * PREP_Q4_0_GROUP);
-            let dy = _mm256_loadu_ps(pp.cast());
-            let ld = |o: usize| _mm512_loadu_si512(pp.add(o).cast());
-            let ys = [0, 1].map(|p| (ld(64 + 192 * p), ld(128 + 192 * p), ld(192 + 192 * p)));
-            for r in 0..ROWS {
-                let run = [wp[r].add(b).cast::<u8>(), wp[r].add(b + 4).cast::<u8>()];
-                let va = run.map(|q| _mm512_loadu_si512(q.cast()));
-                let vb = run.map(|q| _mm512_loadu_si512(q.add(8).cast()));
-                let d16 = _mm512_permutex2var_epi16(va[0], wd_idx, va[1]);
-                let s = _mm512_castps256_ps512(_mm256_mul_ps(
-                    _mm256_cvtph_ps(_mm512_castsi512_si128(d16)),
-                    dy,
-                ));
-                for p in 0..2 {
-                    let (ylo, yhi, c) = ys[p];
-                    let v = _mm512_permutex2var_epi16(va[p], qidx, vb[p]);
-                    let lo = _mm512_and_si512(v, low);
-                    let hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
-                    let i = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(c, lo, ylo), hi, yhi);
-                    let sc = _mm512_permutexvar_ps(sidx[p], s);
-                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), sc, acc[r]);
-                }
-            }
-        }
-        b += 8;
-    }
-    let mut out: [f32; ROWS] = std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]));
-    // The last blocks (fewer than 8) through the 256-bit kernel's tail.
-    if b < n {
-        let tail = rows_q4_0_tail(std::array::from_fn(|r| &rows[r][b..n]), &a[b..n]);
-        for r in 0..ROWS {
-            out[r] += tail[r];
-        }
-    }
-    out
+pub(crate) fn pack<W: GemmWeight>(
+    p: &mut PackedPanel,
+    rows: &[&[W]],
+    b0: usize,
+    n_blocks: usize,
+    tile_rows: usize,
+) {
+    p.pack(rows, (b0, n_blocks), tile_rows, sum_i8)
 }

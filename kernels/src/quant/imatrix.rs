@@ -17,7 +17,7 @@
 //! | Q4_1  | `quantize_row_q4_1_impl`   | same                           | `make_qkx3_quants(32, 15, …)` |
 //! | Q5_0  | `quantize_row_q5_0_impl`   | same                           | `make_qx_quants(32, 16)` |
 //! | Q5_1  | `quantize_row_q5_1_impl`   | same                           | `make_qkx3_quants(32, 31, …)` |
-//! | IQ4_NL, IQ4_XS | `quantize_iq4_nl`, `quantize_iq4_xs` | `qw·sqrt(2Σx²/n + x²)` (see [`crate::quantize_k`]) | |
+//! | IQ4_NL, IQ4_XS | `quantize_iq4_nl`, `quantize_iq4_xs` | `qw·sqrt(2Σx²/n + x²)` (see [`super::k`]) | |
 //!
 //! The σ² term (Σx² over the super-block, or over the whole row for the legacy types) keeps
 //! a weight from vanishing where the activations were never seen. `make_qkx3_quants` with
@@ -25,17 +25,15 @@
 //! `make_qkx2_quants`'s `max == min`, and after `min` is clamped to ≤ 0 both hold exactly
 //! when max == min). Q8_0, F16, BF16 and F32 ignore the weights, as ggml does.
 //!
-//! Float semantics as in [`crate::quantize_k`]: f32 throughout, C's evaluation order, no
+//! Float semantics as in [`super::k`]: f32 throughout, C's evaluation order, no
 //! fused multiply-add, `nearest_int`, truncating `int -> uint8_t` stores.
 
 use half::f16;
 
-use crate::blocks::{
+use super::k::{check_len, fit_scale_min, fit_symmetric, nearest_int, pack_2bit, GROUP_MAX_EPS};
+use crate::format::blocks::{
     scale_min_k4, Block, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0,
     BlockQ5_1, BlockQ5_K, BlockQ6_K, QK_K,
-};
-use crate::quantize_k::{
-    check_len, fit_scale_min, fit_symmetric, nearest_int, pack_2bit, GROUP_MAX_EPS,
 };
 
 /// ggml's `make_qp_quants`: fits non-negative `x` (sub-block scales or mins) as
@@ -241,7 +239,7 @@ pub fn quantize_row_q3_k_imatrix(x: &[f32], y: &mut [BlockQ3_K], qw: &[f32]) {
             block.scales[j % 4 + 8] |= ((l >> 4) << (2 * (j / 4))) as u8;
         }
         block.d = f16::from_f32(d_block);
-        crate::quantize_k::finish_q3_k(&mut block, xs, &mut levels);
+        super::k::finish_q3_k(&mut block, xs, &mut levels);
         *out = block;
     }
 }
@@ -317,7 +315,7 @@ pub fn quantize_row_q4_k_imatrix(x: &[f32], y: &mut [BlockQ4_K], qw: &[f32]) {
         let mut levels = [0u8; QK_K];
         let (scales, d, dmin) =
             fit_k4_imatrix(xs, &qw[QK_K * i..QK_K * (i + 1)], 15, false, &mut levels);
-        *out = crate::quantize_k::pack_q4_k(&levels, scales, d, dmin);
+        *out = super::k::pack_q4_k(&levels, scales, d, dmin);
     }
 }
 
@@ -329,7 +327,7 @@ pub fn quantize_row_q5_k_imatrix(x: &[f32], y: &mut [BlockQ5_K], qw: &[f32]) {
         let mut levels = [0u8; QK_K];
         let (scales, d, dmin) =
             fit_k4_imatrix(xs, &qw[QK_K * i..QK_K * (i + 1)], 31, true, &mut levels);
-        *out = crate::quantize_k::pack_q5_k(&levels, scales, d, dmin);
+        *out = super::k::pack_q5_k(&levels, scales, d, dmin);
     }
 }
 
@@ -341,7 +339,7 @@ pub fn quantize_row_q6_k_imatrix(x: &[f32], y: &mut [BlockQ6_K], qw: &[f32]) {
     check_weights(x, qw);
     for (i, (xs, out)) in x.chunks_exact(QK_K).zip(y.iter_mut()).enumerate() {
         let qw = &qw[QK_K * i..QK_K * (i + 1)];
-        crate::quantize_k::quantize_block_q6_k(xs, out, |ib, xb, lv| {
+        super::k::quantize_block_q6_k(xs, out, |ib, xb, lv| {
             fit_symmetric(xb, 32, lv, Some(&qw[16 * ib..16 * ib + 16]))
         });
     }
@@ -454,17 +452,17 @@ imatrix_via!(
     BlockQ5_1 => quantize_row_q5_1_imatrix
 );
 
-impl QuantizeImatrix for crate::blocks::BlockIQ4_NL {
+impl QuantizeImatrix for crate::format::blocks::BlockIQ4_NL {
     fn quantize_row_imatrix(x: &[f32], y: &mut [Self], qw: &[f32]) {
         check_weights(x, qw);
-        crate::quantize_k::quantize_iq4_nl(x, y, Some(qw))
+        super::k::quantize_iq4_nl(x, y, Some(qw))
     }
 }
 
-impl QuantizeImatrix for crate::blocks::BlockIQ4_XS {
+impl QuantizeImatrix for crate::format::blocks::BlockIQ4_XS {
     fn quantize_row_imatrix(x: &[f32], y: &mut [Self], qw: &[f32]) {
         check_weights(x, qw);
-        crate::quantize_k::quantize_iq4_xs(x, y, Some(qw))
+        super::k::quantize_iq4_xs(x, y, Some(qw))
     }
 }
 
@@ -473,9 +471,9 @@ macro_rules! imatrix_ignored {
     ($($B:ty),*) => {$(
         impl QuantizeImatrix for $B {
             fn quantize_row_imatrix(x: &[f32], y: &mut [Self], _qw: &[f32]) {
-                <$B as crate::quantize::Quantize>::quantize_row(x, y)
+                <$B as super::Quantize>::quantize_row(x, y)
             }
         }
     )*};
 }
-imatrix_ignored!(crate::blocks::BlockQ8_0, f32, half::f16, half::bf16);
+imatrix_ignored!(crate::format::blocks::BlockQ8_0, f32, half::f16, half::bf16);

@@ -5,40 +5,21 @@
 //!   with the signed absolute maximum mapped to -127, as `quantize_row_q8_K_ref`).
 //! - Weight formats Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16, BF16: ggml's reference quantizers,
 //!   bit-exact with gguf-py's `gguf.quants.quantize` (tested). The K-quants and IQ4 live
-//!   in [`crate::quantize_k`].
+//!   in [`k`]; the importance-weighted quantizers in [`imatrix`].
 
 use half::{bf16, f16};
 
-use crate::blocks::*;
+use crate::format::blocks::*;
+
+pub mod imatrix;
+pub mod k;
+
+use k::{check_len, inverse_or_zero, signed_absmax};
 
 /// A block type that f32 values can be quantized into.
 pub trait Quantize: Block {
     /// Quantizes `x` (`x.len() == y.len() * Self::QK`) into `y`.
     fn quantize_row(x: &[f32], y: &mut [Self]);
-}
-
-fn check_len<B: Block>(x: &[f32], y: &[B]) {
-    assert_eq!(
-        x.len(),
-        y.len() * B::QK,
-        "quantize {}: {} values for {} blocks",
-        B::TYPE,
-        x.len(),
-        y.len()
-    );
-}
-
-/// Index and value of the element with the largest magnitude (the first if tied), as
-/// ggml's `if (amax < fabsf(v))` scan finds it.
-fn signed_absmax(x: &[f32]) -> (f32, f32) {
-    let (mut amax, mut max) = (0.0f32, 0.0f32);
-    for &v in x {
-        if amax < v.abs() {
-            amax = v.abs();
-            max = v;
-        }
-    }
-    (amax, max)
 }
 
 /// The largest magnitude, as `signed_absmax(x).0` but in a form that vectorizes: the bit
@@ -66,14 +47,6 @@ fn min_max(x: &[f32]) -> (f32, f32) {
         }
     }
     (min, max)
-}
-
-fn inverse(d: f32) -> f32 {
-    if d != 0.0 {
-        1.0 / d
-    } else {
-        0.0
-    }
 }
 
 /// ggml's `nearest_int`: round half to even (exact for |x| < 2^22, all that occurs here).
@@ -120,7 +93,7 @@ impl Quantize for BlockQ4_0 {
         for (xb, b) in x.chunks_exact(32).zip(y.iter_mut()) {
             let (_, max) = signed_absmax(xb);
             let d = max / -8.0;
-            let id = inverse(d);
+            let id = inverse_or_zero(d);
             b.d = f16::from_f32(d);
             for j in 0..16 {
                 // Truncation toward zero of a value in [0.5, 16.5], capped at 15.
@@ -138,7 +111,7 @@ impl Quantize for BlockQ4_1 {
         for (xb, b) in x.chunks_exact(32).zip(y.iter_mut()) {
             let (min, max) = min_max(xb);
             let d = (max - min) / 15.0;
-            let id = inverse(d);
+            let id = inverse_or_zero(d);
             b.d = f16::from_f32(d);
             b.m = f16::from_f32(min);
             for j in 0..16 {
@@ -156,7 +129,7 @@ impl Quantize for BlockQ5_0 {
         for (xb, b) in x.chunks_exact(32).zip(y.iter_mut()) {
             let (_, max) = signed_absmax(xb);
             let d = max / -16.0;
-            let id = inverse(d);
+            let id = inverse_or_zero(d);
             b.d = f16::from_f32(d);
             let mut qh = 0u32;
             for j in 0..16 {
@@ -177,7 +150,7 @@ impl Quantize for BlockQ5_1 {
         for (xb, b) in x.chunks_exact(32).zip(y.iter_mut()) {
             let (min, max) = min_max(xb);
             let d = (max - min) / 31.0;
-            let id = inverse(d);
+            let id = inverse_or_zero(d);
             b.d = f16::from_f32(d);
             b.m = f16::from_f32(min);
             let mut qh = 0u32;
@@ -194,14 +167,14 @@ impl Quantize for BlockQ5_1 {
 }
 
 impl Quantize for BlockQ8_0 {
-    // Inlined so x86::select_quantize can compile it for AVX2.
+    // Inlined so `crate::select::quantize` can compile it for AVX2.
     #[inline(always)]
     fn quantize_row(x: &[f32], y: &mut [Self]) {
         check_len(x, y);
         for (xb, b) in x.chunks_exact(32).zip(y.iter_mut()) {
             let amax = abs_max(xb);
             let d = amax / 127.0;
-            let id = inverse(d);
+            let id = inverse_or_zero(d);
             b.d = f16::from_f32(d);
             for j in 0..32 {
                 b.qs[j] = (xb[j] * id).round() as i8; // roundf: half away from zero
@@ -211,14 +184,14 @@ impl Quantize for BlockQ8_0 {
 }
 
 impl Quantize for BlockQ8_1 {
-    // Inlined so x86::select_quantize can compile it for AVX2.
+    // Inlined so `crate::select::quantize` can compile it for AVX2.
     #[inline(always)]
     fn quantize_row(x: &[f32], y: &mut [Self]) {
         check_len(x, y);
         for (xb, b) in x.chunks_exact(32).zip(y.iter_mut()) {
             let amax = abs_max(xb);
             let d = amax / 127.0;
-            let id = inverse(d);
+            let id = inverse_or_zero(d);
             b.d = f16::from_f32(d);
             let mut sum = 0i32;
             for j in 0..32 {
@@ -231,7 +204,7 @@ impl Quantize for BlockQ8_1 {
 }
 
 impl Quantize for BlockQ8_K {
-    // Inlined so x86::select_quantize can compile it for AVX2.
+    // Inlined so `crate::select::quantize` can compile it for AVX2.
     #[inline(always)]
     fn quantize_row(x: &[f32], y: &mut [Self]) {
         check_len(x, y);
@@ -269,7 +242,7 @@ mod tests {
     #[test]
     fn q8_k_scales_sums_and_error() {
         let x = signal(3 * QK_K);
-        let mut y = crate::blocks::zeroed_blocks::<BlockQ8_K>(3);
+        let mut y = crate::format::blocks::zeroed_blocks::<BlockQ8_K>(3);
         BlockQ8_K::quantize_row(&x, &mut y);
         for (b, xb) in y.iter().zip(x.chunks(QK_K)) {
             for j in 0..16 {
@@ -284,7 +257,7 @@ mod tests {
             assert!(b.qs.contains(&-127));
         }
         // All zeros: zero scale, zero quants.
-        let mut z = crate::blocks::zeroed_blocks::<BlockQ8_K>(1);
+        let mut z = crate::format::blocks::zeroed_blocks::<BlockQ8_K>(1);
         BlockQ8_K::quantize_row(&[0.0; QK_K], &mut z);
         assert_eq!(z[0].d, 0.0);
         assert!(z[0].qs.iter().all(|&q| q == 0));
@@ -293,7 +266,7 @@ mod tests {
     #[test]
     fn q8_1_sum_is_d_times_sum_of_quants() {
         let x = signal(64);
-        let mut y = crate::blocks::zeroed_blocks::<BlockQ8_1>(2);
+        let mut y = crate::format::blocks::zeroed_blocks::<BlockQ8_1>(2);
         BlockQ8_1::quantize_row(&x, &mut y);
         for b in &y {
             // s = f16(d · Σq) with the unrounded f32 d, so it agrees with the stored
@@ -336,12 +309,12 @@ mod tests {
 }
 
 /// The K-quants and IQ4 formats: ggml's reference (non-imatrix) searches, in
-/// [`crate::quantize_k`].
+/// [`k`].
 macro_rules! quantize_via {
     ($($B:ty => $f:ident),*) => {$(
         impl Quantize for $B {
             fn quantize_row(x: &[f32], y: &mut [Self]) {
-                crate::quantize_k::$f(x, y)
+                k::$f(x, y)
             }
         }
     )*};

@@ -1,29 +1,22 @@
-//! matmul and attention: against naive f64 references, on every ISA, and bit-identical
-//! for any thread count.
+//! matmul (GEMV and batches, every weight type): against an f64 product of the
+//! dequantized values on every ISA, bit-identical for any thread count, a batch equal to
+//! each token's GEMV, and clear errors for bad shapes.
 
 mod common;
 
-use common::pattern_bytes;
-use phiq::kernels::attention::{attention, AttnShape, KvLayout};
-use phiq::kernels::blocks::*;
-use phiq::kernels::dispatch::Isa;
-use phiq::kernels::half::f16;
-use phiq::kernels::matmul::{matmul, MatmulScratch};
-use phiq::kernels::quantize::Quantize;
-use phiq::kernels::GgmlType;
-
-fn signal(n: usize, seed: u64) -> Vec<f32> {
-    let r = pattern_bytes(n, seed);
-    (0..n)
-        .map(|i| {
-            0.1 + 2.0 * ((i as f32) * 0.37 + seed as f32).cos() + (r[i] as f32 - 128.0) / 256.0
-        })
-        .collect()
-}
+use common::signal;
+use phiq_kernels::dynamic::matmul;
+use phiq_kernels::format::blocks::*;
+use phiq_kernels::format::unpack::{dequantize_row, Dequantize};
+use phiq_kernels::half::f16;
+use phiq_kernels::isa::Isa;
+use phiq_kernels::matmul::MatmulScratch;
+use phiq_kernels::quant::Quantize;
+use phiq_kernels::GgmlType;
 
 /// A `[n_out][n_in]` weight tensor of type B quantized from a signal, as bytes in an
 /// 8-aligned buffer, plus its dequantized values.
-fn weights<B: Quantize>(n_out: usize, n_in: usize) -> (Vec<u64>, usize, Vec<f32>) {
+fn weights<B: Quantize + Dequantize>(n_out: usize, n_in: usize) -> (Vec<u64>, usize, Vec<f32>) {
     let x = signal(n_out * n_in, 3);
     let mut blocks = zeroed_blocks::<B>(n_out * n_in / B::QK);
     B::quantize_row(&x, &mut blocks);
@@ -43,7 +36,7 @@ fn as_bytes(buf: &[u64], len: usize) -> &[u8] {
     unsafe { &std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), buf.len() * 8)[..len] }
 }
 
-fn check_matmul<B: Quantize>(ty: GgmlType) {
+fn check_matmul<B: Quantize + Dequantize>(ty: GgmlType) {
     let (n_out, n_in) = (67, 512);
     let (buf, len, wdeq) = weights::<B>(n_out, n_in);
     let w = as_bytes(&buf, len);
@@ -94,7 +87,7 @@ fn check_matmul<B: Quantize>(ty: GgmlType) {
 
 #[test]
 fn matmul_every_weight_type() {
-    use phiq::kernels::half::bf16;
+    use phiq_kernels::half::bf16;
     check_matmul::<f32>(GgmlType::F32);
     check_matmul::<f16>(GgmlType::F16);
     check_matmul::<bf16>(GgmlType::BF16);
@@ -124,7 +117,7 @@ fn matmul_k_quants() {
 /// token are read at every offset.
 #[test]
 fn batch_rows_equal_gemv_and_scratch_reuse_is_clean() {
-    fn case<B: Quantize>(ty: GgmlType, n_in: usize, scratch: &mut MatmulScratch) {
+    fn case<B: Quantize + Dequantize>(ty: GgmlType, n_in: usize, scratch: &mut MatmulScratch) {
         let n_out = 37;
         let (buf, len, _) = weights::<B>(n_out, n_in);
         let w = as_bytes(&buf, len);
@@ -176,129 +169,4 @@ fn matmul_rejects_bad_shapes() {
     assert!(matmul(GgmlType::Q8_0, w, 64, &x[..60], &mut [0f32; 4], &mut s, isa).is_err());
     assert!(matmul(GgmlType::IQ2_XXS, w, 64, &x, &mut [0f32; 4], &mut s, isa).is_err());
     assert!(matmul(GgmlType::Q8_K, w, 64, &x, &mut [0f32; 4], &mut s, isa).is_err());
-}
-
-/// Naive attention in f64 with a full softmax; a query at position p sees keys
-/// j with p − j < window (window 0: all of them).
-#[allow(clippy::too_many_arguments)]
-fn attention_f64(
-    q: &[f32],
-    k: &[f16],
-    v: &[f16],
-    n_head: usize,
-    n_kv: usize,
-    hd: usize,
-    n_past: usize,
-    scale: f32,
-    window: usize,
-) -> Vec<f64> {
-    let n_tokens = q.len() / (n_head * hd);
-    let mut out = vec![0f64; q.len()];
-    for t in 0..n_tokens {
-        for h in 0..n_head {
-            let kvh = h / (n_head / n_kv);
-            let qh = &q[(t * n_head + h) * hd..][..hd];
-            let p = n_past + t;
-            let visible: Vec<usize> = (0..=p).filter(|&j| window == 0 || p - j < window).collect();
-            let scores: Vec<f64> = visible
-                .iter()
-                .map(|&j| {
-                    (0..hd)
-                        .map(|i| qh[i] as f64 * k[(j * n_kv + kvh) * hd + i].to_f64())
-                        .sum::<f64>()
-                        * scale as f64
-                })
-                .collect();
-            let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
-            let sum: f64 = e.iter().sum();
-            for (&j, p) in visible.iter().zip(&e) {
-                for i in 0..hd {
-                    out[(t * n_head + h) * hd + i] +=
-                        p / sum * v[(j * n_kv + kvh) * hd + i].to_f64();
-                }
-            }
-        }
-    }
-    out
-}
-
-#[test]
-fn attention_matches_naive_softmax() {
-    // Head shapes: the tiny models' (group 4, head_dim 32), Phi-4's (group 4, 128: two
-    // 64-dimension slices in the AVX-512 kernel), and a group of 5 with head_dim 48 (a
-    // 4 + 1 head split and 16-dimension slices), and 8 heads on one KV head.
-    for (n_head, n_kv, hd) in [(8, 2, 32), (8, 2, 128), (10, 2, 48), (8, 1, 16)] {
-        attention_case(n_head, n_kv, hd);
-    }
-}
-
-fn attention_case(n_head: usize, n_kv: usize, hd: usize) {
-    let cases = [(0, 1, 0), (0, 7, 0), (5, 1, 0), (130, 3, 0), (200, 70, 0)];
-    // Sliding windows: shorter than, across and longer than the chunk of 64 keys.
-    let windows = [
-        (0, 7, 3),
-        (5, 1, 1),
-        (130, 3, 100),
-        (200, 70, 65),
-        (10, 5, 1000),
-    ];
-    for (n_past, n_tokens, window) in cases.into_iter().chain(windows) {
-        let total = n_past + n_tokens;
-        let q: Vec<f32> = signal(n_tokens * n_head * hd, 1);
-        let k: Vec<f16> = signal(total * n_kv * hd, 2)
-            .iter()
-            .map(|&x| f16::from_f32(x))
-            .collect();
-        let v: Vec<f16> = signal(total * n_kv * hd, 4)
-            .iter()
-            .map(|&x| f16::from_f32(x))
-            .collect();
-        let scale = 1.0 / (hd as f32).sqrt();
-        let want = attention_f64(&q, &k, &v, n_head, n_kv, hd, n_past, scale, window);
-        // The same rows position-major, and head-major in a cache with room for 3 more
-        // positions (as a session's cache, larger than what is used).
-        let n_ctx = total + 3;
-        let head_major = |x: &[f16]| {
-            let mut y = vec![f16::from_f32(9.0); n_kv * n_ctx * hd];
-            for j in 0..total {
-                for h in 0..n_kv {
-                    y[(h * n_ctx + j) * hd..][..hd]
-                        .copy_from_slice(&x[(j * n_kv + h) * hd..][..hd]);
-                }
-            }
-            y
-        };
-        let layouts = [
-            (KvLayout::position_major(n_kv, hd), k.clone(), v.clone()),
-            (
-                KvLayout::head_major(n_ctx, hd),
-                head_major(&k),
-                head_major(&v),
-            ),
-        ];
-        for ((layout, k, v), isa) in layouts
-            .iter()
-            .flat_map(|l| Isa::all_variants().into_iter().map(move |i| (l, i)))
-        {
-            let mut out = vec![0f32; q.len()];
-            let shape = AttnShape {
-                n_head,
-                n_kv_head: n_kv,
-                head_dim: hd,
-                n_past,
-                scale,
-                window,
-                layout: *layout,
-            };
-            attention(&q, k, v, shape, &mut out, isa);
-            for (i, (a, b)) in out.iter().zip(&want).enumerate() {
-                // f32 accumulation over ≤ 270 positions of values ≤ ~3: a few 1e-6.
-                assert!(
-                    (*a as f64 - b).abs() < 2e-5,
-                    "{isa} {layout:?} heads {n_head}/{n_kv}×{hd} n_past={n_past} window={window} [{i}]: {a} vs {b}"
-                );
-            }
-        }
-    }
 }

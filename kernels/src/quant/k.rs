@@ -53,7 +53,7 @@
 
 use half::f16;
 
-use crate::blocks::{
+use crate::format::blocks::{
     scale_min_k4, Block, BlockIQ4_NL, BlockIQ4_XS, BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K,
     BlockQ6_K, KVALUES_IQ4NL, QK_K,
 };
@@ -978,7 +978,7 @@ pub(crate) fn quantize_iq4_xs(x: &[f32], y: &mut [BlockIQ4_XS], qw: Option<&[f32
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blocks::dequantize_row;
+    use crate::format::unpack::{dequantize_row, Dequantize};
 
     /// ggml's `generate_data` (tests/test-quantize-fns.cpp): `0.1 + 2*cosf(i + offset)`,
     /// with C's types: `i + offset` and the product in float, the sum in double.
@@ -1042,12 +1042,12 @@ mod tests {
         run: fn(&[f32]) -> Quantized,
     }
 
-    fn run_with<B: Block>(quantize: fn(&[f32], &mut [B]), x: &[f32], initial: B) -> Quantized {
+    fn run_with<B: Dequantize>(quantize: fn(&[f32], &mut [B]), x: &[f32], initial: B) -> Quantized {
         let mut blocks = vec![initial; x.len() / B::QK];
         quantize(x, &mut blocks);
         let mut out = vec![f32::NAN; x.len()];
         dequantize_row(&blocks, &mut out);
-        (crate::blocks::block_bytes(&blocks).to_vec(), out)
+        (crate::format::blocks::block_bytes(&blocks).to_vec(), out)
     }
 
     // ggml's thresholds (tests/test-quantize-fns.cpp): Q2_K has the 2-bit one, Q3_K the
@@ -1062,7 +1062,8 @@ mod tests {
         fn junk<B: Block>() -> B {
             let bytes = vec![0xA5u8; std::mem::size_of::<B>() + 16];
             let off = bytes.as_ptr().align_offset(std::mem::align_of::<B>());
-            crate::blocks::view_blocks::<B>(&bytes[off..off + std::mem::size_of::<B>()]).unwrap()[0]
+            crate::format::blocks::view_blocks::<B>(&bytes[off..off + std::mem::size_of::<B>()])
+                .unwrap()[0]
         }
         vec![
             Case {

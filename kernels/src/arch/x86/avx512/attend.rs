@@ -20,8 +20,8 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use super::act::exp512 as exp_ps;
-use crate::attention::AttendJob;
+use super::ops::exp512 as exp_ps;
+use crate::contract::attend::AttendJob;
 
 /// Positions per chunk: the scores of 8 heads × 64 positions (2 KiB) stay in L1, as do the
 /// chunk's V rows (64 × 256 bytes for head_dim 128) while they are read once per
@@ -44,9 +44,9 @@ const AHEAD: usize = 2 * CHUNK;
 /// # Safety
 /// The job passed `check`, and the CPU has AVX-512 F/BW/VL, AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-pub(super) unsafe fn attend_f16(job: AttendJob<'_>) {
+pub(crate) unsafe fn attend_f16(job: AttendJob<'_>) {
     // SAFETY (each arm): forwarded from this function's contract; `check` bounds the
-    // group to 1..=MAX_GROUP.
+    // group to 1..=MAX_GROUP_HEADS.
     unsafe {
         match job.out.len() / job.head_dim {
             1 => group::<1>(job),

@@ -3,77 +3,23 @@
 
 mod common;
 
-use common::pattern_bytes;
-use phiq::kernels::blocks::*;
-use phiq::kernels::dispatch::Isa;
-use phiq::kernels::dot::VecDot;
-use phiq::kernels::half::{bf16, f16};
-use phiq::kernels::quantize::Quantize;
+use common::{activations, dequant, weight_blocks};
+use phiq_kernels::format::blocks::*;
+use phiq_kernels::half::{bf16, f16};
+use phiq_kernels::isa::Isa;
+use phiq_kernels::quant::Quantize;
+use phiq_kernels::select::Select;
 
 /// Block counts tried for every pairing.
 const LENGTHS: [usize; 8] = [1, 2, 3, 7, 16, 23, 64, 65];
-
-/// Deterministic activations: ggml's test signal `0.1 + 2 cos(i + off)` mixed with noise
-/// and an occasional large value, or an edge pattern.
-fn activations(n: usize, seed: u64, kind: u8) -> Vec<f32> {
-    let noise = pattern_bytes(n, seed);
-    (0..n)
-        .map(|i| match kind {
-            0 => 0.1 + 2.0 * ((i as f32) + seed as f32).cos() + (noise[i] as f32 - 128.0) / 64.0,
-            1 => 0.0,
-            2 => -((noise[i] as f32) + 1.0) / 7.0, // all negative
-            _ => {
-                if noise[i] > 250 {
-                    1000.0
-                } else {
-                    (noise[i] as f32 - 128.0) / 128.0
-                }
-            }
-        })
-        .collect()
-}
 
 /// Weight bytes besides the f16 scales: random, or every byte 0xFF, 0x00 or 0x80 — the
 /// extreme quants (all bits set: the largest values, largest K-quant scales and mins; all
 /// clear: the most negative values of the offset formats; 0x80: Q6_K's scales −128).
 const WEIGHT_PATTERNS: [Option<u8>; 4] = [None, Some(0xFF), Some(0x00), Some(0x80)];
 
-/// Weight blocks: `pattern` bytes (random when None), with the f16 scale fields at
-/// `scale_offsets` set to moderate random values (or to 65504 when `max_scales`).
-fn weight_blocks<W: VecDot>(
-    n: usize,
-    seed: u64,
-    scale_offsets: &[usize],
-    (max_scales, pattern): (bool, Option<u8>),
-) -> Vec<W> {
-    let size = std::mem::size_of::<W>();
-    let random = pattern_bytes(n * size, seed);
-    let mut bytes = match pattern {
-        Some(b) => vec![b; n * size],
-        None => random.clone(),
-    };
-    for b in 0..n {
-        for (k, &off) in scale_offsets.iter().enumerate() {
-            let r = random[(b * size + 7 * k + 3) % random.len()];
-            let v: u16 = if max_scales {
-                0x7bff
-            } else {
-                ((r as u16 & 1) << 15) | ((8 + (r as u16 % 8)) << 10) | (r as u16 * 3)
-            };
-            bytes[b * size + off..b * size + off + 2].copy_from_slice(&v.to_le_bytes());
-        }
-    }
-    blocks_from_bytes(&bytes)
-}
-
-fn dequant<B: Block>(b: &[B]) -> Vec<f64> {
-    let mut out = vec![0f32; b.len() * B::QK];
-    dequantize_row(b, &mut out);
-    out.into_iter().map(f64::from).collect()
-}
-
 /// Weights of a plain float type, from a float signal (random bytes would be inf/NaN).
-fn float_weights<W: VecDot + Quantize>(
+fn float_weights<W: Select + Quantize>(
     n: usize,
     seed: u64,
     _: &[usize],
@@ -101,12 +47,12 @@ fn q8_1_sum_error(m: &[f16], a: &[BlockQ8_1]) -> f64 {
 
 type MakeWeights<W> = fn(usize, u64, &[usize], (bool, Option<u8>)) -> Vec<W>;
 
-fn check<W: VecDot>(scale_offsets: &[usize]) {
+fn check<W: Select>(scale_offsets: &[usize]) {
     check_with::<W>(scale_offsets, weight_blocks::<W>, |_, _| 0.0)
 }
 
 /// Checks one pairing on every supported ISA and against the f64 dot.
-fn check_with<W: VecDot>(
+fn check_with<W: Select>(
     scale_offsets: &[usize],
     make: MakeWeights<W>,
     extra_tol: fn(&[W], &[W::Act]) -> f64,
@@ -162,7 +108,7 @@ fn check_with<W: VecDot>(
                     group.push((&o[..], W::dot_ref(o, &a), t, m.is_finite()));
                 }
                 for isa in Isa::all_variants() {
-                    let got = W::dot_kernel(isa)(&w, &a);
+                    let got = (W::kernels(isa).dot)(&w, &a);
                     assert!(
                         (got as f64 - reference as f64).abs() <= tol,
                         "{} on {isa}: {got} vs scalar {reference} \
@@ -172,7 +118,7 @@ fn check_with<W: VecDot>(
                     // Multi-row kernel: each row within the same bound of its scalar dot,
                     // and a row's result does not depend on its neighbours or position
                     // (the same rows rotated by one give the same bits, moved).
-                    if let Some(rows) = W::rows_kernel(isa) {
+                    if let Some(rows) = W::kernels(isa).gemv {
                         let one = rows.call(std::array::from_fn(|j| group[j % group.len()].0), &a);
                         let two =
                             rows.call(std::array::from_fn(|j| group[(j + 1) % group.len()].0), &a);

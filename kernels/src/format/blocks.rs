@@ -1,12 +1,13 @@
 //! One `#[repr(C)]` struct per ggml block, with ggml's field names, a compile-time size
-//! check, the maths in a header comment, and the scalar reference dequantization.
+//! check and the maths in a header comment; what the bits mean, as integers and scales,
+//! is in [`super::unpack`] (which also dequantizes).
 //!
 //! Element order inside a block is ggml's. `QK_K` = 256 (super-blocks of the K-quants).
 //! All `f16` fields are IEEE half floats, little-endian, as in the file.
 
 use half::{bf16, f16};
 
-use crate::formats::GgmlType;
+use super::types::GgmlType;
 
 pub const QK4_0: usize = 32;
 pub const QK8_0: usize = 32;
@@ -26,8 +27,6 @@ pub unsafe trait Block: Copy + Send + Sync + 'static {
     const TYPE: GgmlType;
     /// Elements per block.
     const QK: usize;
-    /// Writes the block's `QK` values to `out[..QK]` (ggml's reference dequantization).
-    fn dequantize(&self, out: &mut [f32]);
 }
 
 /// Views `bytes` as blocks of `B` without copying, or `None` if the length is not a
@@ -96,18 +95,6 @@ pub fn zeroed_blocks<B: Block>(n: usize) -> Vec<B> {
     blocks_from_bytes(&vec![0u8; n * std::mem::size_of::<B>()])
 }
 
-/// Dequantizes a row of blocks into `out` (`out.len() == blocks.len() * B::QK`).
-pub fn dequantize_row<B: Block>(blocks: &[B], out: &mut [f32]) {
-    assert_eq!(
-        out.len(),
-        blocks.len() * B::QK,
-        "dequantize_row: wrong output length"
-    );
-    for (b, o) in blocks.iter().zip(out.chunks_exact_mut(B::QK)) {
-        b.dequantize(o);
-    }
-}
-
 macro_rules! check_size {
     ($t:ty, $ty:expr) => {
         const _: () = assert!(std::mem::size_of::<$t>() as u64 == $ty.type_size());
@@ -122,27 +109,18 @@ macro_rules! check_size {
 unsafe impl Block for f32 {
     const TYPE: GgmlType = GgmlType::F32;
     const QK: usize = 1;
-    fn dequantize(&self, out: &mut [f32]) {
-        out[0] = *self;
-    }
 }
 
 // SAFETY: f16 is a transparent u16.
 unsafe impl Block for f16 {
     const TYPE: GgmlType = GgmlType::F16;
     const QK: usize = 1;
-    fn dequantize(&self, out: &mut [f32]) {
-        out[0] = self.to_f32();
-    }
 }
 
 // SAFETY: bf16 is a transparent u16.
 unsafe impl Block for bf16 {
     const TYPE: GgmlType = GgmlType::BF16;
     const QK: usize = 1;
-    fn dequantize(&self, out: &mut [f32]) {
-        out[0] = self.to_f32();
-    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -163,13 +141,6 @@ check_size!(BlockQ4_0, GgmlType::Q4_0);
 unsafe impl Block for BlockQ4_0 {
     const TYPE: GgmlType = GgmlType::Q4_0;
     const QK: usize = 32;
-    fn dequantize(&self, out: &mut [f32]) {
-        let d = self.d.to_f32();
-        for j in 0..16 {
-            out[j] = ((self.qs[j] & 0x0F) as i32 - 8) as f32 * d;
-            out[j + 16] = ((self.qs[j] >> 4) as i32 - 8) as f32 * d;
-        }
-    }
 }
 
 /// Q4_1 — 5 bits per weight. `y = q * d + m`, q in 0..16; nibbles as in Q4_0.
@@ -186,13 +157,6 @@ check_size!(BlockQ4_1, GgmlType::Q4_1);
 unsafe impl Block for BlockQ4_1 {
     const TYPE: GgmlType = GgmlType::Q4_1;
     const QK: usize = 32;
-    fn dequantize(&self, out: &mut [f32]) {
-        let (d, m) = (self.d.to_f32(), self.m.to_f32());
-        for j in 0..16 {
-            out[j] = (self.qs[j] & 0x0F) as f32 * d + m;
-            out[j + 16] = (self.qs[j] >> 4) as f32 * d + m;
-        }
-    }
 }
 
 /// Q5_0 — 5.5 bits per weight. `y = (q - 16) * d`, q in 0..32: low 4 bits in the
@@ -210,16 +174,6 @@ check_size!(BlockQ5_0, GgmlType::Q5_0);
 unsafe impl Block for BlockQ5_0 {
     const TYPE: GgmlType = GgmlType::Q5_0;
     const QK: usize = 32;
-    fn dequantize(&self, out: &mut [f32]) {
-        let d = self.d.to_f32();
-        let qh = u32::from_le_bytes(self.qh);
-        for j in 0..16 {
-            let h0 = ((qh >> j) << 4) & 0x10;
-            let h1 = (qh >> (j + 12)) & 0x10;
-            out[j] = (((self.qs[j] & 0x0F) as u32 | h0) as i32 - 16) as f32 * d;
-            out[j + 16] = (((self.qs[j] >> 4) as u32 | h1) as i32 - 16) as f32 * d;
-        }
-    }
 }
 
 /// Q5_1 — 6 bits per weight. `y = q * d + m`, q in 0..32, bits as in Q5_0.
@@ -237,16 +191,6 @@ check_size!(BlockQ5_1, GgmlType::Q5_1);
 unsafe impl Block for BlockQ5_1 {
     const TYPE: GgmlType = GgmlType::Q5_1;
     const QK: usize = 32;
-    fn dequantize(&self, out: &mut [f32]) {
-        let (d, m) = (self.d.to_f32(), self.m.to_f32());
-        let qh = u32::from_le_bytes(self.qh);
-        for j in 0..16 {
-            let h0 = ((qh >> j) << 4) & 0x10;
-            let h1 = (qh >> (j + 12)) & 0x10;
-            out[j] = ((self.qs[j] & 0x0F) as u32 | h0) as f32 * d + m;
-            out[j + 16] = ((self.qs[j] >> 4) as u32 | h1) as f32 * d + m;
-        }
-    }
 }
 
 /// Q8_0 — 8.5 bits per weight. `y = q * d`, q in -128..128, element j in `qs[j]`.
@@ -263,12 +207,6 @@ check_size!(BlockQ8_0, GgmlType::Q8_0);
 unsafe impl Block for BlockQ8_0 {
     const TYPE: GgmlType = GgmlType::Q8_0;
     const QK: usize = 32;
-    fn dequantize(&self, out: &mut [f32]) {
-        let d = self.d.to_f32();
-        for j in 0..32 {
-            out[j] = self.qs[j] as f32 * d;
-        }
-    }
 }
 
 /// Q8_1 — 9 bits per weight, activation format for Q4_1/Q5_1. `y = q * d`;
@@ -286,12 +224,6 @@ check_size!(BlockQ8_1, GgmlType::Q8_1);
 unsafe impl Block for BlockQ8_1 {
     const TYPE: GgmlType = GgmlType::Q8_1;
     const QK: usize = 32;
-    fn dequantize(&self, out: &mut [f32]) {
-        let d = self.d.to_f32();
-        for j in 0..32 {
-            out[j] = self.qs[j] as f32 * d;
-        }
-    }
 }
 
 /// IQ4_NL — 4.5 bits per weight. `y = d * KVALUES_IQ4NL[q]`, nibbles as in Q4_0.
@@ -307,13 +239,6 @@ check_size!(BlockIQ4_NL, GgmlType::IQ4_NL);
 unsafe impl Block for BlockIQ4_NL {
     const TYPE: GgmlType = GgmlType::IQ4_NL;
     const QK: usize = 32;
-    fn dequantize(&self, out: &mut [f32]) {
-        let d = self.d.to_f32();
-        for j in 0..16 {
-            out[j] = d * KVALUES_IQ4NL[(self.qs[j] & 0x0F) as usize] as f32;
-            out[j + 16] = d * KVALUES_IQ4NL[(self.qs[j] >> 4) as usize] as f32;
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -338,26 +263,6 @@ check_size!(BlockQ2_K, GgmlType::Q2_K);
 unsafe impl Block for BlockQ2_K {
     const TYPE: GgmlType = GgmlType::Q2_K;
     const QK: usize = QK_K;
-    fn dequantize(&self, out: &mut [f32]) {
-        let (d, min) = (self.d.to_f32(), self.dmin.to_f32());
-        let mut is = 0;
-        let mut y = 0;
-        for half in 0..2 {
-            let q = &self.qs[32 * half..32 * half + 32];
-            for shift in [0, 2, 4, 6] {
-                for part in 0..2 {
-                    let sc = self.scales[is];
-                    is += 1;
-                    let dl = d * (sc & 0x0F) as f32;
-                    let ml = min * (sc >> 4) as f32;
-                    for l in 0..16 {
-                        out[y] = dl * ((q[16 * part + l] >> shift) & 3) as f32 - ml;
-                        y += 1;
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// Q3_K — 3.4375 bits per weight. 16 sub-blocks of 16 with 6-bit signed scales
@@ -397,29 +302,6 @@ impl BlockQ3_K {
 unsafe impl Block for BlockQ3_K {
     const TYPE: GgmlType = GgmlType::Q3_K;
     const QK: usize = QK_K;
-    fn dequantize(&self, out: &mut [f32]) {
-        let d = self.d.to_f32();
-        let scales = self.unpack_scales();
-        let mut is = 0;
-        let mut y = 0;
-        let mut m: u8 = 1;
-        for half in 0..2 {
-            let q = &self.qs[32 * half..32 * half + 32];
-            for shift in [0, 2, 4, 6] {
-                for part in 0..2 {
-                    let dl = d * scales[is] as f32;
-                    is += 1;
-                    for l in 0..16 {
-                        let i = 16 * part + l;
-                        let sub = if self.hmask[i] & m != 0 { 0 } else { 4 };
-                        out[y] = dl * (((q[i] >> shift) & 3) as i8 - sub) as f32;
-                        y += 1;
-                    }
-                }
-                m <<= 1;
-            }
-        }
-    }
 }
 
 /// The 6-bit scale and min of sub-block `j` (0..8) of Q4_K/Q5_K, packed in 12 bytes
@@ -453,20 +335,6 @@ check_size!(BlockQ4_K, GgmlType::Q4_K);
 unsafe impl Block for BlockQ4_K {
     const TYPE: GgmlType = GgmlType::Q4_K;
     const QK: usize = QK_K;
-    fn dequantize(&self, out: &mut [f32]) {
-        let (d, min) = (self.d.to_f32(), self.dmin.to_f32());
-        for c in 0..4 {
-            let q = &self.qs[32 * c..32 * c + 32];
-            let (sc1, m1) = scale_min_k4(2 * c, &self.scales);
-            let (sc2, m2) = scale_min_k4(2 * c + 1, &self.scales);
-            let (d1, m1) = (d * sc1 as f32, min * m1 as f32);
-            let (d2, m2) = (d * sc2 as f32, min * m2 as f32);
-            for l in 0..32 {
-                out[64 * c + l] = d1 * (q[l] & 0x0F) as f32 - m1;
-                out[64 * c + 32 + l] = d2 * (q[l] >> 4) as f32 - m2;
-            }
-        }
-    }
 }
 
 /// Q5_K — 5.5 bits per weight. As Q4_K with a 5th bit: element 32s + l (sub-block s)
@@ -486,23 +354,6 @@ check_size!(BlockQ5_K, GgmlType::Q5_K);
 unsafe impl Block for BlockQ5_K {
     const TYPE: GgmlType = GgmlType::Q5_K;
     const QK: usize = QK_K;
-    fn dequantize(&self, out: &mut [f32]) {
-        let (d, min) = (self.d.to_f32(), self.dmin.to_f32());
-        for c in 0..4 {
-            let q = &self.qs[32 * c..32 * c + 32];
-            let (u1, u2) = (1u8 << (2 * c), 2u8 << (2 * c));
-            let (sc1, m1) = scale_min_k4(2 * c, &self.scales);
-            let (sc2, m2) = scale_min_k4(2 * c + 1, &self.scales);
-            let (d1, m1) = (d * sc1 as f32, min * m1 as f32);
-            let (d2, m2) = (d * sc2 as f32, min * m2 as f32);
-            for l in 0..32 {
-                let h1 = if self.qh[l] & u1 != 0 { 16 } else { 0 };
-                let h2 = if self.qh[l] & u2 != 0 { 16 } else { 0 };
-                out[64 * c + l] = d1 * ((q[l] & 0x0F) + h1) as f32 - m1;
-                out[64 * c + 32 + l] = d2 * ((q[l] >> 4) + h2) as f32 - m2;
-            }
-        }
-    }
 }
 
 /// Q6_K — 6.5625 bits per weight. 16 sub-blocks of 16 with 8-bit signed scales;
@@ -523,26 +374,6 @@ check_size!(BlockQ6_K, GgmlType::Q6_K);
 unsafe impl Block for BlockQ6_K {
     const TYPE: GgmlType = GgmlType::Q6_K;
     const QK: usize = QK_K;
-    fn dequantize(&self, out: &mut [f32]) {
-        let d = self.d.to_f32();
-        for half in 0..2 {
-            let ql = &self.ql[64 * half..64 * half + 64];
-            let qh = &self.qh[32 * half..32 * half + 32];
-            let sc = &self.scales[8 * half..8 * half + 8];
-            let y = &mut out[128 * half..128 * half + 128];
-            for l in 0..32 {
-                let is = l / 16;
-                let q1 = ((ql[l] & 0x0F) | ((qh[l] & 3) << 4)) as i32 - 32;
-                let q2 = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
-                let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
-                let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
-                y[l] = d * sc[is] as f32 * q1 as f32;
-                y[l + 32] = d * sc[is + 2] as f32 * q2 as f32;
-                y[l + 64] = d * sc[is + 4] as f32 * q3 as f32;
-                y[l + 96] = d * sc[is + 6] as f32 * q4 as f32;
-            }
-        }
-    }
 }
 
 /// Q8_K — activation format for the K-quants and IQ4_XS: `y = d * q` with an f32
@@ -560,11 +391,6 @@ check_size!(BlockQ8_K, GgmlType::Q8_K);
 unsafe impl Block for BlockQ8_K {
     const TYPE: GgmlType = GgmlType::Q8_K;
     const QK: usize = QK_K;
-    fn dequantize(&self, out: &mut [f32]) {
-        for j in 0..QK_K {
-            out[j] = self.d * self.qs[j] as f32;
-        }
-    }
 }
 
 /// IQ4_XS — 4.25 bits per weight. 8 sub-blocks of 32 with 6-bit scales (low 4 bits
@@ -594,15 +420,4 @@ impl BlockIQ4_XS {
 unsafe impl Block for BlockIQ4_XS {
     const TYPE: GgmlType = GgmlType::IQ4_XS;
     const QK: usize = QK_K;
-    fn dequantize(&self, out: &mut [f32]) {
-        let d = self.d.to_f32();
-        for ib in 0..8 {
-            let dl = d * self.scale(ib) as f32;
-            let qs = &self.qs[16 * ib..16 * ib + 16];
-            for j in 0..16 {
-                out[32 * ib + j] = dl * KVALUES_IQ4NL[(qs[j] & 0x0F) as usize] as f32;
-                out[32 * ib + j + 16] = dl * KVALUES_IQ4NL[(qs[j] >> 4) as usize] as f32;
-            }
-        }
-    }
 }

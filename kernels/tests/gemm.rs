@@ -3,79 +3,19 @@
 //! K panels; the matmul batch path against one token at a time; bit-identity for any
 //! thread count; and the transposing store into y against the kernel's own row output.
 
-use phiq_kernels::blocks::*;
-use phiq_kernels::dispatch::{Isa, Level};
-use phiq_kernels::dot::VecDot;
+mod common;
+
+use common::{activations, dequant, weight_blocks};
+use phiq_kernels::contract::dot::VecDot;
+use phiq_kernels::contract::gemm::{GemmKernel, PANEL, TOKEN_GROUP};
+use phiq_kernels::format::blocks::*;
+use phiq_kernels::gemm::gemm_rows;
+use phiq_kernels::isa::{Isa, Level};
 use phiq_kernels::matmul::{matmul_typed, MatmulScratch, MIN_TILE_TOKENS};
-use phiq_kernels::quantize::Quantize;
-use phiq_kernels::tile::{tile_ref, TileKernel, GROUP, PANEL};
+use phiq_kernels::quant::Quantize;
+use phiq_kernels::reference::matmul::matmul as matmul_ref;
+use phiq_kernels::select::Select;
 use phiq_kernels::GgmlType;
-
-/// xorshift bytes (the same generator as the workspace tests' `pattern_bytes`).
-fn pattern_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// Activations as in tests/kernels_dot.rs: ggml's `0.1 + 2 cos(i)` signal with noise,
-/// zeros, all negative, or mostly small with rare large outliers.
-fn activations(n: usize, seed: u64, kind: u8) -> Vec<f32> {
-    let noise = pattern_bytes(n, seed);
-    (0..n)
-        .map(|i| match kind {
-            0 => 0.1 + 2.0 * ((i as f32) + seed as f32).cos() + (noise[i] as f32 - 128.0) / 64.0,
-            1 => 0.0,
-            2 => -((noise[i] as f32) + 1.0) / 7.0,
-            _ => {
-                if noise[i] > 250 {
-                    1000.0
-                } else {
-                    (noise[i] as f32 - 128.0) / 128.0
-                }
-            }
-        })
-        .collect()
-}
-
-/// Weight blocks of random bytes, or (`pattern`) every byte 0xFF, 0x00 or 0x80 (the
-/// extreme quants, scales and mins, as in tests/kernels_dot.rs), with the f16 fields at
-/// `scale_offsets` set to moderate values (or the f16 maximum, 65504).
-fn weight_blocks<W: Block>(
-    n: usize,
-    seed: u64,
-    scale_offsets: &[usize],
-    max: bool,
-    pattern: Option<u8>,
-) -> Vec<W> {
-    let size = std::mem::size_of::<W>();
-    let random = pattern_bytes(n * size, seed);
-    let mut bytes = pattern.map_or_else(|| random.clone(), |p| vec![p; n * size]);
-    for b in 0..n {
-        for (k, &off) in scale_offsets.iter().enumerate() {
-            let r = random[(b * size + 7 * k + 3) % random.len()];
-            let v: u16 = if max {
-                0x7bff
-            } else {
-                ((r as u16 & 1) << 15) | ((8 + (r as u16 % 8)) << 10) | (r as u16 * 3)
-            };
-            bytes[b * size + off..b * size + off + 2].copy_from_slice(&v.to_le_bytes());
-        }
-    }
-    blocks_from_bytes(&bytes)
-}
-
-fn dequant<B: Block>(b: &[B]) -> Vec<f64> {
-    let mut out = vec![0f32; b.len() * B::QK];
-    dequantize_row(b, &mut out);
-    out.into_iter().map(f64::from).collect()
-}
 
 /// Σ |w·a| of one row and one token, the scale of their dot product's rounding error.
 fn magnitude(wd: &[f64], ad: &[f64]) -> f64 {
@@ -84,27 +24,27 @@ fn magnitude(wd: &[f64], ad: &[f64]) -> f64 {
 
 /// The kernels' output for `w` (`[rows][n_blocks]`) × `act` (`[n_tokens][n_blocks]`),
 /// `[rows][n_tokens]` (padding lanes dropped).
-fn run_tile<W: VecDot>(k: &TileKernel<W>, w: &[W], n_blocks: usize, act: &[W::Act]) -> Vec<f32> {
+fn run_tile<W: VecDot>(k: &GemmKernel<W>, w: &[W], n_blocks: usize, act: &[W::Act]) -> Vec<f32> {
     let n_tokens = act.len() / n_blocks;
-    let groups = n_tokens.div_ceil(GROUP);
+    let groups = n_tokens.div_ceil(TOKEN_GROUP);
     let gb = k.group_bytes(n_blocks);
     let mut acts = vec![0u8; groups * gb];
     for (g, buf) in acts.chunks_exact_mut(gb).enumerate() {
-        k.prepare_group(act, n_tokens, n_blocks, g, buf);
+        k.interleave_group(act, n_tokens, n_blocks, g, buf);
     }
     let n_rows = w.len() / n_blocks;
-    let n_pad = groups * GROUP;
+    let n_pad = groups * TOKEN_GROUP;
     let mut out = vec![f32::NAN; n_rows * n_pad];
-    k.rows(w, n_blocks, &acts, &mut out);
+    gemm_rows(k, w, n_blocks, &acts, &mut out);
     (0..n_rows)
         .flat_map(|r| out[r * n_pad..r * n_pad + n_tokens].to_vec())
         .collect()
 }
 
 /// Every ISA's tile kernel for `W` against the scalar reference tile.
-fn check<W: VecDot>(scale_offsets: &[usize]) {
+fn check<W: Select>(scale_offsets: &[usize]) {
     for pattern in [None, Some(0xFF), Some(0x00), Some(0x80)] {
-        check_with::<W>(|n, seed, max| weight_blocks(n, seed, scale_offsets, max, pattern))
+        check_with::<W>(|n, seed, max| weight_blocks(n, seed, scale_offsets, (max, pattern)))
     }
 }
 
@@ -122,10 +62,10 @@ fn float_weights<W: Quantize>(n: usize, seed: u64, big: bool) -> Vec<W> {
 }
 
 /// [`check`] with weights from `make(n_blocks, seed, max)`.
-fn check_with<W: VecDot>(make: impl Fn(usize, u64, bool) -> Vec<W>) {
-    let kernels: Vec<(Isa, TileKernel<W>)> = Isa::all_variants()
+fn check_with<W: Select>(make: impl Fn(usize, u64, bool) -> Vec<W>) {
+    let kernels: Vec<(Isa, GemmKernel<W>)> = Isa::all_variants()
         .into_iter()
-        .filter_map(|isa| W::tile_kernel(isa).map(|k| (isa, k)))
+        .filter_map(|isa| W::kernels(isa).gemm.map(|k| (isa, k)))
         .collect();
     // Every type has a tile kernel on any SIMD level, except the float types, which have
     // them on AVX-512 only (BF16: with AVX512-BF16).
@@ -158,7 +98,7 @@ fn check_with<W: VecDot>(make: impl Fn(usize, u64, bool) -> Vec<W>) {
                     W::Act::quantize_row(xr, ar);
                 }
                 let mut want = vec![0f32; n_rows * n_tokens];
-                tile_ref(&w, n_blocks, &act, &mut want);
+                matmul_ref(&w, n_blocks, &act, &mut want, W::dot_ref);
                 let (wd, ad) = (dequant(&w), dequant(&act));
                 let n_in = n_blocks * W::QK;
                 for (isa, k) in &kernels {
@@ -175,7 +115,7 @@ fn check_with<W: VecDot>(make: impl Fn(usize, u64, bool) -> Vec<W>) {
                             // Both sums round in f32 (2^-24 per operation), in different
                             // orders and with the scales applied differently (per sub-block
                             // here, per block there): a few ulps of the magnitude per block,
-                            // as in tests/kernels_dot.rs. A wrong value or index errs by whole
+                            // as in kernels/tests/dot.rs. A wrong value or index errs by whole
                             // terms, orders of magnitude more.
                             let tol = 1e-5 * mag + 1e-30;
                             let (g, e) = (got[r * n_tokens + t], want[r * n_tokens + t]);
@@ -240,7 +180,7 @@ fn signal_weights<W: Quantize>(n_rows: usize, n_in: usize) -> Vec<W> {
 /// equal to the tile kernel's own row output bit for bit (the transposing store into y
 /// moves values, it does not change them); and within rounding of one token at a time
 /// (the dot-product path).
-fn check_batch<W: VecDot + Quantize>() {
+fn check_batch<W: Select + Quantize>() {
     let (n_rows, n_in) = (37, 3 * PANEL / 2 + W::QK.max(256));
     let n_in = n_in / W::QK * W::QK;
     let w = signal_weights::<W>(n_rows, n_in);
@@ -278,7 +218,7 @@ fn check_batch<W: VecDot + Quantize>() {
             {
                 W::Act::quantize_row(xr, ar);
             }
-            let tiled = W::tile_kernel(isa).filter(|_| n_tokens >= MIN_TILE_TOKENS);
+            let tiled = W::kernels(isa).gemm.filter(|_| n_tokens >= MIN_TILE_TOKENS);
             if let Some(k) = tiled {
                 let rows = run_tile(&k, &w, n_blocks, &act);
                 for r in 0..n_rows {

@@ -1,0 +1,123 @@
+//! The attention contract: where a KV cache keeps its rows ([`KvLayout`]), the element
+//! types it may hold ([`KvElem`]), and the job a whole-group SIMD kernel receives
+//! ([`AttendJob`], checked once per call so the kernel can use raw pointers).
+
+use half::f16;
+
+use super::dot::VecDot;
+use crate::buffer::Plain;
+
+/// Where a cache slice keeps the row of (position, KV head): its element d is at
+/// `head · head_stride + pos · pos_stride + d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvLayout {
+    pub pos_stride: usize,
+    pub head_stride: usize,
+}
+
+impl KvLayout {
+    /// `[position][kv_head][head_dim]`: a position's heads side by side.
+    pub fn position_major(n_kv_head: usize, head_dim: usize) -> KvLayout {
+        KvLayout {
+            pos_stride: n_kv_head * head_dim,
+            head_stride: head_dim,
+        }
+    }
+
+    /// `[kv_head][n_ctx][head_dim]`: each head's positions contiguous, so attention for
+    /// one head streams two contiguous ranges (K and V), which the hardware prefetchers
+    /// follow; phiq's cache. (Position-major rows are 2·head_dim bytes every
+    /// n_kv_head·2·head_dim: one thread read them at 8 GB/s where contiguous ones went
+    /// at 12, `--example attn_depth`.)
+    pub fn head_major(n_ctx: usize, head_dim: usize) -> KvLayout {
+        KvLayout {
+            pos_stride: head_dim,
+            head_stride: n_ctx * head_dim,
+        }
+    }
+
+    /// First element of the row of (`pos`, `head`).
+    pub fn at(self, pos: usize, head: usize) -> usize {
+        head * self.head_stride + pos * self.pos_stride
+    }
+}
+
+/// One (token, KV head) pair for the SIMD attention kernels: the `g` query heads of a
+/// group (`q`, `out`: `g · head_dim` values) over the cached positions `keys`.
+pub struct AttendJob<'a, T = f16> {
+    pub q: &'a [f32],
+    pub k: &'a [T],
+    pub v: &'a [T],
+    /// Elements between consecutive positions of one head ([`KvLayout::pos_stride`]).
+    pub stride: usize,
+    /// Position 0 of this KV head ([`KvLayout::at`]`(0, kv_head)`).
+    pub offset: usize,
+    pub keys: std::ops::Range<usize>,
+    pub head_dim: usize,
+    pub scale: f32,
+    pub out: &'a mut [f32],
+}
+
+impl<T> AttendJob<'_, T> {
+    /// Panics unless the kernels' assumptions hold (cheap: once per call): a head size
+    /// that is a multiple of 16, 1..=8 heads, a non-empty range of positions whose rows
+    /// are inside both caches.
+    pub fn check(&self) {
+        let hd = self.head_dim;
+        assert!(
+            hd > 0 && hd.is_multiple_of(16),
+            "head_dim {hd}: not a multiple of 16"
+        );
+        let g = self.out.len() / hd;
+        assert!(
+            (1..=MAX_GROUP_HEADS).contains(&g)
+                && self.out.len() == g * hd
+                && self.q.len() == self.out.len(),
+            "attention job: {} queries, {} outputs for head_dim {hd}",
+            self.q.len(),
+            self.out.len()
+        );
+        assert!(
+            self.stride >= hd,
+            "rows of {hd} every {} elements",
+            self.stride
+        );
+        // Rows of positions < keys.end, which start at offset + pos · stride, end in both.
+        assert!(
+            self.keys.start < self.keys.end
+                && (self.keys.end - 1)
+                    .checked_mul(self.stride)
+                    .and_then(|x| x.checked_add(self.offset + hd))
+                    .is_some_and(|end| end <= self.k.len().min(self.v.len())),
+            "positions {:?} outside the caches",
+            self.keys
+        );
+    }
+}
+
+/// The SIMD attention kernel for one [`AttendJob`].
+pub type AttendFn<T> = fn(AttendJob<'_, T>);
+
+/// Query heads of one KV group processed together (larger groups go in several passes).
+pub const MAX_GROUP_HEADS: usize = 8;
+
+/// `acc += p · v` over one cached value row (attention's V accumulation).
+pub type AxpyFn<T> = fn(&mut [f32], f32, &[T]);
+
+/// An element type of the KV cache: f16 or f32 (plain data, so a cache can live in a
+/// [`crate::buffer::HugeBuf`]; scores are its dot with f32 queries).
+pub trait KvElem: VecDot<Act = f32> + Plain {
+    fn from_f32(x: f32) -> Self;
+}
+
+impl KvElem for f16 {
+    fn from_f32(x: f32) -> f16 {
+        f16::from_f32(x)
+    }
+}
+
+impl KvElem for f32 {
+    fn from_f32(x: f32) -> f32 {
+        x
+    }
+}
