@@ -14,14 +14,19 @@ shift 2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 prompt="Alice was beginning to get very tired of sitting by her sister on the bank, and of having nothing to do: once or twice she had peeped into the book"
-isas=$("$new" --version | sed -n 's/.*this CPU supports: //p' | tr -d ',' | sed 's/+bf16//g')
+isas=$("$new" --version | sed -n 's/.*this CPU supports: //p' | tr -d ',)' | sed 's/+bf16//g')
 same=0 differ=0
 for model in "$@"; do
   for isa in $isas; do
     for batch in 512 1; do
       for build in old new; do
         bin=${!build}
-        PHIQ_ISA=$isa "$bin" logits -m "$model" -p "$prompt" -b "$batch" -t 2 -o "$tmp/$build.npy" 2>/dev/null
+        PHIQ_ISA=$isa "$bin" logits -m "$model" -p "$prompt" -b "$batch" -t 2 \
+          -o "$tmp/$build.npy" 2>"$tmp/err" || {
+          echo "same_bits: $bin failed on $model (PHIQ_ISA=$isa -b $batch):" >&2
+          cat "$tmp/err" >&2
+          exit 1
+        }
       done
       if cmp -s "$tmp/old.npy" "$tmp/new.npy"; then
         same=$((same + 1))

@@ -152,8 +152,11 @@ impl Unpack for BlockQ5_0 {
     const MAX_ABS: i32 = 16;
     #[inline(always)]
     fn unpack(&self, q: &mut [i8], sc: &mut [i16], _: &mut [i16]) -> (f32, f32) {
+        // Bit j of `qh` (u32 LE) is element j's fifth bit.
+        let qh = u32::from_le_bytes(self.qh);
         for j in 0..16 {
-            let (h0, h1) = fifth_bits(self.qh, j);
+            let h0 = (((qh >> j) & 1) << 4) as u8;
+            let h1 = (((qh >> (j + 16)) & 1) << 4) as u8;
             q[j] = ((self.qs[j] & 0x0F) | h0) as i8 - 16;
             q[j + 16] = ((self.qs[j] >> 4) | h1) as i8 - 16;
         }
@@ -169,8 +172,11 @@ impl Unpack for BlockQ5_1 {
     const MAX_ABS: i32 = 31;
     #[inline(always)]
     fn unpack(&self, q: &mut [i8], sc: &mut [i16], _: &mut [i16]) -> (f32, f32) {
+        // Bit j of `qh` (u32 LE) is element j's fifth bit.
+        let qh = u32::from_le_bytes(self.qh);
         for j in 0..16 {
-            let (h0, h1) = fifth_bits(self.qh, j);
+            let h0 = (((qh >> j) & 1) << 4) as u8;
+            let h1 = (((qh >> (j + 16)) & 1) << 4) as u8;
             q[j] = ((self.qs[j] & 0x0F) | h0) as i8;
             q[j + 16] = ((self.qs[j] >> 4) | h1) as i8;
         }
