@@ -111,16 +111,6 @@ fn nibbles32(qs: &[u8; 16], q: &mut [i8], f: impl Fn(u8) -> i8) {
     }
 }
 
-/// The fifth bits of a Q5 block: bit j of `qh` (u32 LE) belongs to element j.
-#[inline(always)]
-fn fifth_bits(qh: [u8; 4], j: usize) -> (u8, u8) {
-    let qh = u32::from_le_bytes(qh);
-    (
-        (((qh >> j) & 1) << 4) as u8,
-        (((qh >> (j + 16)) & 1) << 4) as u8,
-    )
-}
-
 impl Unpack for BlockQ4_0 {
     const SUB: usize = 32;
     const MINS: bool = false;
