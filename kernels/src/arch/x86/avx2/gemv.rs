@@ -77,7 +77,7 @@ pub(crate) fn prep_q4_0(a: &[BlockQ8_0], out: &mut [u8]) {
     write_q4_0_prepared(a, out, PREP_Q4_0_HEAD, 2);
 }
 
-/// Q4_0 × Q8_0 for [`GEMV_ROWS`] rows ([`super::rows`]) on activations prepared once per row
+/// Q4_0 × Q8_0 for [`GEMV_ROWS`] rows ([`crate::arch::x86::common`]) on activations prepared once per row
 /// ([`prep_q4_0`]): the activation
 /// side of a step (8 blocks) is 12 32-byte loads instead of 8 paired loads, 4 dot
 /// products and the scales' gather for each group of rows; each block's integer sum and

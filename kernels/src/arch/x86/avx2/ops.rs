@@ -27,7 +27,7 @@ pub(crate) fn axpy_f16(acc: &mut [f32], p: f32, v: &[f16]) {
     }
 }
 
-/// [`exp512`] for 8 lanes. AVX2 has no `scalef`: 2^n is built in the exponent field, so
+/// [`exp512`](crate::arch::x86::avx512::ops::exp512) for 8 lanes. AVX2 has no `scalef`: 2^n is built in the exponent field, so
 /// x is also clamped above at 88 (e^88 ≈ 1.7e38 < f32::MAX; silu needs no more) and
 /// NaN lanes are put back at the end.
 #[inline]
@@ -57,7 +57,7 @@ pub(crate) fn exp256(x: __m256) -> __m256 {
     _mm256_blendv_ps(_mm256_mul_ps(p, pow2), x, nan)
 }
 
-/// [`swiglu_avx512`] with 8 lanes; the tail (< 8) in scalar code, as the reference does it.
+/// [`swiglu_avx512`](crate::arch::x86::avx512::ops::swiglu_avx512) with 8 lanes; the tail (< 8) in scalar code, as the reference does it.
 #[target_feature(enable = "avx2,fma")]
 pub(crate) fn swiglu_avx2(gate: &[f32], up: &[f32], out: &mut [f32]) {
     let n = out.len();

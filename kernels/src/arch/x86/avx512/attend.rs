@@ -38,7 +38,7 @@ const CHUNK: usize = 64;
 /// 1.03 and 1.15 requesting both during the scores (two sets of 6 alternating runs).
 const AHEAD: usize = 2 * CHUNK;
 
-/// The whole job. The caller ([`super::select_attend_f16`]'s wrapper) has checked its
+/// The whole job. The caller (`crate::select`'s `SelectKv::attend` wrapper) has checked its
 /// shape with [`AttendJob::check`].
 ///
 /// # Safety

@@ -59,7 +59,7 @@ pub(crate) fn prep_q4_0(a: &[BlockQ8_0], out: &mut [u8]) {
     write_q4_0_prepared(a, out, PREP_Q4_0_HEAD, 4);
 }
 
-/// The Q4_0 arithmetic of [`super::rows`] on 512-bit vectors, on activations prepared
+/// The Q4_0 arithmetic of [`crate::arch::x86::common`] on 512-bit vectors, on activations prepared
 /// once per row ([`prep_q4_0`]): steps of 8 blocks, each in two halves of four blocks per
 /// vector. Each row's four 16-byte nibble fields of a half (18-byte stride,
 /// word-aligned) come from two overlapping 64-byte loads and one two-source word permute

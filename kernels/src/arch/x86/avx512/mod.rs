@@ -131,8 +131,8 @@ fn bsums(y: &BlockQ8_K) -> __m256i {
     unsafe { _mm256_loadu_si256(y.bsums.as_ptr().cast()) }
 }
 
-/// One Q6_K super-block × Q8_K into `acc` (8 f32 lanes): the body of [`dot_q6_k`] and
-/// [`rows_q6_k`].
+/// One Q6_K super-block × Q8_K into `acc` (8 f32 lanes): the body of [`dot_q6_k`](dot::dot_q6_k) and
+/// [`rows_q6_k`](gemv::rows_q6_k).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn step_q6_k(acc: &mut __m256, x: &BlockQ6_K, y: &BlockQ8_K) {
