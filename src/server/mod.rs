@@ -22,9 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::embedding::mean_pool_normalized;
 pub use auth::constant_time_eq;
 pub use error::ApiError;
-pub use slots::mean_pool_normalized;
 
 use crate::{Error, Model, Result};
 use slots::Slots;
