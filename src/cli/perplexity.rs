@@ -88,7 +88,7 @@ impl KldBase {
             path: path.clone(),
             source: e,
         })?;
-        let bad = |what: &str| Error::InvalidInput(format!("{}: {what}", path.display()));
+        let bad = |what: &str| Error::InvalidFile(format!("{}: {what}", path.display()));
         if b.len() < 24 || &b[..8] != KLD_MAGIC {
             return Err(bad("not a phiq --kl-divergence-base file"));
         }
@@ -167,7 +167,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
         source: e,
     })?;
     let text = String::from_utf8(bytes).map_err(|e| {
-        Error::InvalidInput(format!(
+        Error::InvalidFile(format!(
             "{}: not valid UTF-8 (byte {})",
             args.file.display(),
             e.utf8_error().valid_up_to()
@@ -198,7 +198,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
         let path = args.kl_base.as_ref().expect("clap: requires");
         let base = KldBase::read(path)?;
         if base.n_ctx as usize != n_ctx || base.tokens[..] != ids[..n_chunks * n_ctx] {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::InvalidFile(format!(
                 "{}: made from another text, tokenization or -c (it has {} tokens in chunks of {})",
                 path.display(),
                 base.tokens.len(),

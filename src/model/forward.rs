@@ -646,7 +646,7 @@ impl Pass<'_> {
     /// which only corrupt or out-of-range weights produce.
     fn check_finite(&mut self, l: usize, x: &[f32]) -> Result<()> {
         if !x.iter().all(|v| v.is_finite()) {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::InvalidModel(format!(
                 "non-finite values (NaN/inf) in the hidden state after layer {l}: the weights of blk.{l} are corrupt or out of range"
             )));
         }
@@ -692,7 +692,7 @@ fn kernel_error(m: &Matrix, err: phiq_kernels::row::KernelError) -> Error {
             tensor: m.name.clone(),
             ty: t.name().to_string(),
         },
-        other => Error::InvalidInput(format!("tensor '{}': {other}", m.name)),
+        other => Error::InvalidModel(format!("tensor '{}': {other}", m.name)),
     }
 }
 

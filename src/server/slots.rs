@@ -140,9 +140,7 @@ impl Slots {
             let handle = std::thread::Builder::new()
                 .name(format!("phiq-slot-{index}"))
                 .spawn(move || slot_main(&model, n_ctx, index, &rx, &shared))
-                .map_err(|e| {
-                    crate::Error::InvalidInput(format!("cannot start slot thread: {e}"))
-                })?;
+                .map_err(|e| crate::Error::Resource(format!("cannot start slot thread: {e}")))?;
             senders.push(tx);
             threads.push(handle);
         }
