@@ -39,6 +39,8 @@ pub struct Args {
 /// stores every logit, ~200 KB per position for Phi-4).
 const KLD_TOP: usize = 64;
 const KLD_MAGIC: &[u8; 8] = b"PHIQKLD1";
+/// Tokens per chunk when `-c` is not given: llama-perplexity's default.
+const DEFAULT_PERPLEXITY_CTX: usize = 512;
 
 /// Base distributions: per scored position, the probability of the actual next token, the
 /// mass outside the top entries, and the top entries (id, log-probability), descending.
@@ -152,11 +154,7 @@ fn log_sum_exp(row: &[f32]) -> f64 {
 
 pub fn run(args: Args) -> phiq::Result<()> {
     // -c defaults to 4096 for run/chat; perplexity's default is llama.cpp's 512.
-    let n_ctx = if args.model.ctx_size == 4096 {
-        512
-    } else {
-        args.model.ctx_size
-    };
+    let n_ctx = args.model.ctx_size.unwrap_or(DEFAULT_PERPLEXITY_CTX);
     if n_ctx < 4 {
         return Err(Error::InvalidInput(
             "-c/--ctx-size must be at least 4 for perplexity".into(),
