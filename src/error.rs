@@ -1,7 +1,12 @@
 //! The one error type of the phiq library.
 //!
 //! Each variant is a kind a caller can tell apart; every message names what is wrong
-//! (file, key, tensor, byte offset) so the CLI can print it in a line or two.
+//! (file, key, tensor, byte offset) so the CLI can print it in a line or two. The kinds
+//! also say whose fault it is: the caller's request ([`Error::InvalidInput`],
+//! [`Error::TokenOutOfRange`], [`Error::ChatTemplate`]), the model or another input file
+//! (the format and metadata kinds, [`Error::InvalidModel`], [`Error::InvalidFile`]), or
+//! the machine ([`Error::Io`], [`Error::Resource`]). The server answers 4xx only for the
+//! first.
 
 use std::path::PathBuf;
 
@@ -66,9 +71,28 @@ pub enum Error {
         found: String,
     },
 
-    /// A request the caller made does not make sense (bad argument value).
+    /// The caller's request does not make sense: a bad argument value (an empty token
+    /// list, a prompt longer than the context, a bad sampling parameter, a context larger
+    /// than the model's). The only kind that is the caller's fault (HTTP 400 in the server).
     #[error("{0}")]
     InvalidInput(String),
+
+    /// The model file parses but its contents are wrong: a metadata value out of range,
+    /// tensor data that does not decode, weights that produce NaN, a broken chat template.
+    /// The message names the key, tensor or layer.
+    #[error("{0}")]
+    InvalidModel(String),
+
+    /// A data file other than the model (an importance matrix, a text to score, a
+    /// perplexity base file) is malformed or does not fit the model. The message names it.
+    #[error("{0}")]
+    InvalidFile(String),
+
+    /// The machine or the environment cannot give what is needed: threads, a socket to
+    /// listen on, an async runtime, a child process; a CPU without the kernels' features
+    /// or an unusable `PHIQ_ISA`.
+    #[error("{0}")]
+    Resource(String),
 
     /// The tokenizer described by the metadata cannot be built (what and why in the text).
     #[error("tokenizer: {0}")]
@@ -78,8 +102,9 @@ pub enum Error {
     #[error("token id {id} is out of range (the vocabulary has {n_vocab} tokens)")]
     TokenOutOfRange { id: u32, n_vocab: usize },
 
-    /// A chat template failed to compile or render (includes the template's own
-    /// `raise_exception` messages and hitting the sandbox's limits).
+    /// A chat template failed to render the caller's messages (the template's own
+    /// `raise_exception` messages, e.g. roles out of order, and hitting the sandbox's
+    /// limits). A template that does not compile is [`Error::InvalidModel`].
     #[error("chat template: {0}")]
     ChatTemplate(String),
 }

@@ -58,13 +58,13 @@ impl Imatrix {
             Self::from_legacy(&bytes, &name)?
         };
         if im.entries.is_empty() {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::InvalidFile(format!(
                 "{name}: the importance matrix has no entries"
             )));
         }
         for (entry, values) in &im.entries {
             if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-                return Err(Error::InvalidInput(format!(
+                return Err(Error::InvalidFile(format!(
                     "{name}: importance matrix entry '{entry}' holds a non-finite value ({}) at index {i}",
                     values[i]
                 )));
@@ -76,7 +76,7 @@ impl Imatrix {
     fn from_gguf(file: GgufFile) -> Result<Imatrix> {
         let fname = file.name().to_string();
         let md = &file.header.metadata;
-        let err = |what: String| Error::InvalidInput(format!("{fname}: {what}"));
+        let err = |what: String| Error::InvalidFile(format!("{fname}: {what}"));
         for key in [
             "imatrix.datasets",
             "imatrix.chunk_count",
@@ -270,7 +270,7 @@ impl Imatrix {
         if tensor == "token_embd.weight" {
             return Ok(None);
         }
-        Err(Error::InvalidInput(format!(
+        Err(Error::InvalidFile(format!(
             "importance matrix entry '{tensor}' has {} values, the tensor has {} columns{} (an imatrix of another model?)",
             v.len(),
             n_per_row,

@@ -3,7 +3,12 @@
 //! Data flows from a GGUF file, memory-mapped and validated once ([`gguf::GgufFile`]),
 //! into a model whose weights are borrowed views of the mapping. All arithmetic lives in
 //! the `phiq-kernels` crate.
+//!
+//! Cargo features: the library alone (`default-features = false`) is the engine. `server`
+//! adds `phiq::server`, the OpenAI-compatible HTTP server (axum/tokio); `cli` (the default)
+//! adds the `phiq` binary's command line on top of it.
 
+pub mod embedding;
 pub mod error;
 pub mod generate;
 pub mod gguf;
@@ -11,6 +16,7 @@ pub mod imatrix;
 pub mod model;
 pub mod quantize;
 pub mod sampling;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod tokenizer;
 

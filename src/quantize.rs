@@ -442,7 +442,7 @@ pub fn quantize_file(
                         let row = chunk + r;
                         let src = &data[row * in_row..(row + 1) * in_row];
                         let mut x = vec![0f32; row_len];
-                        let err = |e| Error::InvalidInput(format!("tensor '{}': {e}", t.name));
+                        let err = |e| Error::InvalidModel(format!("tensor '{}': {e}", t.name));
                         phiq_kernels::dynamic::dequantize(from, src, &mut x).map_err(err)?;
                         match weights {
                             Some(w) => {

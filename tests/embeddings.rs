@@ -58,7 +58,7 @@ fn hidden_states_give_the_logits() {
                 "{text} token {t}: off by {worst} (largest logit {scale})"
             );
         }
-        let pooled = phiq::server::mean_pool_normalized(&hidden, ids.len());
+        let pooled = phiq::embedding::mean_pool_normalized(&hidden, ids.len());
         let norm: f32 = pooled.iter().map(|v| v * v).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-5, "{text}: norm {norm}");
     }

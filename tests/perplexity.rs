@@ -239,3 +239,40 @@ fn perplexity_equals_llama_perplexity() {
     assert!((top - want).abs() < 1.0, "same top p {top} vs {want}");
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+/// `-c` sets the chunk size whatever its value, 4096 included (which once was taken for
+/// "not given"); without `-c` the chunks are llama-perplexity's 512.
+#[test]
+fn perplexity_honours_ctx_size() {
+    let Some(dir) = tiny_models_dir() else { return };
+    let model = dir.join("tiny-phi4-Q8_0.gguf"); // context length 4096
+                                                 // alice-ch3 is ~2,400 tokens: three copies hold a chunk of 4096.
+    let alice =
+        std::fs::read_to_string(repo_root().join("tests/fixtures/text/alice-ch3.txt")).unwrap();
+    let tmp = std::env::temp_dir().join(format!("phiq-ppl-c-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let text = tmp.join("text.txt");
+    std::fs::write(&text, alice.repeat(3)).unwrap();
+    for (c, want) in [(None, 512), (Some("64"), 64), (Some("4096"), 4096)] {
+        let mut args = vec![
+            "perplexity",
+            "-m",
+            model.to_str().unwrap(),
+            "-f",
+            text.to_str().unwrap(),
+            "--chunks",
+            "1",
+        ];
+        if let Some(c) = c {
+            args.extend(["-c", c]);
+        }
+        let (code, out, err) = phiq(&args);
+        assert_eq!(code, 0, "-c {c:?}: {err}");
+        assert!(
+            err.contains(&format!(" 1 chunks of {want},")),
+            "-c {c:?}: {err}"
+        );
+        assert!(out.contains("Final estimate: PPL = "), "-c {c:?}: {out}");
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+}

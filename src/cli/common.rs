@@ -9,19 +9,19 @@ use phiq::{Error, Model, ModelOptions, SamplerParams};
 /// The demo model shipped in the repository, used when `-m` is not given.
 pub const DEMO_MODEL: &str = "models/phiq-demo.gguf";
 
+/// The context size when `-c` is not given (`phiq perplexity` has its own, llama.cpp's 512).
+pub const DEFAULT_CTX: usize = 4096;
+
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
     /// GGUF model file [default: $PHIQ_MODEL, else the demo model models/phiq-demo.gguf].
     #[arg(short = 'm', long = "model", value_name = "FILE")]
     pub model: Option<PathBuf>,
-    /// Context size in tokens (0: the model's own, capped at 4096 by default).
-    #[arg(
-        short = 'c',
-        long = "ctx-size",
-        default_value_t = 4096,
-        value_name = "N"
-    )]
-    pub ctx_size: usize,
+    // `None` when not given, so that a subcommand with another default (perplexity) can
+    // tell an explicit `-c 4096` from no `-c`.
+    /// Context size in tokens, 0: the model's own [default: 4096; perplexity: 512].
+    #[arg(short = 'c', long = "ctx-size", value_name = "N")]
+    pub ctx_size: Option<usize>,
     /// Threads [default: the number of physical cores].
     #[arg(short = 't', long = "threads", value_name = "N")]
     pub threads: Option<usize>,
@@ -70,10 +70,11 @@ impl ModelArgs {
         Model::load(self.model_path()?, &opts)
     }
 
-    /// The context size to use: `-c`, 0 meaning the model's own; never above the model's.
+    /// The context size to use: `-c` (else [`DEFAULT_CTX`]), 0 meaning the model's own;
+    /// never above the model's.
     pub fn n_ctx(&self, model: &Model) -> usize {
         let train = model.config.n_ctx_train;
-        match self.ctx_size {
+        match self.ctx_size.unwrap_or(DEFAULT_CTX) {
             0 => train,
             n => n.min(train),
         }

@@ -29,7 +29,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
     let file = GgufFile::open(&args.file)?;
     let out = if args.json {
         let mut s = serde_json::to_string_pretty(&to_json(&file, args.kv))
-            .map_err(|e| phiq::Error::InvalidInput(format!("JSON output failed: {e}")))?;
+            .map_err(|e| phiq::Error::Resource(format!("JSON output failed: {e}")))?;
         s.push('\n');
         s
     } else {

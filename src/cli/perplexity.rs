@@ -39,6 +39,8 @@ pub struct Args {
 /// stores every logit, ~200 KB per position for Phi-4).
 const KLD_TOP: usize = 64;
 const KLD_MAGIC: &[u8; 8] = b"PHIQKLD1";
+/// Tokens per chunk when `-c` is not given: llama-perplexity's default.
+const DEFAULT_PERPLEXITY_CTX: usize = 512;
 
 /// Base distributions: per scored position, the probability of the actual next token, the
 /// mass outside the top entries, and the top entries (id, log-probability), descending.
@@ -88,7 +90,7 @@ impl KldBase {
             path: path.clone(),
             source: e,
         })?;
-        let bad = |what: &str| Error::InvalidInput(format!("{}: {what}", path.display()));
+        let bad = |what: &str| Error::InvalidFile(format!("{}: {what}", path.display()));
         if b.len() < 24 || &b[..8] != KLD_MAGIC {
             return Err(bad("not a phiq --kl-divergence-base file"));
         }
@@ -152,11 +154,7 @@ fn log_sum_exp(row: &[f32]) -> f64 {
 
 pub fn run(args: Args) -> phiq::Result<()> {
     // -c defaults to 4096 for run/chat; perplexity's default is llama.cpp's 512.
-    let n_ctx = if args.model.ctx_size == 4096 {
-        512
-    } else {
-        args.model.ctx_size
-    };
+    let n_ctx = args.model.ctx_size.unwrap_or(DEFAULT_PERPLEXITY_CTX);
     if n_ctx < 4 {
         return Err(Error::InvalidInput(
             "-c/--ctx-size must be at least 4 for perplexity".into(),
@@ -167,7 +165,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
         source: e,
     })?;
     let text = String::from_utf8(bytes).map_err(|e| {
-        Error::InvalidInput(format!(
+        Error::InvalidFile(format!(
             "{}: not valid UTF-8 (byte {})",
             args.file.display(),
             e.utf8_error().valid_up_to()
@@ -198,7 +196,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
         let path = args.kl_base.as_ref().expect("clap: requires");
         let base = KldBase::read(path)?;
         if base.n_ctx as usize != n_ctx || base.tokens[..] != ids[..n_chunks * n_ctx] {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::InvalidFile(format!(
                 "{}: made from another text, tokenization or -c (it has {} tokens in chunks of {})",
                 path.display(),
                 base.tokens.len(),

@@ -76,7 +76,7 @@ impl Row {
 
 fn exe() -> phiq::Result<PathBuf> {
     std::env::current_exe()
-        .map_err(|e| Error::InvalidInput(format!("cannot find the phiq executable: {e}")))
+        .map_err(|e| Error::Resource(format!("cannot find the phiq executable: {e}")))
 }
 
 /// Runs `phiq ARGS` and returns its stdout, or an error with its stderr.
@@ -84,9 +84,9 @@ fn phiq(args: &[String]) -> phiq::Result<String> {
     let out = Command::new(exe()?)
         .args(args)
         .output()
-        .map_err(|e| Error::InvalidInput(format!("cannot run phiq {}: {e}", args.join(" "))))?;
+        .map_err(|e| Error::Resource(format!("cannot run phiq {}: {e}", args.join(" "))))?;
     if !out.status.success() {
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::Resource(format!(
             "phiq {} failed: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
@@ -106,7 +106,7 @@ fn figure(out: &str, label: &str) -> phiq::Result<f64> {
                 .parse()
                 .ok()
         })
-        .ok_or_else(|| Error::InvalidInput(format!("no '{label}' in phiq perplexity's output")))
+        .ok_or_else(|| Error::Resource(format!("no '{label}' in phiq perplexity's output")))
 }
 
 fn path_str(p: &Path) -> String {
@@ -161,7 +161,7 @@ impl Args {
             "json".into(),
         ])?;
         let v: serde_json::Value = serde_json::from_str(&out)
-            .map_err(|e| Error::InvalidInput(format!("phiq bench's JSON: {e}")))?;
+            .map_err(|e| Error::Resource(format!("phiq bench's JSON: {e}")))?;
         let tests = v.as_array().cloned().unwrap_or_default();
         let rate = |gen: bool| {
             tests
@@ -274,7 +274,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
-        .map_err(|e| Error::InvalidInput(format!("cannot start {threads} threads: {e}")))?;
+        .map_err(|e| Error::Resource(format!("cannot start {threads} threads: {e}")))?;
     for (i, preset) in presets.iter().enumerate() {
         let out = models_dir.join(format!("{stem}-{}.gguf", preset.name));
         eprintln!(
@@ -537,7 +537,7 @@ mod plot {
             let svg = dir.join(format!("{stem}.svg"));
             let png = dir.join(format!("{stem}.png"));
             let fail = |p: &Path, e: String| {
-                Error::InvalidInput(format!("{}: cannot draw the plot: {e}", p.display()))
+                Error::Resource(format!("{}: cannot draw the plot: {e}", p.display()))
             };
             draw(
                 SVGBackend::new(&svg, (800, 500)).into_drawing_area(),

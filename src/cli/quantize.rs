@@ -85,7 +85,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
-        .map_err(|e| Error::InvalidInput(format!("cannot start {threads} threads: {e}")))?;
+        .map_err(|e| Error::Resource(format!("cannot start {threads} threads: {e}")))?;
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} tensors  {msg}  [{elapsed} < {eta}]")

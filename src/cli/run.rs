@@ -63,7 +63,7 @@ fn read_prompt(args: &Args) -> phiq::Result<String> {
                 source: e,
             })?;
             String::from_utf8(bytes).map_err(|e| {
-                Error::InvalidInput(format!(
+                Error::InvalidFile(format!(
                     "{}: not valid UTF-8 (byte {})",
                     path.display(),
                     e.utf8_error().valid_up_to()

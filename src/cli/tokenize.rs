@@ -83,7 +83,7 @@ fn read_input(args: &TokenizeArgs) -> phiq::Result<String> {
     };
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
-        Error::InvalidInput(format!(
+        Error::InvalidFile(format!(
             "{name}: not valid UTF-8 (invalid byte sequence at byte offset {at})"
         ))
     })

@@ -75,7 +75,7 @@ impl GgufFile {
         let name = path.display().to_string();
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         if meta.is_dir() {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::InvalidFile(format!(
                 "{name}: is a directory, not a GGUF file"
             )));
         }

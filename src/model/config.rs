@@ -57,7 +57,7 @@ impl Config {
         let n_ctx_orig = md
             .opt_as::<usize>(&key("rope.scaling.original_context_length"))?
             .unwrap_or(n_ctx_train);
-        let bad = |what: String| Error::InvalidInput(format!("model metadata: {what}"));
+        let bad = |what: String| Error::InvalidModel(format!("model metadata: {what}"));
         if n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 {
             return Err(bad(format!(
                 "{} = {n_head} must be a positive multiple of {} = {n_kv_head}",

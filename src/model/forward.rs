@@ -20,23 +20,90 @@ use crate::error::{Error, Result};
 /// Default number of tokens evaluated per batch.
 pub const DEFAULT_BATCH: usize = 512;
 
-/// Activation buffers for one batch, sized once for the batch capacity.
+/// Activation buffers for one batch, sized for the batch on the first pass and reused
+/// after (`Vec::resize` within the capacity never allocates again).
 #[derive(Default)]
 struct Buffers {
-    x: Vec<f32>,       // [n][n_embd] residual stream
-    xn: Vec<f32>,      // [n][n_embd] normed
-    qkv: Vec<f32>,     // [n][q_dim + 2 kv_dim]
-    q: Vec<f32>,       // [n][q_dim]
-    attn: Vec<f32>,    // [n][q_dim]
-    proj: Vec<f32>,    // [n][n_embd] attn_output / ffn_down results
-    gate_up: Vec<f32>, // [n][2 n_ff]
-    h: Vec<f32>,       // [n][n_ff]
-    tmp: Vec<f32>,     // separate q/k/v or gate/up results before interleaving
-    tmp2: Vec<f32>,
-    cos: Vec<f32>, // [n][n_rot / 2]
+    /// `[n][n_embd]` the residual stream.
+    x: Vec<f32>,
+    /// `[n][n_embd]` x after an RMS norm: the input of the projections.
+    xn: Vec<f32>,
+    /// `[n][q_dim + 2 kv_dim]` the fused q | k | v projection.
+    qkv: Vec<f32>,
+    /// `[n][q_dim]` q after RoPE, contiguous for attention.
+    q: Vec<f32>,
+    /// `[n][q_dim]` attention's output, the input of attn_output.
+    attn: Vec<f32>,
+    /// `[n][n_embd]` attn_output's, then ffn_down's result, added to the residual stream.
+    proj: Vec<f32>,
+    /// `[n][2 n_ff]` the fused gate | up projection.
+    gate_up: Vec<f32>,
+    /// `[n][n_ff]` SwiGLU(gate, up), the input of ffn_down.
+    ffn_hidden: Vec<f32>,
+    /// `[n][width]` one separate tensor's result (q, k, v, or gate) before it is laid out
+    /// as the fused rows; unused when the file fuses them.
+    split: Vec<f32>,
+    /// `[n][n_ff]` up's result beside `split`'s gate, when gate and up are separate.
+    split_up: Vec<f32>,
+    /// `[n][n_rot / 2]` the RoPE angles of the batch's positions.
+    cos: Vec<f32>,
     sin: Vec<f32>,
-    logits: Vec<f32>, // [rows][n_vocab]
-    mm: MatmulScratch,
+    /// `[rows][n_vocab]`
+    logits: Vec<f32>,
+    /// The matmul's quantized activations.
+    matmul: MatmulScratch,
+}
+
+impl Buffers {
+    /// Sizes the per-token buffers for a batch of `d.n` tokens.
+    fn fit(&mut self, d: &Dims) {
+        let n = d.n;
+        resize(&mut self.x, n * d.n_embd);
+        resize(&mut self.xn, n * d.n_embd);
+        resize(&mut self.qkv, n * d.qkv_dim);
+        resize(&mut self.q, n * d.q_dim);
+        resize(&mut self.attn, n * d.q_dim);
+        resize(&mut self.proj, n * d.n_embd);
+        resize(&mut self.gate_up, n * 2 * d.n_ff);
+        resize(&mut self.ffn_hidden, n * d.n_ff);
+        resize(&mut self.cos, n * d.half_rot);
+        resize(&mut self.sin, n * d.half_rot);
+    }
+}
+
+/// The sizes of one pass over `n` tokens.
+#[derive(Clone, Copy)]
+struct Dims {
+    /// Tokens in the batch.
+    n: usize,
+    n_embd: usize,
+    head_dim: usize,
+    /// `n_head * head_dim`
+    q_dim: usize,
+    /// `n_kv_head * head_dim`
+    kv_dim: usize,
+    /// `q_dim + 2 kv_dim`: one row of the fused q | k | v projection.
+    qkv_dim: usize,
+    n_ff: usize,
+    /// `n_rot / 2`: RoPE angles per position.
+    half_rot: usize,
+}
+
+impl Dims {
+    fn new(c: &super::config::Config, n: usize) -> Dims {
+        let q_dim = c.n_head * c.head_dim;
+        let kv_dim = c.n_kv_head * c.head_dim;
+        Dims {
+            n,
+            n_embd: c.n_embd,
+            head_dim: c.head_dim,
+            q_dim,
+            kv_dim,
+            qkv_dim: q_dim + 2 * kv_dim,
+            n_ff: c.n_ff,
+            half_rot: c.n_rot / 2,
+        }
+    }
 }
 
 /// A conversation's state: the KV cache, its position, and the buffers of the pass.
@@ -274,35 +341,106 @@ impl<'m> Session<'m> {
     }
 
     /// One batch. `only_row`: compute logits for that row only (`None`: every row).
+    ///
+    /// Each step below is one call; the steps book their time to the profile's parts
+    /// themselves (see [`Pass`]).
     fn forward(&mut self, tokens: &[u32], only_row: Option<usize>) -> Result<()> {
         let model = self.model;
-        let c = &model.config;
-        let w = &model.weights;
-        let n = tokens.len();
-        let (e, hd) = (c.n_embd, c.head_dim);
-        let q_dim = c.n_head * hd;
-        let kv_dim = c.n_kv_head * hd;
-        let qkv_dim = q_dim + 2 * kv_dim;
-        let half_rot = c.n_rot / 2;
-        let isa = model.isa;
-        let mut lap = Lap::new(self.profile.is_some());
+        let (c, w) = (&model.config, &model.weights);
+        let d = Dims::new(c, tokens.len());
         let b = &mut self.buf;
-        let pos0 = self.n_past;
+        b.fit(&d);
+        let kv = &mut self.kv;
+        let mut p = Pass {
+            model,
+            d,
+            pos0: self.n_past,
+            lap: Lap::new(self.profile.is_some()),
+            scratch: &mut b.matmul,
+        };
 
-        resize(&mut b.x, n * e);
-        resize(&mut b.xn, n * e);
-        resize(&mut b.qkv, n * qkv_dim);
-        resize(&mut b.q, n * q_dim);
-        resize(&mut b.attn, n * q_dim);
-        resize(&mut b.proj, n * e);
-        resize(&mut b.gate_up, n * 2 * c.n_ff);
-        resize(&mut b.h, n * c.n_ff);
-        resize(&mut b.cos, n * half_rot);
-        resize(&mut b.sin, n * half_rot);
+        // x = token_embd[tokens]
+        p.embed(tokens, &mut b.x)?;
+        // cos, sin = the RoPE angles of positions pos0.. (shared by all layers)
+        p.rope_angles(self.rope_factors, &mut b.cos, &mut b.sin);
+        for (l, layer) in w.layers.iter().enumerate() {
+            // Attention block.
+            // xn = rms_norm(x) * attn_norm
+            p.rms_norm(&b.x, &layer.attn_norm, &mut b.xn);
+            // qkv = xn · attn_qkvᵀ
+            p.attn_qkv(&layer.qkv, &b.xn, &mut b.qkv, &mut b.split)?;
+            // q, k = rope(q, k): each head rotated by its position
+            p.rope(&mut b.qkv, &b.cos, &b.sin);
+            // kv_cache[l][pos0..] = k, v (and q to rows of its own)
+            p.kv_cache_write(kv, l, &b.qkv, &mut b.q);
+            // attn = softmax(q · kᵀ / √head_dim, causal) · v over the cache
+            p.attention(kv, l, &b.q, &mut b.attn);
+            // proj = attn · attn_outputᵀ
+            p.matmul(Part::AttnOutput, &layer.attn_output, &b.attn, &mut b.proj)?;
+            // x = x + proj
+            p.residual(&mut b.x, &b.proj);
 
-        // Token embeddings: dequantize only the rows used.
+            // Feed-forward block.
+            // xn = rms_norm(x) * ffn_norm
+            p.rms_norm(&b.x, &layer.ffn_norm, &mut b.xn);
+            // gate | up = xn · ffn_upᵀ
+            p.ffn_gate_up(
+                &layer.gate_up,
+                &b.xn,
+                &mut b.gate_up,
+                &mut b.split,
+                &mut b.split_up,
+            )?;
+            // ffn_hidden = silu(gate) * up
+            p.swiglu(&b.gate_up, &mut b.ffn_hidden);
+            // proj = ffn_hidden · ffn_downᵀ
+            p.matmul(Part::FfnDown, &layer.ffn_down, &b.ffn_hidden, &mut b.proj)?;
+            // x = x + proj
+            p.residual(&mut b.x, &b.proj);
+            // NaN/inf here means corrupt weights: an error naming the layer, not garbage
+            p.check_finite(l, &b.x)?;
+        }
+
+        // Only the rows whose logits are wanted: one, or all.
+        let rows = match only_row {
+            Some(r) => r..r + 1,
+            None => 0..d.n,
+        };
+        let x = &b.x[rows.start * d.n_embd..rows.end * d.n_embd];
+        let xn = &mut b.xn[..x.len()];
+        // xn = rms_norm(x) * output_norm
+        p.rms_norm(x, &w.output_norm, xn);
+        // logits = xn · outputᵀ
+        p.matmul(Part::Output, &w.output, xn, &mut b.logits)?;
+
+        if let Some(profile) = &mut self.profile {
+            profile.add(&p.lap, d.n);
+        }
+        self.n_past += d.n;
+        self.tokens.extend_from_slice(tokens);
+        Ok(())
+    }
+}
+
+/// One forward pass's context for its steps: the model, the sizes, the first position,
+/// the matmul scratch, and the stopwatch. Each step ends by booking the time since the
+/// previous step to its [`Part`] (nothing when profiling is off).
+struct Pass<'a> {
+    model: &'a Model,
+    d: Dims,
+    /// Position of the batch's first token (tokens already in the cache).
+    pos0: usize,
+    lap: Lap,
+    scratch: &'a mut MatmulScratch,
+}
+
+impl Pass<'_> {
+    /// `x[t] = token_embd[tokens[t]]`, dequantizing only the rows used.
+    fn embed(&mut self, tokens: &[u32], x: &mut [f32]) -> Result<()> {
+        let w = &self.model.weights;
+        let e = self.d.n_embd;
         let embd = &w.token_embd;
-        let embd_bytes = model.bytes(embd);
+        let embd_bytes = self.model.bytes(embd);
         let row_bytes = embd.row_bytes();
         for (t, &id) in tokens.iter().enumerate() {
             let id = id as usize;
@@ -313,153 +451,227 @@ impl<'m> Session<'m> {
                 )));
             }
             let row = &embd_bytes[id * row_bytes..(id + 1) * row_bytes];
-            phiq_kernels::dynamic::dequantize(embd.ty, row, &mut b.x[t * e..(t + 1) * e])
+            phiq_kernels::dynamic::dequantize(embd.ty, row, &mut x[t * e..(t + 1) * e])
                 .map_err(|err| kernel_error(embd, err))?;
         }
+        self.lap.mark(Part::Other);
+        Ok(())
+    }
 
-        // RoPE angles of every position in the batch (shared by all layers).
-        for t in 0..n {
+    /// `cos`, `sin` `[n][n_rot / 2]`: the RoPE angles of positions `pos0..pos0 + n`,
+    /// scaled by the LongRoPE `factors` when the file has them.
+    fn rope_angles(&mut self, factors: Option<&[f32]>, cos: &mut [f32], sin: &mut [f32]) {
+        let c = &self.model.config;
+        let half_rot = self.d.half_rot;
+        for t in 0..self.d.n {
             ops::rope_cache(
-                pos0 + t,
+                self.pos0 + t,
                 c.n_rot,
                 c.rope_base,
-                self.rope_factors,
+                factors,
                 c.rope_attn_factor,
-                &mut b.cos[t * half_rot..(t + 1) * half_rot],
-                &mut b.sin[t * half_rot..(t + 1) * half_rot],
+                &mut cos[t * half_rot..(t + 1) * half_rot],
+                &mut sin[t * half_rot..(t + 1) * half_rot],
             );
         }
+        self.lap.mark(Part::Other);
+    }
 
-        let team = &model.team;
-        lap.mark(Part::Other);
-        for (l, layer) in w.layers.iter().enumerate() {
-            // Attention block.
-            rms_norm_rows(&b.x, &layer.attn_norm, c.rms_eps, &mut b.xn, e);
-            lap.mark(Part::Other);
-            match &layer.qkv {
-                Qkv::Fused(m) => mm(model, m, &b.xn, &mut b.qkv, &mut b.mm)?,
-                Qkv::Separate { q, k, v } => {
-                    // Lay the three results out as the fused [q | k | v] rows.
-                    for (m, off, width) in [
-                        (q, 0, q_dim),
-                        (k, q_dim, kv_dim),
-                        (v, q_dim + kv_dim, kv_dim),
-                    ] {
-                        resize(&mut b.tmp, n * width);
-                        mm(model, m, &b.xn, &mut b.tmp, &mut b.mm)?;
-                        for t in 0..n {
-                            b.qkv[t * qkv_dim + off..t * qkv_dim + off + width]
-                                .copy_from_slice(&b.tmp[t * width..(t + 1) * width]);
-                        }
-                    }
-                }
-            }
-            lap.mark(Part::AttnQkv);
-            for t in 0..n {
-                let row = &mut b.qkv[t * qkv_dim..(t + 1) * qkv_dim];
-                let (cos, sin) = (
-                    &b.cos[t * half_rot..(t + 1) * half_rot],
-                    &b.sin[t * half_rot..(t + 1) * half_rot],
-                );
-                for head in row[..q_dim + kv_dim].chunks_exact_mut(hd) {
-                    ops::rope_neox(head, cos, sin);
-                }
-                b.q[t * q_dim..(t + 1) * q_dim].copy_from_slice(&row[..q_dim]);
-                self.kv.store(
-                    l,
-                    pos0 + t,
-                    &row[q_dim..q_dim + kv_dim],
-                    &row[q_dim + kv_dim..],
-                );
-            }
-            let shape = AttnShape {
-                n_head: c.n_head,
-                n_kv_head: c.n_kv_head,
-                head_dim: hd,
-                n_past: pos0,
-                scale: 1.0 / (hd as f32).sqrt(),
-                window: c.sliding_window,
-                layout: self.kv.layout(),
-            };
-            let (q, out) = (&b.q, &mut b.attn);
-            team.install(|| match &self.kv {
-                KvCache::F16(c) => {
-                    let (k, v) = c.layer(l);
-                    attention(q, k, v, shape, out, isa)
-                }
-                KvCache::F32(c) => {
-                    let (k, v) = c.layer(l);
-                    attention(q, k, v, shape, out, isa)
-                }
-            });
-            lap.mark(Part::Attention);
-            mm(model, &layer.attn_output, &b.attn, &mut b.proj, &mut b.mm)?;
-            lap.mark(Part::AttnOutput);
-            ops::add(&mut b.x, &b.proj);
+    /// `out[t] = rms_norm(x[t]) * weight` for every row of `x`.
+    fn rms_norm(&mut self, x: &[f32], weight: &[f32], out: &mut [f32]) {
+        rms_norm_rows(x, weight, self.model.config.rms_eps, out, self.d.n_embd);
+        self.lap.mark(Part::Other);
+    }
 
-            // Feed-forward block.
-            rms_norm_rows(&b.x, &layer.ffn_norm, c.rms_eps, &mut b.xn, e);
-            lap.mark(Part::Other);
-            match &layer.gate_up {
-                GateUp::Fused(m) => mm(model, m, &b.xn, &mut b.gate_up, &mut b.mm)?,
-                GateUp::Separate { gate, up } => {
-                    let ff = c.n_ff;
-                    resize(&mut b.tmp, n * ff);
-                    resize(&mut b.tmp2, n * ff);
-                    mm(model, gate, &b.xn, &mut b.tmp, &mut b.mm)?;
-                    mm(model, up, &b.xn, &mut b.tmp2, &mut b.mm)?;
+    /// `qkv[t] = q | k | v` of `xn[t]`: one matmul when the file fuses the projections,
+    /// else three whose results are laid out as the fused rows.
+    fn attn_qkv(
+        &mut self,
+        weights: &Qkv,
+        xn: &[f32],
+        qkv: &mut Vec<f32>,
+        split: &mut Vec<f32>,
+    ) -> Result<()> {
+        let Dims {
+            n,
+            q_dim,
+            kv_dim,
+            qkv_dim,
+            ..
+        } = self.d;
+        match weights {
+            Qkv::Fused(m) => self.matmul_weights(m, xn, qkv)?,
+            Qkv::Separate { q, k, v } => {
+                for (m, off, width) in [
+                    (q, 0, q_dim),
+                    (k, q_dim, kv_dim),
+                    (v, q_dim + kv_dim, kv_dim),
+                ] {
+                    resize(split, n * width);
+                    self.matmul_weights(m, xn, split)?;
                     for t in 0..n {
-                        let row = &mut b.gate_up[t * 2 * ff..(t + 1) * 2 * ff];
-                        row[..ff].copy_from_slice(&b.tmp[t * ff..(t + 1) * ff]);
-                        row[ff..].copy_from_slice(&b.tmp2[t * ff..(t + 1) * ff]);
+                        qkv[t * qkv_dim + off..t * qkv_dim + off + width]
+                            .copy_from_slice(&split[t * width..(t + 1) * width]);
                     }
                 }
             }
-            lap.mark(Part::FfnUp);
-            let ff = c.n_ff;
-            let gate_up = &b.gate_up;
-            let swiglu = ops::swiglu_kernel(isa);
-            team.install(|| {
-                par::chunks_mut(&mut b.h, ff, |t, h| {
-                    swiglu(&gate_up[t * 2 * ff..(t + 1) * 2 * ff], h)
-                })
-            });
-            lap.mark(Part::Other);
-            mm(model, &layer.ffn_down, &b.h, &mut b.proj, &mut b.mm)?;
-            lap.mark(Part::FfnDown);
-            ops::add(&mut b.x, &b.proj);
+        }
+        self.lap.mark(Part::AttnQkv);
+        Ok(())
+    }
 
-            if !b.x.iter().all(|v| v.is_finite()) {
-                return Err(Error::InvalidInput(format!(
-                    "non-finite values (NaN/inf) in the hidden state after layer {l}: the weights of blk.{l} are corrupt or out of range"
-                )));
+    /// Rotates every head of q and k in place by its token's angles (NeoX RoPE: the two
+    /// halves of a head are the pairs); v is left as it is.
+    fn rope(&mut self, qkv: &mut [f32], cos: &[f32], sin: &[f32]) {
+        let Dims {
+            n,
+            head_dim,
+            q_dim,
+            kv_dim,
+            qkv_dim,
+            half_rot,
+            ..
+        } = self.d;
+        for t in 0..n {
+            let row = &mut qkv[t * qkv_dim..(t + 1) * qkv_dim];
+            let (cos, sin) = (
+                &cos[t * half_rot..(t + 1) * half_rot],
+                &sin[t * half_rot..(t + 1) * half_rot],
+            );
+            for head in row[..q_dim + kv_dim].chunks_exact_mut(head_dim) {
+                ops::rope_neox(head, cos, sin);
             }
         }
+        self.lap.mark(Part::Attention);
+    }
 
-        // Output norm and logits (of one row, or all).
-        let rows = match only_row {
-            Some(r) => r..r + 1,
-            None => 0..n,
-        };
-        let m = rows.len();
-        let xn = &mut b.xn[..m * e];
-        rms_norm_rows(
-            &b.x[rows.start * e..rows.end * e],
-            &w.output_norm,
-            c.rms_eps,
-            xn,
-            e,
-        );
-        resize(&mut b.logits, m * w.n_vocab);
-        lap.mark(Part::Other);
-        mm(model, &w.output, &b.xn[..m * e], &mut b.logits, &mut b.mm)?;
-        lap.mark(Part::Output);
-        if let Some(p) = &mut self.profile {
-            p.add(&lap, n);
+    /// Stores each token's k and v in layer `l`'s cache at its position, and copies its
+    /// q to `q` `[n][q_dim]` (attention reads q contiguous).
+    fn kv_cache_write(&mut self, kv: &mut KvCache, l: usize, qkv: &[f32], q: &mut [f32]) {
+        let Dims {
+            n,
+            q_dim,
+            kv_dim,
+            qkv_dim,
+            ..
+        } = self.d;
+        for t in 0..n {
+            let row = &qkv[t * qkv_dim..(t + 1) * qkv_dim];
+            q[t * q_dim..(t + 1) * q_dim].copy_from_slice(&row[..q_dim]);
+            kv.store(
+                l,
+                self.pos0 + t,
+                &row[q_dim..q_dim + kv_dim],
+                &row[q_dim + kv_dim..],
+            );
         }
-        self.n_past += n;
-        self.tokens.extend_from_slice(tokens);
+        self.lap.mark(Part::Attention);
+    }
+
+    /// `attn = softmax(q · kᵀ / √head_dim) · v` per head over layer `l`'s cached
+    /// positions (causal; within the sliding window when the model has one).
+    fn attention(&mut self, kv: &KvCache, l: usize, q: &[f32], attn: &mut [f32]) {
+        let c = &self.model.config;
+        let head_dim = self.d.head_dim;
+        let shape = AttnShape {
+            n_head: c.n_head,
+            n_kv_head: c.n_kv_head,
+            head_dim,
+            n_past: self.pos0,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+            window: c.sliding_window,
+            layout: kv.layout(),
+        };
+        let isa = self.model.isa;
+        self.model.team.install(|| match kv {
+            KvCache::F16(c) => {
+                let (k, v) = c.layer(l);
+                attention(q, k, v, shape, attn, isa)
+            }
+            KvCache::F32(c) => {
+                let (k, v) = c.layer(l);
+                attention(q, k, v, shape, attn, isa)
+            }
+        });
+        self.lap.mark(Part::Attention);
+    }
+
+    /// `x += y`: the residual connection.
+    fn residual(&mut self, x: &mut [f32], y: &[f32]) {
+        ops::add(x, y);
+        self.lap.mark(Part::Other);
+    }
+
+    /// `gate_up[t] = gate | up` of `xn[t]`: one matmul when the file fuses them (ffn_up
+    /// holds both), else two whose results are laid out as the fused rows.
+    fn ffn_gate_up(
+        &mut self,
+        weights: &GateUp,
+        xn: &[f32],
+        gate_up: &mut Vec<f32>,
+        split: &mut Vec<f32>,
+        split_up: &mut Vec<f32>,
+    ) -> Result<()> {
+        match weights {
+            GateUp::Fused(m) => self.matmul_weights(m, xn, gate_up)?,
+            GateUp::Separate { gate, up } => {
+                let (n, ff) = (self.d.n, self.d.n_ff);
+                resize(split, n * ff);
+                resize(split_up, n * ff);
+                self.matmul_weights(gate, xn, split)?;
+                self.matmul_weights(up, xn, split_up)?;
+                for t in 0..n {
+                    let row = &mut gate_up[t * 2 * ff..(t + 1) * 2 * ff];
+                    row[..ff].copy_from_slice(&split[t * ff..(t + 1) * ff]);
+                    row[ff..].copy_from_slice(&split_up[t * ff..(t + 1) * ff]);
+                }
+            }
+        }
+        self.lap.mark(Part::FfnUp);
         Ok(())
+    }
+
+    /// `hidden[t] = silu(gate[t]) * up[t]`, the rows split among the threads.
+    fn swiglu(&mut self, gate_up: &[f32], hidden: &mut [f32]) {
+        let ff = self.d.n_ff;
+        let swiglu = ops::swiglu_kernel(self.model.isa);
+        self.model.team.install(|| {
+            par::chunks_mut(hidden, ff, |t, h| {
+                swiglu(&gate_up[t * 2 * ff..(t + 1) * 2 * ff], h)
+            })
+        });
+        self.lap.mark(Part::Other);
+    }
+
+    /// An error naming layer `l` when the residual stream holds a NaN or an infinity,
+    /// which only corrupt or out-of-range weights produce.
+    fn check_finite(&mut self, l: usize, x: &[f32]) -> Result<()> {
+        if !x.iter().all(|v| v.is_finite()) {
+            return Err(Error::InvalidModel(format!(
+                "non-finite values (NaN/inf) in the hidden state after layer {l}: the weights of blk.{l} are corrupt or out of range"
+            )));
+        }
+        self.lap.mark(Part::Other);
+        Ok(())
+    }
+
+    /// `y = x · mᵀ`, its time booked to `part`.
+    fn matmul(&mut self, part: Part, m: &Matrix, x: &[f32], y: &mut Vec<f32>) -> Result<()> {
+        self.matmul_weights(m, x, y)?;
+        self.lap.mark(part);
+        Ok(())
+    }
+
+    /// `y = x · mᵀ` for a weight matrix of the model (`y` sized `[n_tokens][m.n_out]`),
+    /// on the model's thread pool.
+    fn matmul_weights(&mut self, m: &Matrix, x: &[f32], y: &mut Vec<f32>) -> Result<()> {
+        let n_tokens = x.len() / m.n_in;
+        resize(y, n_tokens * m.n_out);
+        let (w, isa, scratch) = (self.model.bytes(m), self.model.isa, &mut *self.scratch);
+        self.model
+            .team
+            .install(|| matmul(m.ty, w, m.n_in, x, y, scratch, isa))
+            .map_err(|e| kernel_error(m, e))
     }
 }
 
@@ -481,25 +693,8 @@ fn kernel_error(m: &Matrix, err: phiq_kernels::KernelError) -> Error {
             tensor: m.name.clone(),
             ty: t.name().to_string(),
         },
-        other => Error::InvalidInput(format!("tensor '{}': {other}", m.name)),
+        other => Error::InvalidModel(format!("tensor '{}': {other}", m.name)),
     }
-}
-
-/// `y = x · Wᵀ` for a weight matrix of the model, on the model's thread pool.
-fn mm(
-    model: &Model,
-    m: &Matrix,
-    x: &[f32],
-    y: &mut Vec<f32>,
-    scratch: &mut MatmulScratch,
-) -> Result<()> {
-    let n_tokens = x.len() / m.n_in;
-    resize(y, n_tokens * m.n_out);
-    let w = model.bytes(m);
-    model
-        .team
-        .install(|| matmul(m.ty, w, m.n_in, x, y, scratch, model.isa))
-        .map_err(|e| kernel_error(m, e))
 }
 
 impl Session<'_> {

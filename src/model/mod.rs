@@ -129,14 +129,14 @@ impl Model {
         } else {
             None
         };
-        let isa = Isa::global().map_err(Error::InvalidInput)?;
+        let isa = Isa::global().map_err(Error::Resource)?;
         // More threads than the CPUs the process may run on only take turns on them (and
         // wait for each other at every matmul): measured on 2 CPUs, -t 3 made prompts 21 %
         // slower. Asking for more is capped there.
         let cpus = std::thread::available_parallelism().map_or(usize::MAX, |n| n.get());
         let threads = opts.threads.unwrap_or_else(physical_cores).clamp(1, cpus);
         let team = Threads::new(threads)
-            .map_err(|e| Error::InvalidInput(format!("cannot start {threads} threads: {e}")))?;
+            .map_err(|e| Error::Resource(format!("cannot start {threads} threads: {e}")))?;
         Ok(Model {
             file,
             config,

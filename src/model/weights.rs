@@ -121,7 +121,7 @@ fn vector(file: &GgufFile, name: &str, n: usize) -> Result<Vec<f32>> {
     })?;
     let mut out = vec![0f32; n];
     phiq_kernels::dynamic::dequantize(ty, file.tensor_data(t)?, &mut out)
-        .map_err(|e| Error::InvalidInput(format!("tensor '{name}': {e}")))?;
+        .map_err(|e| Error::InvalidModel(format!("tensor '{name}': {e}")))?;
     Ok(out)
 }
 

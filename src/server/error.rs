@@ -74,14 +74,21 @@ impl ApiError {
 
     /// 503: every slot is busy and the queue is full.
     pub fn busy(queue: usize) -> ApiError {
+        ApiError::unavailable(format!(
+            "the server is busy: all slots are generating and {queue} requests are already waiting; retry later"
+        ))
+    }
+
+    /// 503: the server cannot get what it needs (threads, memory, a runtime) right now.
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable_error",
-            format!("the server is busy: all slots are generating and {queue} requests are already waiting; retry later"),
+            message,
         )
     }
 
-    /// 500: the engine failed (a corrupt model, a bug).
+    /// 500: the engine failed (a corrupt model file, a bug): nothing the client can fix.
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
     }
@@ -106,14 +113,122 @@ impl IntoResponse for ApiError {
 }
 
 impl From<crate::Error> for ApiError {
-    /// Library errors reaching a request are about its input (a prompt over the context,
-    /// a token id out of range) unless they are I/O or file-format errors.
+    /// 4xx only when the request is at fault; a broken model file is 500 and a machine
+    /// that cannot give threads or sockets is 503. The match lists every kind, so a new
+    /// one has to be placed here.
     fn from(e: crate::Error) -> ApiError {
+        use crate::Error as E;
+        let message = e.to_string();
         match e {
-            crate::Error::InvalidInput(_) | crate::Error::ChatTemplate(_) => {
-                ApiError::invalid(e.to_string())
+            // The request: bad arguments, token ids outside the vocabulary, messages the
+            // chat template refuses.
+            E::InvalidInput(_) | E::TokenOutOfRange { .. } | E::ChatTemplate(_) => {
+                ApiError::invalid(message)
             }
-            other => ApiError::internal(other.to_string()),
+            // The machine.
+            E::Resource(_) => ApiError::unavailable(message),
+            // The model file (or another file the server read), or I/O.
+            E::Io { .. }
+            | E::NotGguf { .. }
+            | E::Format { .. }
+            | E::UnsupportedVersion { .. }
+            | E::UnsupportedType { .. }
+            | E::UnsupportedArch { .. }
+            | E::MissingKey { .. }
+            | E::WrongType { .. }
+            | E::MissingTensor { .. }
+            | E::ShapeMismatch { .. }
+            | E::InvalidModel(_)
+            | E::InvalidFile(_)
+            | E::Tokenizer(_) => ApiError::internal(message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Error as E;
+
+    fn status(e: E) -> u16 {
+        ApiError::from(e).status.as_u16()
+    }
+
+    #[test]
+    fn request_errors_are_400() {
+        assert_eq!(status(E::InvalidInput("eval: no tokens".into())), 400);
+        assert_eq!(status(E::TokenOutOfRange { id: 7, n_vocab: 5 }), 400);
+        assert_eq!(status(E::ChatTemplate("roles must alternate".into())), 400);
+    }
+
+    #[test]
+    fn broken_model_is_500_not_400() {
+        let s = |x: &str| x.to_string();
+        let model_errors = [
+            E::InvalidModel(s("non-finite values (NaN/inf) after layer 3")),
+            E::InvalidModel(s("model metadata: phi3.attention.head_count = 0")),
+            E::InvalidModel(s("chat template: syntax error")),
+            E::InvalidFile(s("imatrix.dat: the importance matrix has no entries")),
+            E::Tokenizer(s("no vocabulary")),
+            E::Io {
+                path: "m.gguf".into(),
+                source: std::io::Error::other("gone"),
+            },
+            E::NotGguf {
+                file: s("m.gguf"),
+                looks_like: s("text"),
+            },
+            E::Format {
+                file: s("m.gguf"),
+                offset: 8,
+                what: s("bad"),
+            },
+            E::UnsupportedVersion {
+                file: s("m.gguf"),
+                version: 9,
+            },
+            E::UnsupportedType {
+                tensor: s("output.weight"),
+                ty: s("Q1_X"),
+            },
+            E::UnsupportedArch {
+                arch: s("llama"),
+                supported: s("phi3"),
+            },
+            E::MissingKey {
+                key: s("phi3.block_count"),
+            },
+            E::WrongType {
+                key: s("phi3.block_count"),
+                expected: s("u32"),
+                found: s("string"),
+            },
+            E::MissingTensor {
+                name: s("output_norm.weight"),
+            },
+            E::ShapeMismatch {
+                tensor: s("blk.0.attn_qkv.weight"),
+                expected: s("[1, 2]"),
+                found: s("[2, 1]"),
+            },
+        ];
+        for e in model_errors {
+            let shown = e.to_string();
+            let api = ApiError::from(e);
+            assert_eq!(api.status, StatusCode::INTERNAL_SERVER_ERROR, "{shown}");
+            assert_eq!(api.kind, "server_error");
+            assert_eq!(api.message, shown, "the message still names what is wrong");
+        }
+    }
+
+    #[test]
+    fn resource_failure_is_503_not_400() {
+        for e in [
+            E::Resource("cannot start 4 threads: out of memory".into()),
+            E::Resource("cannot start slot thread: EAGAIN".into()),
+            E::Resource("PHIQ_ISA=avx512 but this CPU lacks avx512f".into()),
+        ] {
+            assert_eq!(status(e), 503);
         }
     }
 }

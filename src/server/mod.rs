@@ -22,9 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::embedding::mean_pool_normalized;
 pub use auth::constant_time_eq;
 pub use error::ApiError;
-pub use slots::mean_pool_normalized;
 
 use crate::{Error, Model, Result};
 use slots::Slots;
@@ -134,7 +134,7 @@ pub fn serve(
         .thread_name("phiq-http")
         .enable_all()
         .build()
-        .map_err(|e| Error::InvalidInput(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| Error::Resource(format!("cannot start the async runtime: {e}")))?;
     let result = runtime.block_on(run(Arc::clone(&app), &opts, on_ready));
     // Stop and join the slot threads whatever happened (in-flight work is cancelled).
     app.slots.shutdown();
@@ -145,10 +145,10 @@ async fn run(app: Arc<App>, opts: &ServerOptions, on_ready: impl FnOnce(SocketAd
     let addr = format!("{}:{}", opts.host, opts.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
-        .map_err(|e| Error::InvalidInput(format!("cannot listen on {addr}: {e}")))?;
+        .map_err(|e| Error::Resource(format!("cannot listen on {addr}: {e}")))?;
     let local = listener
         .local_addr()
-        .map_err(|e| Error::InvalidInput(format!("cannot listen on {addr}: {e}")))?;
+        .map_err(|e| Error::Resource(format!("cannot listen on {addr}: {e}")))?;
     on_ready(local);
     let grace = opts.shutdown_grace;
     let slots_app = Arc::clone(&app);
@@ -163,7 +163,7 @@ async fn run(app: Arc<App>, opts: &ServerOptions, on_ready: impl FnOnce(SocketAd
     axum::serve(listener, routes::router(app))
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|e| Error::InvalidInput(format!("server error: {e}")))
+        .map_err(|e| Error::Resource(format!("server error: {e}")))
 }
 
 async fn wait_for_signal() {

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use crate::embedding::mean_pool_normalized;
 use crate::{GenerateParams, Model, Session, StopReason, TokenLogprob};
 use tokio::sync::{mpsc as tmpsc, OwnedSemaphorePermit, Semaphore};
 
@@ -139,9 +140,7 @@ impl Slots {
             let handle = std::thread::Builder::new()
                 .name(format!("phiq-slot-{index}"))
                 .spawn(move || slot_main(&model, n_ctx, index, &rx, &shared))
-                .map_err(|e| {
-                    crate::Error::InvalidInput(format!("cannot start slot thread: {e}"))
-                })?;
+                .map_err(|e| crate::Error::Resource(format!("cannot start slot thread: {e}")))?;
             senders.push(tx);
             threads.push(handle);
         }
@@ -381,20 +380,4 @@ fn run(
             })
         }
     }
-}
-
-/// The mean of `n` rows, scaled to unit L2 norm: llama-server's default for
-/// `/v1/embeddings` (OpenAI's embeddings are unit length too). The sum is scaled directly,
-/// as dividing by `n` first would cancel out; an all-zero mean stays zero.
-pub fn mean_pool_normalized(hidden: &[f32], n: usize) -> Vec<f32> {
-    let dim = hidden.len() / n.max(1);
-    let mut mean = vec![0f64; dim];
-    for row in hidden.chunks_exact(dim) {
-        for (m, &v) in mean.iter_mut().zip(row) {
-            *m += v as f64;
-        }
-    }
-    let norm = mean.iter().map(|m| m * m).sum::<f64>().sqrt();
-    let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
-    mean.iter().map(|m| (m * scale) as f32).collect()
 }

@@ -104,8 +104,8 @@ impl Tokenizer {
         } else if control("<|user|>") && control("<|assistant|>") && control("<|end|>") {
             Ok(PHI3_TEMPLATE)
         } else {
-            Err(Error::ChatTemplate(
-                "the file has no tokenizer.chat_template and its vocabulary matches no \
+            Err(Error::InvalidModel(
+                "chat template: the file has no tokenizer.chat_template and its vocabulary matches no \
                  built-in chat format (Phi-4 <|im_start|>/<|im_sep|>, Phi-3 <|user|>/<|end|>)"
                     .into(),
             ))
@@ -316,7 +316,10 @@ pub fn render_chat_template(
     });
     env.add_function("raise_exception", raise_exception);
     env.add_filter("tojson", tojson);
-    let compiled = env.template_from_str(template).map_err(fail)?;
+    // A template that does not compile is the model file's fault, not the messages'.
+    let compiled = env
+        .template_from_str(template)
+        .map_err(|e| Error::InvalidModel(format!("chat template: {}", describe(&e))))?;
 
     let messages: Vec<Value> = messages
         .iter()
