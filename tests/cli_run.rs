@@ -86,6 +86,114 @@ fn closed_stdout_ends_quietly() {
     );
 }
 
+/// llama.cpp's negative values parse as llama.cpp reads them: `--temp -1` is greedy,
+/// `--seed -1` a random seed that is printed (and repeats the run when given back),
+/// `--top-k -1` off, `--repeat-last-n -1` the whole context.
+#[test]
+fn llama_cpp_negative_values() {
+    let Some(m) = model() else { return };
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "-m", &m, "-p", "Hello", "-n", "12"];
+        args.extend(extra);
+        phiq(&args)
+    };
+    let (code, greedy, err) = run(&["--temp", "0"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(&["--temp", "-1"]);
+    assert_eq!((code, &out), (0, &greedy), "{err}");
+    let (code, out, err) = run(&["--temp", "0", "--top-k", "-1", "--repeat-last-n", "-1"]);
+    assert_eq!((code, &out), (0, &greedy), "{err}");
+    let (code, drawn, err) = run(&["--seed", "-1", "--top-k", "-1"]);
+    assert_eq!(code, 0, "{err}");
+    let seed = err
+        .split("phiq: seed ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no seed printed: {err}"));
+    let (code, again, err) = run(&["--seed", seed, "--top-k", "-1"]);
+    assert_eq!((code, &again), (0, &drawn), "{err}");
+    let (code, _, err) = run(&["--repeat-last-n", "-2"]);
+    assert!(code != 0 && err.contains("--repeat-last-n"), "{err}");
+}
+
+/// A full context ends generation with a sentence on stderr, not silently.
+#[test]
+fn full_context_is_said() {
+    let Some(m) = model() else { return };
+    let args = [
+        "run",
+        "-m",
+        &m,
+        "-p",
+        "Hello",
+        "-c",
+        "16",
+        "-n",
+        "-1",
+        "--temp",
+        "0",
+        "--ignore-eos",
+    ];
+    let (code, out, err) = phiq(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.is_empty());
+    assert!(err.contains("the context of 16 tokens is full"), "{err}");
+}
+
+/// `phiq run` with standard input fed `input` (None: /dev/null).
+fn phiq_stdin(args: &[&str], input: Option<&str>) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phiq"))
+        .args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = input {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The prompt from a pipe, as llama.cpp users expect: `-f -`, or no -p/-f at all; the
+/// same greedy text as `-p`. Nothing piped and no prompt: an error saying how to give one.
+#[test]
+fn prompt_from_standard_input() {
+    let Some(m) = model() else { return };
+    let base = ["run", "-m", &m, "-n", "8", "--temp", "0"];
+    let with = |extra: &[&str], input: Option<&str>| {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        phiq_stdin(&args, input)
+    };
+    let (code, want, err) = with(&["-p", "Hello there"], None);
+    assert_eq!(code, 0, "{err}");
+    for extra in [&["-f", "-"][..], &[][..]] {
+        let (code, got, err) = with(extra, Some("Hello there"));
+        assert_eq!((code, &got), (0, &want), "{extra:?}: {err}");
+    }
+    let (code, out, err) = with(&[], None);
+    assert_ne!(code, 0);
+    assert!(
+        out.is_empty() && err.contains("no prompt") && err.contains("standard input"),
+        "{err}"
+    );
+}
+
 #[test]
 fn bad_input_is_a_clear_error() {
     let Some(m) = model() else { return };
@@ -112,6 +220,11 @@ fn bad_input_is_a_clear_error() {
         (
             vec!["-p".into(), "x".into(), "--temp".into(), "warm".into()],
             "invalid value",
+        ),
+        // Beyond the model's context length: refused, never silently capped.
+        (
+            vec!["-p".into(), "x".into(), "-c".into(), "100000".into()],
+            "more than this model's context length",
         ),
     ];
     for (extra, want) in cases {

@@ -16,6 +16,26 @@ fn phiq(args: &[&str]) -> Output {
         .expect("run phiq")
 }
 
+/// `phiq ARGS` with `input` on standard input.
+fn phiq_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phiq"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run phiq");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn stdout(o: &Output) -> String {
     assert!(
         o.status.success(),
@@ -103,6 +123,12 @@ fn pieces_and_detokenize() {
     assert_eq!(stdout(&o), "Hello");
     let o = phiq(&["detokenize", "-m", v, "--special", "9906", "100265"]);
     assert_eq!(stdout(&o), "Hello<|im_end|>");
+    // What `tokenize --ids` prints, piped in: `tokenize --ids TEXT | detokenize`.
+    let o = phiq_stdin(&["detokenize", "-m", v], "[9906, 11, 1917]\n");
+    assert_eq!(stdout(&o), "Hello, world");
+    let o = phiq_stdin(&["detokenize", "-m", v], "");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no token ids"));
     let o = phiq(&["detokenize", "-m", v, "9906", "100352"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);

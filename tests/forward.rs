@@ -318,6 +318,21 @@ fn logits_cli_writes_npy_that_numpy_reads() {
         .status()
         .unwrap();
     assert!(st.success());
+    // The ids as `phiq tokenize --ids` prints them: the same logits.
+    let npy2 = dir.join("out2.npy");
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_phiq"))
+        .args([
+            "logits",
+            "-m",
+            path.to_str().unwrap(),
+            "--ids",
+            "[1, 17, 255, 3, 42]",
+        ])
+        .args(["-o", npy2.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(std::fs::read(&npy).unwrap(), std::fs::read(&npy2).unwrap());
     let out = std::process::Command::new(&py)
         .args(["-c", "import numpy as np, sys; a = np.load(sys.argv[1]); print(a.dtype, a.shape, repr(float(a[2, 7])))"])
         .arg(&npy)

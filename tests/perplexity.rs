@@ -253,6 +253,33 @@ fn perplexity_honours_ctx_size() {
     std::fs::create_dir_all(&tmp).unwrap();
     let text = tmp.join("text.txt");
     std::fs::write(&text, alice.repeat(3)).unwrap();
+    // --chunks 0 is refused for what it is, not as a too-short text.
+    let (code, _, err) = phiq(&[
+        "perplexity",
+        "-m",
+        model.to_str().unwrap(),
+        "-f",
+        text.to_str().unwrap(),
+        "--chunks",
+        "0",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--chunks must be at least 1"), "{err}");
+    // -c beyond the model's 4096: refused before any work, as in every subcommand.
+    let (code, _, err) = phiq(&[
+        "perplexity",
+        "-m",
+        model.to_str().unwrap(),
+        "-f",
+        text.to_str().unwrap(),
+        "-c",
+        "8192",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("more than this model's context length, 4096"),
+        "{err}"
+    );
     for (c, want) in [(None, 512), (Some("64"), 64), (Some("4096"), 4096)] {
         let mut args = vec![
             "perplexity",

@@ -378,6 +378,20 @@ fn endpoints_errors_and_shutdown() {
             Some("tokens"),
         ),
         ("/v1/nothing", "{}".into(), 404, None),
+        // A role no template knows is refused, never dropped from the prompt.
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "bogus", "content": "x"}]}).to_string(),
+            400,
+            Some("messages[0].role"),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "user", "content": "x"}, {"role": "tool", "content": "y"}]})
+                .to_string(),
+            400,
+            Some("messages[1].role"),
+        ),
     ];
     for (path, body, want_status, want_param) in cases {
         let (status, text) = http(&server.addr, "POST", path, &[], body.as_bytes());
@@ -401,6 +415,34 @@ fn endpoints_errors_and_shutdown() {
     assert_eq!(
         (status, v["error"]["code"].as_str()),
         (400, Some("context_length_exceeded"))
+    );
+    // GET on a POST route: 405 in the same error shape.
+    let (status, text) = http(&server.addr, "GET", "/v1/chat/completions", &[], b"");
+    let v = parse(&text);
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (405, Some("method_not_allowed")),
+        "{text}"
+    );
+    // `developer` is OpenAI's newer name for the system prompt: the same prompt as
+    // `system` (same prompt tokens and greedy answer), and more tokens than without it.
+    let with_role = |role: &str| {
+        let mut body = chat_body(content, 8, false);
+        body["messages"] =
+            json!([{"role": role, "content": "Be brief."}, {"role": "user", "content": content}]);
+        server.post("/v1/chat/completions", &body)
+    };
+    let ((s1, dev), (s2, sys)) = (with_role("developer"), with_role("system"));
+    assert_eq!((s1, s2), (200, 200), "{dev} {sys}");
+    assert_eq!(dev["usage"]["prompt_tokens"], sys["usage"]["prompt_tokens"]);
+    assert_eq!(
+        dev["choices"][0]["message"]["content"],
+        sys["choices"][0]["message"]["content"]
+    );
+    let (_, plain) = server.post("/v1/chat/completions", &chat_body(content, 8, false));
+    assert!(
+        dev["usage"]["prompt_tokens"].as_u64() > plain["usage"]["prompt_tokens"].as_u64(),
+        "{dev} {plain}"
     );
 
     // Still serving, and the answer has not changed.

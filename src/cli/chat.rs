@@ -108,7 +108,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
     }
     let tok = model.tokenizer()?;
     tok.effective_chat_template()?;
-    let n_ctx = args.model.n_ctx(&model);
+    let n_ctx = args.model.n_ctx(&model)?;
     let mut session = model.session(n_ctx)?;
     if interactive {
         eprintln!(

@@ -70,25 +70,46 @@ impl ModelArgs {
         Model::load(self.model_path()?, &opts)
     }
 
-    /// The context size to use: `-c` (else [`DEFAULT_CTX`]), 0 meaning the model's own;
-    /// never above the model's.
-    pub fn n_ctx(&self, model: &Model) -> usize {
+    /// The context size to use: `-c` (else `default`, or the model's own length when that
+    /// is shorter), 0 meaning the model's own. An explicit `-c` beyond the model's training
+    /// length is refused, in every subcommand alike: phiq does not extend a model's context
+    /// past what it was trained for.
+    pub fn n_ctx_or(&self, model: &Model, default: usize) -> phiq::Result<usize> {
         let train = model.config.n_ctx_train;
-        match self.ctx_size.unwrap_or(DEFAULT_CTX) {
-            0 => train,
-            n => n.min(train),
+        match self.ctx_size {
+            None => Ok(default.min(train)),
+            Some(0) => Ok(train),
+            Some(n) if n > train => Err(Error::InvalidInput(format!(
+                "-c/--ctx-size {n} is more than this model's context length, {train} tokens (use -c {train} or less; -c 0 is the model's own)"
+            ))),
+            Some(n) => Ok(n),
         }
+    }
+
+    /// [`Self::n_ctx_or`] with the default of run, chat and serve, [`DEFAULT_CTX`].
+    pub fn n_ctx(&self, model: &Model) -> phiq::Result<usize> {
+        self.n_ctx_or(model, DEFAULT_CTX)
     }
 }
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct SamplingArgs {
-    /// Temperature; 0 = greedy (deterministic).
-    #[arg(long = "temp", default_value_t = 0.8, value_name = "T")]
+    /// Temperature; 0 (or below, as llama.cpp) = greedy (deterministic).
+    #[arg(
+        long = "temp",
+        default_value_t = 0.8,
+        value_name = "T",
+        allow_negative_numbers = true
+    )]
     pub temp: f32,
-    /// Top-k sampling (0 = off).
-    #[arg(long = "top-k", default_value_t = 40, value_name = "K")]
-    pub top_k: usize,
+    /// Top-k sampling (0 or -1 = off).
+    #[arg(
+        long = "top-k",
+        default_value_t = 40,
+        value_name = "K",
+        allow_negative_numbers = true
+    )]
+    pub top_k: i64,
     /// Top-p (nucleus) sampling (1.0 = off).
     #[arg(long = "top-p", default_value_t = 0.95, value_name = "P")]
     pub top_p: f32,
@@ -98,36 +119,85 @@ pub struct SamplingArgs {
     /// Penalise repeating the last --repeat-last-n tokens (1.0 = off).
     #[arg(long = "repeat-penalty", default_value_t = 1.0, value_name = "R")]
     pub repeat_penalty: f32,
-    /// Tokens the penalties look back over.
-    #[arg(long = "repeat-last-n", default_value_t = 64, value_name = "N")]
-    pub repeat_last_n: usize,
+    /// Tokens the penalties look back over (0 = off, -1 = the whole context).
+    #[arg(
+        long = "repeat-last-n",
+        default_value_t = 64,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub repeat_last_n: i64,
     /// Presence penalty (0.0 = off).
-    #[arg(long = "presence-penalty", default_value_t = 0.0, value_name = "P")]
+    #[arg(
+        long = "presence-penalty",
+        default_value_t = 0.0,
+        value_name = "P",
+        allow_negative_numbers = true
+    )]
     pub presence_penalty: f32,
     /// Frequency penalty (0.0 = off).
-    #[arg(long = "frequency-penalty", default_value_t = 0.0, value_name = "P")]
+    #[arg(
+        long = "frequency-penalty",
+        default_value_t = 0.0,
+        value_name = "P",
+        allow_negative_numbers = true
+    )]
     pub frequency_penalty: f32,
-    /// Random seed [default: a new one each run].
-    #[arg(short = 's', long = "seed", value_name = "N")]
-    pub seed: Option<u64>,
+    /// Random seed; -1 or none = a new one each run, printed on stderr.
+    #[arg(short = 's', long = "seed", value_name = "N", allow_negative_numbers = true, value_parser = parse_seed)]
+    pub seed: Option<Seed>,
+}
+
+/// `--seed`: a number, or -1 for a random one (llama.cpp's `LLAMA_DEFAULT_SEED`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seed {
+    Random,
+    Fixed(u64),
+}
+
+fn parse_seed(s: &str) -> Result<Seed, String> {
+    match s.trim() {
+        "-1" => Ok(Seed::Random),
+        t => t
+            .parse::<u64>()
+            .map(Seed::Fixed)
+            .map_err(|_| format!("'{s}' is not a seed (a number >= 0, or -1 for a random one)")),
+    }
 }
 
 impl SamplingArgs {
     pub fn params(&self) -> phiq::Result<SamplerParams> {
-        let seed = self.seed.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64)
-        });
+        let seed = match self.seed {
+            Some(Seed::Fixed(seed)) => seed,
+            Some(Seed::Random) | None => {
+                let seed = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                // Only worth saying when the draw is random (greedy ignores the seed).
+                if self.temp > 0.0 {
+                    eprintln!("phiq: seed {seed} (--seed {seed} repeats this run)");
+                }
+                seed
+            }
+        };
+        let repeat_last_n = match self.repeat_last_n {
+            -1 => usize::MAX,
+            n if n < -1 => {
+                return Err(Error::InvalidInput(
+                    "--repeat-last-n must be >= 0, or -1 for the whole context".into(),
+                ))
+            }
+            n => n as usize,
+        };
         let p = SamplerParams {
-            temperature: self.temp,
-            top_k: self.top_k,
+            temperature: if self.temp < 0.0 { 0.0 } else { self.temp },
+            top_k: self.top_k.max(0) as usize,
             top_p: self.top_p,
             min_p: self.min_p,
             repeat_penalty: self.repeat_penalty,
             presence_penalty: self.presence_penalty,
             frequency_penalty: self.frequency_penalty,
-            repeat_last_n: self.repeat_last_n,
+            repeat_last_n,
             seed,
         };
         p.validate().map_err(Error::InvalidInput)?;

@@ -15,14 +15,15 @@ pub struct Args {
     /// The GGUF model.
     #[arg(short = 'm', long = "model")]
     model: PathBuf,
-    /// Token ids to evaluate, comma-separated (e.g. 100264,882,100266).
+    /// Token ids to evaluate: comma-separated (e.g. 100264,882,100266) or as
+    /// `phiq tokenize --ids` prints them ("[100264, 882, 100266]").
     #[arg(
         long,
-        value_delimiter = ',',
+        num_args = 1..,
         required_unless_present = "prompt",
         conflicts_with = "prompt"
     )]
-    ids: Vec<u32>,
+    ids: Vec<String>,
     /// Text to tokenize and evaluate (no BOS unless the model's add_bos_token says so;
     /// control-token text stays plain text).
     #[arg(short = 'p', long = "prompt")]
@@ -53,7 +54,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
     let model = Model::load(&args.model, &opts)?;
     let ids = match &args.prompt {
         Some(text) => model.tokenizer()?.encode(text, true, false),
-        None => args.ids.clone(),
+        None => super::tokenize::parse_ids(&args.ids)?,
     };
     if ids.is_empty() {
         return Err(Error::InvalidInput("no tokens to evaluate".into()));

@@ -153,11 +153,14 @@ fn log_sum_exp(row: &[f32]) -> f64 {
 }
 
 pub fn run(args: Args) -> phiq::Result<()> {
-    // -c defaults to 4096 for run/chat; perplexity's default is llama.cpp's 512.
-    let n_ctx = args.model.ctx_size.unwrap_or(DEFAULT_PERPLEXITY_CTX);
-    if n_ctx < 4 {
+    if matches!(args.model.ctx_size, Some(1..4)) {
         return Err(Error::InvalidInput(
             "-c/--ctx-size must be at least 4 for perplexity".into(),
+        ));
+    }
+    if args.chunks == Some(0) {
+        return Err(Error::InvalidInput(
+            "--chunks must be at least 1 (leave it out to score every chunk)".into(),
         ));
     }
     let bytes = std::fs::read(&args.file).map_err(|e| Error::Io {
@@ -172,6 +175,9 @@ pub fn run(args: Args) -> phiq::Result<()> {
         ))
     })?;
     let model = args.model.load()?;
+    // -c defaults to 4096 for run/chat; perplexity's default is llama.cpp's 512 (0: the
+    // model's own length; beyond it: refused, as everywhere).
+    let n_ctx = args.model.n_ctx_or(&model, DEFAULT_PERPLEXITY_CTX)?;
     let tok = model.tokenizer()?;
     let ids = tok.encode(&text, true, false);
     let n_chunks_all = ids.len() / n_ctx;
@@ -187,7 +193,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
         "phiq: {} tokens, {n_chunks} chunks of {n_ctx}, scoring the second half of each",
         ids.len()
     );
-    let mut session = model.session(n_ctx.min(model.config.n_ctx_train))?;
+    let mut session = model.session(n_ctx)?;
     let first = n_ctx / 2;
     let (mut nll, mut nll2, mut count) = (0f64, 0f64, 0usize);
     let n_vocab = model.n_vocab();

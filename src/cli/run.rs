@@ -18,7 +18,8 @@ pub struct Args {
     /// The prompt.
     #[arg(short = 'p', long = "prompt", conflicts_with = "file")]
     prompt: Option<String>,
-    /// Read the prompt from a file (its bytes exactly, UTF-8).
+    /// Read the prompt from a file (its bytes exactly, UTF-8); `-` for standard input,
+    /// which is also read when neither -p nor -f is given and it is not a terminal.
     #[arg(short = 'f', long = "file", value_name = "PATH")]
     file: Option<PathBuf>,
     /// Tokens to generate (-1: until a stop token or a full context).
@@ -54,11 +55,26 @@ pub struct Args {
     verbose: bool,
 }
 
+/// The prompt: `-p`, else `-f FILE` (`-f -`: standard input), else standard input when
+/// it is a pipe or a file (`echo text | phiq run`).
 fn read_prompt(args: &Args) -> phiq::Result<String> {
-    let text = match (&args.prompt, &args.file) {
+    use std::io::{IsTerminal, Read};
+    let stdin_path = PathBuf::from("-");
+    let file = match (&args.file, &args.prompt) {
+        (Some(path), _) => Some(path),
+        (None, None) if !std::io::stdin().is_terminal() => Some(&stdin_path),
+        _ => None,
+    };
+    let text = match (&args.prompt, file) {
         (Some(p), _) => p.clone(),
         (None, Some(path)) => {
-            let bytes = std::fs::read(path).map_err(|e| Error::Io {
+            let bytes = if path.as_os_str() == "-" {
+                let mut buf = Vec::new();
+                std::io::stdin().read_to_end(&mut buf).map(|_| buf)
+            } else {
+                std::fs::read(path)
+            }
+            .map_err(|e| Error::Io {
                 path: path.clone(),
                 source: e,
             })?;
@@ -72,10 +88,16 @@ fn read_prompt(args: &Args) -> phiq::Result<String> {
         }
         (None, None) => {
             return Err(Error::InvalidInput(
-                "no prompt: give -p TEXT or -f FILE".into(),
+                "no prompt: give -p TEXT, -f FILE, or pipe it on standard input".into(),
             ))
         }
     };
+    if text.is_empty() && args.prompt.is_none() && args.file.is_none() {
+        // Nothing given and nothing piped (e.g. stdin is /dev/null).
+        return Err(Error::InvalidInput(
+            "no prompt: give -p TEXT, -f FILE, or pipe it on standard input".into(),
+        ));
+    }
     if text.is_empty() {
         return Err(Error::InvalidInput("the prompt is empty".into()));
     }
@@ -121,7 +143,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
     } else {
         tok.encode(&prompt_text, true, args.special)
     };
-    let n_ctx = args.model.n_ctx(&model);
+    let n_ctx = args.model.n_ctx(&model)?;
     if prompt.len() >= n_ctx {
         return Err(Error::InvalidInput(format!(
             "the prompt is {} tokens, the context only {n_ctx} (raise -c/--ctx-size; the model allows {})",
@@ -177,10 +199,20 @@ pub fn run(args: Args) -> phiq::Result<()> {
         t.generated_tokens,
         rate(t.generated_tokens, gt)
     );
+    // A full context cuts the answer short: always say so, in words.
+    if reason == Some(StopReason::ContextFull) {
+        eprintln!(
+            "phiq: stopped: the context of {n_ctx} tokens is full (the answer may be cut short; raise -c/--ctx-size, up to the model's {})",
+            model.config.n_ctx_train
+        );
+    }
     if args.verbose {
         let why = match reason {
             Some(StopReason::StopToken(id)) => format!("stop token {id}"),
-            Some(r) => format!("{r:?}"),
+            Some(StopReason::MaxTokens) => "-n/--n-predict tokens".into(),
+            Some(StopReason::StopString(s)) => format!("stop string {s:?}"),
+            Some(StopReason::ContextFull) => "a full context".into(),
+            Some(StopReason::Cancelled) => "cancellation".into(),
             None => "-".into(),
         };
         eprintln!("phiq: stopped by {why}");

@@ -57,7 +57,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
     }
     let path = args.model.model_path()?;
     let model = Arc::new(args.model.load()?);
-    let n_ctx = args.model.n_ctx(&model);
+    let n_ctx = args.model.n_ctx(&model)?;
     let model_id = args.alias.clone().unwrap_or_else(|| {
         path.file_stem()
             .map(|s| s.to_string_lossy().into_owned())

@@ -38,8 +38,9 @@ pub struct DetokenizeArgs {
     /// Show control tokens (<|im_end|>, ...) as their text.
     #[arg(long)]
     special: bool,
-    /// Token ids: separate arguments, or a list such as "[9906, 11, 1917]".
-    #[arg(required = true, num_args = 1..)]
+    /// Token ids: separate arguments, or a list such as "[9906, 11, 1917]"; none: read
+    /// them from standard input (so `phiq tokenize --ids TEXT | phiq detokenize` works).
+    #[arg(num_args = 0..)]
     ids: Vec<String>,
 }
 
@@ -113,8 +114,9 @@ pub fn run_tokenize(args: TokenizeArgs) -> phiq::Result<()> {
     Ok(())
 }
 
-/// Ids from arguments like `9906`, `9906,11`, `[9906, 11, 1917]`.
-fn parse_ids(args: &[String]) -> phiq::Result<Vec<u32>> {
+/// Ids from arguments like `9906`, `9906,11`, `[9906, 11, 1917]` (what `tokenize --ids`
+/// prints).
+pub fn parse_ids(args: &[String]) -> phiq::Result<Vec<u32>> {
     let mut ids = Vec::new();
     for arg in args {
         for part in arg
@@ -131,7 +133,23 @@ fn parse_ids(args: &[String]) -> phiq::Result<Vec<u32>> {
 }
 
 pub fn run_detokenize(args: DetokenizeArgs) -> phiq::Result<()> {
-    let ids = parse_ids(&args.ids)?;
+    let ids = if args.ids.is_empty() {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| Error::Io {
+                path: "standard input".into(),
+                source: e,
+            })?;
+        parse_ids(&[text])?
+    } else {
+        parse_ids(&args.ids)?
+    };
+    if ids.is_empty() {
+        return Err(Error::InvalidInput(
+            "no token ids: give them as arguments or on standard input".into(),
+        ));
+    }
     let tokenizer = load(&args.model)?;
     let mut bytes = tokenizer.decode_bytes(&ids, args.special)?;
     // The exact bytes in a pipe; a final newline for a person at a terminal.

@@ -51,7 +51,7 @@ pub async fn chat(State(app): State<Arc<App>>, body: Body) -> Result<Response, A
         .messages
         .iter()
         .enumerate()
-        .map(|(i, m)| Ok(ChatMessage::new(m.role.clone(), m.text(i)?)))
+        .map(|(i, m)| Ok(ChatMessage::new(m.template_role(i)?, m.text(i)?)))
         .collect::<Result<Vec<_>, ApiError>>()?;
     let top = match (req.logprobs, req.top_logprobs) {
         (_, Some(n)) if n > MAX_TOP_LOGPROBS => {

@@ -52,6 +52,18 @@ impl ApiError {
         }
     }
 
+    /// 405: a route that exists, asked with another method (e.g. GET on a POST route).
+    pub fn method_not_allowed(method: &str, path: &str) -> ApiError {
+        ApiError {
+            code: Some("method_not_allowed"),
+            ..ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                format!("{method} {path}: this route takes another method (see the README's route table)"),
+            )
+        }
+    }
+
     /// 404: an unknown model or route.
     pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {

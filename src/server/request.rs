@@ -47,7 +47,28 @@ pub struct Message {
     pub content: Option<Content>,
 }
 
+/// The roles a chat message may have: OpenAI's, with `developer` (OpenAI's newer name for
+/// the system prompt) read as `system`. Templates know system, user and assistant; any
+/// other role is refused rather than dropped by the template.
+const ROLES: &[&str] = &["system", "developer", "user", "assistant"];
+
 impl Message {
+    /// The role the chat template gets (`developer` becomes `system`), or a 400 naming the
+    /// message.
+    pub fn template_role(&self, index: usize) -> Result<&str, ApiError> {
+        match self.role.as_str() {
+            "developer" => Ok("system"),
+            r if ROLES.contains(&r) => Ok(r),
+            other => Err(ApiError::invalid_param(
+                &format!("messages[{index}].role"),
+                format!(
+                    "role '{other}' is not supported (phiq accepts {}; tool messages need tool calls, which phiq does not support)",
+                    ROLES.join(", ")
+                ),
+            )),
+        }
+    }
+
     /// The text of the message; non-text parts are refused (phiq models read text only).
     pub fn text(&self, index: usize) -> Result<String, ApiError> {
         match &self.content {

@@ -24,6 +24,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .fallback(not_found)
+        .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&app),
             auth::require_key,
@@ -37,6 +38,10 @@ async fn health() -> Json<Value> {
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found("not_found", format!("no route {}", uri.path()))
+}
+
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::method_not_allowed(method.as_str(), uri.path())
 }
 
 async fn models(State(app): State<Arc<App>>) -> Json<Value> {
