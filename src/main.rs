@@ -61,7 +61,26 @@ fn version() -> String {
 
 fn main() -> ExitCode {
     let version: &'static str = Box::leak(version().into_boxed_str());
-    let matches = Cli::command().version(version).get_matches();
+    // llama.cpp's multi-letter short flags, before clap would split them into letters.
+    let args = match cli::llama_flags::translate(std::env::args_os().collect()) {
+        Ok((args, notes)) => {
+            for n in notes {
+                eprintln!("phiq: note: {n}");
+            }
+            args
+        }
+        Err(e) => {
+            eprintln!("phiq: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // A repeated flag: the last one wins, as in llama.cpp (lists such as --stop still
+    // collect every value).
+    let matches = Cli::command()
+        .version(version)
+        .args_override_self(true)
+        .mut_subcommands(|s| s.args_override_self(true))
+        .get_matches_from(args);
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),

@@ -116,6 +116,38 @@ fn llama_cpp_negative_values() {
     assert!(code != 0 && err.contains("--repeat-last-n"), "{err}");
 }
 
+/// llama.cpp's multi-letter flags are understood, not split into letters: -ngl and -fa
+/// accepted with a note, -ctk/-ctv as --cache-type, -cnv and -hf a clear pointer; a
+/// repeated flag takes its last value while --stop collects every one.
+#[test]
+fn llama_cpp_flags_and_repeats() {
+    let Some(m) = model() else { return };
+    let base = ["run", "-m", &m, "-p", "Hello", "--temp", "0"];
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        phiq(&args)
+    };
+    let (code, want, err) = run(&["-n", "6"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, got, err) = run(&[
+        "-ngl", "99", "-fa", "-ctk", "f16", "-ctv", "f16", "-n", "2", "-n", "6",
+    ]);
+    assert_eq!((code, &got), (0, &want), "{err}");
+    assert!(
+        err.contains("-ngl 99 ignored") && err.contains("-fa ignored"),
+        "{err}"
+    );
+    for (flag, hint) in [("-cnv", "phiq chat"), ("-hf", "-m FILE")] {
+        let (code, out, err) = run(&[flag, "x"]);
+        assert!(
+            code != 0 && out.is_empty() && err.contains(hint),
+            "{flag}: {err}"
+        );
+    }
+    let (code, _, err) = run(&["-ctk", "f16", "-ctv", "f32"]);
+    assert!(code != 0 && err.contains("one type"), "{err}");
+}
+
 /// A full context ends generation with a sentence on stderr, not silently.
 #[test]
 fn full_context_is_said() {
@@ -356,7 +388,42 @@ fn bench_reports_llama_bench_fields() {
         assert!(r["avg_ts"].as_f64().unwrap() > 0.0);
         assert_eq!(r["samples_ts"].as_array().unwrap().len(), 2);
     }
-    let (code, md, _) = phiq(&["bench", "-m", &m, "-p", "8", "-n", "0", "-r", "1"]);
+    let (code, md, err) = phiq(&["bench", "-m", &m, "-p", "8", "-n", "0", "-r", "1"]);
     assert_eq!(code, 0);
     assert!(md.contains("| pp8 |"), "{md}");
+    // No roofline column unless --roofline, and then filled on every row.
+    assert!(
+        !md.contains("roofline") && md.lines().all(|l| !l.contains("|  |")),
+        "{md}"
+    );
+    // stderr: only lines that say they are phiq's.
+    assert!(
+        err.lines().all(|l| l.is_empty() || l.starts_with("phiq")),
+        "{err}"
+    );
+    let (code, md, _) = phiq(&[
+        "bench",
+        "-m",
+        &m,
+        "-p",
+        "8",
+        "-n",
+        "2",
+        "-r",
+        "1",
+        "--roofline",
+    ]);
+    assert_eq!(code, 0);
+    let rows: Vec<&str> = md
+        .lines()
+        .filter(|l| l.contains("| pp8 |") || l.contains("| tg2 |"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{md}");
+    assert!(rows.iter().all(|l| l.matches('|').count() == 9), "{md}");
+    assert!(
+        rows[0].contains("compute-bound") && rows[1].contains("% of"),
+        "{md}"
+    );
+    let (code, _, err) = phiq(&["bench", "-m", &m, "-p", "0", "-n", "0"]);
+    assert!(code != 0 && err.contains("nothing to measure"), "{err}");
 }

@@ -134,3 +134,34 @@ fn pieces_and_detokenize() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("token id 100352 is out of range"), "{err}");
 }
+
+/// Every subcommand finds its model the same way: `-m FILE`, else `$PHIQ_MODEL`, else the
+/// demo model; `tokenize -f` is `--file`; `inspect` takes the file as `-m` too.
+#[test]
+fn model_from_env_and_short_flags() {
+    let v = phi4_vocab();
+    let with_env = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_phiq"))
+            .args(args)
+            .env("PHIQ_MODEL", &v)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(
+        stdout(&with_env(&["tokenize", "--ids", "Hello, world"])),
+        "[9906, 11, 1917]\n"
+    );
+    assert_eq!(
+        stdout(&with_env(&["detokenize", "9906", "11", "1917"])),
+        "Hello, world"
+    );
+    let text = std::env::temp_dir().join(format!("phiq-tok-f-{}.txt", std::process::id()));
+    std::fs::write(&text, "Hello, world").unwrap();
+    let o = with_env(&["tokenize", "--ids", "-f", text.to_str().unwrap()]);
+    std::fs::remove_file(&text).unwrap();
+    assert_eq!(stdout(&o), "[9906, 11, 1917]\n");
+    let by_flag = stdout(&phiq(&["inspect", "-m", v.to_str().unwrap()]));
+    let positional = stdout(&phiq(&["inspect", v.to_str().unwrap()]));
+    assert_eq!(by_flag, positional);
+    assert_eq!(stdout(&with_env(&["inspect"])), positional);
+}

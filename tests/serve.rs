@@ -336,12 +336,6 @@ fn endpoints_errors_and_shutdown() {
         ),
         (
             "/v1/chat/completions",
-            json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}]}).to_string(),
-            404,
-            None,
-        ),
-        (
-            "/v1/chat/completions",
             json!({"messages": [{"role": "user", "content": "x"}], "temperature": 7}).to_string(),
             400,
             Some("temperature"),
@@ -415,6 +409,16 @@ fn endpoints_errors_and_shutdown() {
     assert_eq!(
         (status, v["error"]["code"].as_str()),
         (400, Some("context_length_exceeded"))
+    );
+    // Any `model` is answered by the loaded model, as llama-server does (clients hard-code
+    // names such as gpt-4o); --strict-model restores OpenAI's 404 (strict_model test).
+    let mut body = chat_body(content, 4, false);
+    body["model"] = json!("gpt-4o");
+    let (status, v) = server.post("/v1/chat/completions", &body);
+    assert_eq!(
+        (status, v["model"].as_str()),
+        (200, Some("phiq-demo")),
+        "{v}"
     );
     // GET on a POST route: 405 in the same error shape.
     let (status, text) = http(&server.addr, "GET", "/v1/chat/completions", &[], b"");
@@ -793,4 +797,21 @@ fn openai_python_client() {
         stdout.contains("openai client: all checks passed"),
         "{stdout}"
     );
+}
+
+/// `--strict-model`: a request naming another model is a 404 (OpenAI's behaviour); this
+/// server's own name or none is served.
+#[test]
+fn strict_model() {
+    let server = Server::start(&["--strict-model", "-c", "128"]);
+    let mut body = chat_body("Alice", 2, false);
+    body["model"] = json!("gpt-4o");
+    let (status, v) = server.post("/v1/chat/completions", &body);
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (404, Some("model_not_found")),
+        "{v}"
+    );
+    body["model"] = json!("phiq-demo");
+    assert_eq!(server.post("/v1/chat/completions", &body).0, 200);
 }

@@ -283,6 +283,11 @@ pub fn run(args: Args) -> phiq::Result<()> {
             "-r/--repetitions must be at least 1".into(),
         ));
     }
+    if args.n_prompt.iter().all(|&p| p == 0) && args.n_gen.iter().all(|&n| n == 0) {
+        return Err(Error::InvalidInput(
+            "nothing to measure: -p and -n are both 0 (give -p N for prompt speed, -n N for generation speed)".into(),
+        ));
+    }
     let path = args.model.model_path()?;
     let threads: Vec<Option<usize>> = if args.threads_list.is_empty() {
         vec![args.model.threads]
@@ -356,7 +361,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
     if let Some((huge, rss)) = huge {
         // Decode speed depends on it (see GgufFile::huge_pages): say what this run had.
         eprintln!(
-            "mapping after tg: {:.2} GiB resident, {:.0}% in 2 MiB pages",
+            "phiq bench: mapping after tg: {:.2} GiB resident, {:.0}% in 2 MiB pages",
             rss as f64 / (1u64 << 30) as f64,
             100.0 * huge as f64 / rss.max(1) as f64
         );
@@ -364,14 +369,14 @@ pub fn run(args: Args) -> phiq::Result<()> {
     for r in results.iter().filter(|r| !r.profile.is_empty()) {
         let total: f64 = r.profile.iter().map(|p| p.1).sum();
         eprintln!(
-            "{} ({} threads): {:.2} ms per token",
+            "phiq bench: {} ({} threads): {:.2} ms per token",
             r.name(),
             r.threads,
             total * 1e3
         );
         for (part, t) in &r.profile {
             eprintln!(
-                "  {part:40} {:9.3} ms  {:5.1}%",
+                "phiq bench:   {part:40} {:9.3} ms  {:5.1}%",
                 t * 1e3,
                 100.0 * t / total.max(1e-12)
             );
@@ -414,18 +419,26 @@ pub fn run(args: Args) -> phiq::Result<()> {
             serde_json::to_string_pretty(&rows).unwrap_or_default()
         );
     } else {
-        println!("| model | size | params | backend | threads | test | t/s | roofline |");
-        println!("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |");
+        // The roofline column only when measured (--roofline), so no column stays empty.
+        let (roof_head, roof_rule) = match args.roofline {
+            true => (" roofline |", " ---: |"),
+            false => ("", ""),
+        };
+        println!("| model | size | params | backend | threads | test | t/s |{roof_head}");
+        println!("| --- | ---: | ---: | --- | ---: | ---: | ---: |{roof_rule}");
         for r in &results {
-            let roof = r.roofline().map_or(String::new(), |(bw, bytes, frac)| {
-                format!(
-                    "{:.0}% of {:.2} t/s ({bw:.1} GB/s)",
+            let roof = match (args.roofline, r.roofline()) {
+                (false, _) => String::new(),
+                (true, Some((bw, bytes, frac))) => format!(
+                    " {:.0}% of {:.2} t/s ({bw:.1} GB/s) |",
                     100.0 * frac,
                     bw * 1e9 / bytes
-                )
-            });
+                ),
+                // Prompt processing is compute-bound: no bandwidth roofline to set it against.
+                (true, None) => " - (compute-bound) |".into(),
+            };
             println!(
-                "| {} | {:.2} GiB | {:.2} B | CPU ({isa}) | {} | {} | {:.2} ± {:.2} | {roof} |",
+                "| {} | {:.2} GiB | {:.2} B | CPU ({isa}) | {} | {} | {:.2} ± {:.2} |{roof}",
                 std::path::Path::new(&name)
                     .file_name()
                     .map_or(name.clone(), |f| f.to_string_lossy().into_owned()),

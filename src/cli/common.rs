@@ -38,22 +38,28 @@ pub struct ModelArgs {
     pub cache_type: CacheType,
 }
 
+/// The model file every subcommand uses: `-m FILE`, else `$PHIQ_MODEL`, else the demo
+/// model (when run from the phiq repository).
+pub fn model_path(given: Option<&PathBuf>) -> phiq::Result<PathBuf> {
+    if let Some(m) = given {
+        return Ok(m.clone());
+    }
+    if let Some(m) = std::env::var_os("PHIQ_MODEL") {
+        return Ok(PathBuf::from(m));
+    }
+    let demo = PathBuf::from(DEMO_MODEL);
+    if demo.exists() {
+        Ok(demo)
+    } else {
+        Err(Error::InvalidInput(format!(
+            "no model given: pass -m FILE (a Phi-4 GGUF), set PHIQ_MODEL, or run from the phiq repository, where {DEMO_MODEL} is the demo model"
+        )))
+    }
+}
+
 impl ModelArgs {
     pub fn model_path(&self) -> phiq::Result<PathBuf> {
-        if let Some(m) = &self.model {
-            return Ok(m.clone());
-        }
-        if let Some(m) = std::env::var_os("PHIQ_MODEL") {
-            return Ok(PathBuf::from(m));
-        }
-        let demo = PathBuf::from(DEMO_MODEL);
-        if demo.exists() {
-            Ok(demo)
-        } else {
-            Err(Error::InvalidInput(format!(
-                "no model given: pass -m FILE (a Phi-4 GGUF), set PHIQ_MODEL, or run from the phiq repository, where {DEMO_MODEL} is the demo model"
-            )))
-        }
+        model_path(self.model.as_ref())
     }
 
     pub fn load(&self) -> phiq::Result<Model> {

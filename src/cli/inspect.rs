@@ -1,4 +1,4 @@
-//! `phiq inspect FILE [--json] [--kv] [--tensors]`
+//! `phiq inspect [FILE | -m FILE] [--json] [--kv] [--tensors]`
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -12,8 +12,12 @@ const ARRAY_HEAD: usize = 8;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The GGUF file to inspect.
-    file: PathBuf,
+    /// The GGUF file to inspect (or -m FILE) [default: $PHIQ_MODEL, else the demo model].
+    #[arg(conflicts_with = "model")]
+    file: Option<PathBuf>,
+    /// The GGUF file to inspect, as the other subcommands take it.
+    #[arg(short = 'm', long = "model", value_name = "FILE")]
+    model: Option<PathBuf>,
     /// Print one JSON object (stable, for scripts) instead of text.
     #[arg(long)]
     json: bool,
@@ -26,7 +30,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> phiq::Result<()> {
-    let file = GgufFile::open(&args.file)?;
+    let path = super::common::model_path(args.file.as_ref().or(args.model.as_ref()))?;
+    let file = GgufFile::open(&path)?;
     let out = if args.json {
         let mut s = serde_json::to_string_pretty(&to_json(&file, args.kv))
             .map_err(|e| phiq::Error::Resource(format!("JSON output failed: {e}")))?;

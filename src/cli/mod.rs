@@ -4,6 +4,7 @@ pub mod bench;
 pub mod chat;
 pub mod common;
 pub mod inspect;
+pub mod llama_flags;
 pub mod logits;
 pub mod perplexity;
 pub mod quant_report;

@@ -49,6 +49,10 @@ pub struct Args {
     /// The model's name in /v1/models and responses [default: the file name without .gguf].
     #[arg(long, value_name = "NAME")]
     alias: Option<String>,
+    /// Refuse (404) requests whose `model` is not this server's [default: any `model` is
+    /// answered by the loaded model, as llama-server does].
+    #[arg(long = "strict-model")]
+    strict_model: bool,
 }
 
 pub fn run(args: Args) -> phiq::Result<()> {
@@ -90,6 +94,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
         body_limit: args.body_limit,
         api_key,
         model_id,
+        strict_model: args.strict_model,
         shutdown_grace: Duration::from_secs(5),
     };
     serve(model, opts, |addr| {

@@ -10,8 +10,9 @@ use phiq::{Error, Tokenizer};
 #[derive(clap::Args)]
 pub struct TokenizeArgs {
     /// The GGUF model (or vocab-only) file whose tokenizer to use.
-    #[arg(short, long)]
-    model: PathBuf,
+    /// GGUF model (or vocab-only GGUF) [default: $PHIQ_MODEL, else the demo model].
+    #[arg(short, long, value_name = "FILE")]
+    model: Option<PathBuf>,
     /// Print exactly one JSON array of ids, e.g. [9906, 11, 1917], and nothing else.
     #[arg(long, conflicts_with = "pieces")]
     ids: bool,
@@ -23,7 +24,7 @@ pub struct TokenizeArgs {
     #[arg(long)]
     special: bool,
     /// Tokenize this file's bytes exactly as they are ("-" reads standard input).
-    #[arg(long, value_name = "PATH", conflicts_with = "text")]
+    #[arg(short = 'f', long, value_name = "PATH", conflicts_with = "text")]
     file: Option<PathBuf>,
     /// The text to tokenize.
     #[arg(required_unless_present = "file")]
@@ -33,8 +34,9 @@ pub struct TokenizeArgs {
 #[derive(clap::Args)]
 pub struct DetokenizeArgs {
     /// The GGUF model (or vocab-only) file whose tokenizer to use.
-    #[arg(short, long)]
-    model: PathBuf,
+    /// GGUF model (or vocab-only GGUF) [default: $PHIQ_MODEL, else the demo model].
+    #[arg(short, long, value_name = "FILE")]
+    model: Option<PathBuf>,
     /// Show control tokens (<|im_end|>, ...) as their text.
     #[arg(long)]
     special: bool,
@@ -44,8 +46,8 @@ pub struct DetokenizeArgs {
     ids: Vec<String>,
 }
 
-fn load(model: &PathBuf) -> phiq::Result<Tokenizer> {
-    let file = GgufFile::open(model)?;
+fn load(model: Option<&PathBuf>) -> phiq::Result<Tokenizer> {
+    let file = GgufFile::open(super::common::model_path(model)?)?;
     Tokenizer::from_gguf(&file)
 }
 
@@ -92,7 +94,7 @@ fn read_input(args: &TokenizeArgs) -> phiq::Result<String> {
 
 pub fn run_tokenize(args: TokenizeArgs) -> phiq::Result<()> {
     let text = read_input(&args)?;
-    let tokenizer = load(&args.model)?;
+    let tokenizer = load(args.model.as_ref())?;
     let ids = tokenizer.encode(&text, true, args.special);
     let mut out = String::new();
     if args.ids {
@@ -150,7 +152,7 @@ pub fn run_detokenize(args: DetokenizeArgs) -> phiq::Result<()> {
             "no token ids: give them as arguments or on standard input".into(),
         ));
     }
-    let tokenizer = load(&args.model)?;
+    let tokenizer = load(args.model.as_ref())?;
     let mut bytes = tokenizer.decode_bytes(&ids, args.special)?;
     // The exact bytes in a pipe; a final newline for a person at a terminal.
     if std::io::stdout().is_terminal() {

@@ -47,6 +47,10 @@ pub struct ServerOptions {
     pub api_key: Option<String>,
     /// The model's name in `/v1/models` and in responses.
     pub model_id: String,
+    /// Requests naming another model get 404 (OpenAI's behaviour); otherwise any `model`
+    /// value is answered by the loaded model (llama-server's), since many clients hard-code
+    /// one (`gpt-4o`, `gpt-3.5-turbo`).
+    pub strict_model: bool,
     /// After SIGINT/SIGTERM, how long running generations may finish before they are
     /// stopped.
     pub shutdown_grace: Duration,
@@ -57,6 +61,7 @@ pub struct App {
     model: Arc<Model>,
     slots: Slots,
     model_id: String,
+    strict_model: bool,
     created: u64,
     body_limit: usize,
     api_key: Option<String>,
@@ -68,16 +73,19 @@ impl App {
         self.ids.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Requests may name this server's model, or none; others are 404 as with OpenAI.
+    /// Any `model` is answered by the loaded model, as llama-server does; with
+    /// `strict_model`, only this server's model (or none), others 404 as with OpenAI.
     fn check_model(&self, requested: Option<&str>) -> std::result::Result<(), ApiError> {
         match requested {
-            Some(m) if !m.is_empty() && m != self.model_id => Err(ApiError::not_found(
-                "model_not_found",
-                format!(
-                    "the model '{m}' does not exist: this server serves '{}'",
-                    self.model_id
-                ),
-            )),
+            Some(m) if self.strict_model && !m.is_empty() && m != self.model_id => {
+                Err(ApiError::not_found(
+                    "model_not_found",
+                    format!(
+                        "the model '{m}' does not exist: this server serves '{}'",
+                        self.model_id
+                    ),
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -123,6 +131,7 @@ pub fn serve(
         model,
         slots,
         model_id: opts.model_id.clone(),
+        strict_model: opts.strict_model,
         created: unix_time(),
         body_limit: opts.body_limit,
         api_key: opts.api_key.clone().filter(|k| !k.is_empty()),

@@ -1,0 +1,130 @@
+//! llama.cpp's multi-letter short flags (`-ngl 99`, `-fa`, `-ctk q8_0`, `-cnv`, `-hf`), which
+//! clap would read as bundles of single letters and answer with misleading errors: turned
+//! into what phiq does with them before parsing, each with a note for stderr.
+//!
+//! - `-ngl N` / `--n-gpu-layers N` / `--gpu-layers N`: accepted and ignored (phiq runs on
+//!   the CPU only);
+//! - `-fa [on|off|auto]` / `--flash-attn`: accepted and ignored (phiq's attention is always
+//!   one fused pass over the KV cache);
+//! - `-ctk T` / `--cache-type-k T`, `-ctv T` / `--cache-type-v T`: `--cache-type T` (one type
+//!   for K and V; two different ones are an error);
+//! - `-cnv` / `--conversation` and `-hf` / `--hf-repo`: a clear error saying what to use
+//!   instead.
+
+use std::ffi::OsString;
+
+/// The rewritten arguments and the notes to print, or an error message.
+pub fn translate(args: Vec<OsString>) -> Result<(Vec<OsString>, Vec<String>), String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut notes = Vec::new();
+    let mut cache_type: Option<String> = None;
+    let mut it = args.into_iter().peekable();
+    // Everything after `--` is positional text, never a flag.
+    let mut positional = false;
+    while let Some(arg) = it.next() {
+        let Some(flag) = arg.to_str().filter(|_| !positional).map(str::to_owned) else {
+            out.push(arg);
+            continue;
+        };
+        let (name, inline) = match flag.split_once('=') {
+            Some((n, v)) if n.starts_with('-') => (n.to_string(), Some(v.to_string())),
+            _ => (flag.clone(), None),
+        };
+        let mut value = |what: &str| -> Result<String, String> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => it
+                    .next()
+                    .and_then(|v| v.into_string().ok())
+                    .ok_or_else(|| format!("{name} needs a value ({what})")),
+            }
+        };
+        match name.as_str() {
+            "--" => {
+                positional = true;
+                out.push(arg);
+            }
+            "-ngl" | "--n-gpu-layers" | "--gpu-layers" => {
+                let n = value("a layer count")?;
+                notes.push(format!(
+                    "{name} {n} ignored: phiq runs on the CPU only (no layers to offload)"
+                ));
+            }
+            "-fa" | "--flash-attn" => {
+                // Newer llama.cpp takes on|off|auto; older a bare flag.
+                let v = match inline.clone() {
+                    Some(v) => Some(v),
+                    None => it
+                        .next_if(|v| matches!(v.to_str(), Some("on" | "off" | "auto")))
+                        .and_then(|v| v.into_string().ok()),
+                };
+                let shown = v.map_or(name.clone(), |v| format!("{name} {v}"));
+                notes.push(format!(
+                    "{shown} ignored: phiq's attention is always one fused pass over the KV cache"
+                ));
+            }
+            "-ctk" | "--cache-type-k" | "-ctv" | "--cache-type-v" => {
+                let t = value("f16 or f32")?;
+                match &cache_type {
+                    Some(prev) if *prev != t => {
+                        return Err(format!(
+                            "{name} {t}: phiq keeps K and V in one type; got {prev} and {t} (use --cache-type f16|f32)"
+                        ))
+                    }
+                    Some(_) => {}
+                    None => {
+                        out.push("--cache-type".into());
+                        out.push(t.clone().into());
+                        cache_type = Some(t);
+                    }
+                }
+            }
+            "-cnv" | "--conversation" => {
+                return Err(format!(
+                    "{name}: for a conversation use `phiq chat` (the same model flags; --system TEXT for a system prompt)"
+                ))
+            }
+            "-hf" | "--hf-repo" | "-hfr" => {
+                return Err(format!(
+                    "{name}: phiq does not download models yet; download the GGUF (e.g. from huggingface.co) and pass it with -m FILE"
+                ))
+            }
+            _ => out.push(arg),
+        }
+    }
+    Ok((out, notes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(args: &[&str]) -> Result<(Vec<String>, Vec<String>), String> {
+        let args = args.iter().map(OsString::from).collect();
+        translate(args).map(|(a, n)| (a.into_iter().map(|s| s.into_string().unwrap()).collect(), n))
+    }
+
+    #[test]
+    fn llama_cpp_flags() {
+        let (a, n) = t(&["phiq", "run", "-ngl", "99", "-p", "x", "-fa", "-n", "4"]).unwrap();
+        assert_eq!(a, ["phiq", "run", "-p", "x", "-n", "4"]);
+        assert_eq!(n.len(), 2);
+        let (a, _) = t(&["phiq", "run", "-fa", "on", "-ctk", "f16", "-ctv", "f16"]).unwrap();
+        assert_eq!(a, ["phiq", "run", "--cache-type", "f16"]);
+        let (a, _) = t(&["phiq", "run", "--n-gpu-layers=40", "-ctk=f32"]).unwrap();
+        assert_eq!(a, ["phiq", "run", "--cache-type", "f32"]);
+        assert!(t(&["phiq", "run", "-ctk", "f16", "-ctv", "f32"]).is_err());
+        assert!(t(&["phiq", "run", "-cnv"])
+            .unwrap_err()
+            .contains("phiq chat"));
+        assert!(t(&["phiq", "run", "-hf", "x/y"])
+            .unwrap_err()
+            .contains("-m FILE"));
+        assert!(t(&["phiq", "run", "-ngl"])
+            .unwrap_err()
+            .contains("needs a value"));
+        // After `--` and as values of other flags' text, nothing is rewritten.
+        let (a, _) = t(&["phiq", "tokenize", "--", "-ngl"]).unwrap();
+        assert_eq!(a, ["phiq", "tokenize", "--", "-ngl"]);
+    }
+}
