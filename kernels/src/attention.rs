@@ -67,7 +67,7 @@ pub fn attention<T: SelectKv>(
             "caches too short"
         );
     }
-    let dot = T::kernels(isa).dot;
+    let dot = T::dot(isa);
     let axpy = T::axpy(isa);
     // The whole-group kernel where there is one (its shape limits: AttendJob::check).
     let attend = T::attend(isa).filter(|_| hd.is_multiple_of(16));

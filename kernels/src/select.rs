@@ -43,6 +43,8 @@ pub struct Kernels<W: VecDot> {
 
 /// A weight type with a row in the table below.
 pub trait Select: VecDot {
+    /// The one-row dot alone (attention's scores take only this, once per call).
+    fn dot(isa: Isa) -> DotFn<Self>;
     fn kernels(isa: Isa) -> Kernels<Self>;
 }
 
@@ -51,9 +53,12 @@ pub trait Select: VecDot {
 macro_rules! table {
     ($($W:ty => $dot:ident, $gemv:expr, $gemm:expr;)*) => {$(
         impl Select for $W {
+            fn dot(isa: Isa) -> DotFn<Self> {
+                $dot(isa).unwrap_or(<$W as VecDot>::dot_ref)
+            }
             fn kernels(isa: Isa) -> Kernels<Self> {
                 Kernels {
-                    dot: $dot(isa).unwrap_or(<$W as VecDot>::dot_ref),
+                    dot: Self::dot(isa),
                     gemv: $gemv(isa),
                     gemm: $gemm(isa),
                     quantize: quantize::<<$W as VecDot>::Act>(isa),
