@@ -107,6 +107,11 @@ pub enum Error {
     /// limits). A template that does not compile is [`Error::InvalidModel`].
     #[error("chat template: {0}")]
     ChatTemplate(String),
+
+    /// The user stopped the work (Ctrl-C, SIGTERM) before it was complete; nothing was
+    /// left half-written.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl Error {

@@ -13,6 +13,7 @@
 
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use phiq_kernels::GgmlType;
@@ -130,7 +131,26 @@ pub const PRESETS: &[Preset] = &[
 ];
 
 impl Preset {
+    /// The preset named `name` (case-insensitive, llama-quantize's aliases `Q3_K`, `Q4_K`,
+    /// `Q5_K`), or with the `general.file_type` id `name` (llama-quantize takes `15` for
+    /// `Q4_K_M`).
     pub fn from_name(name: &str) -> Result<Preset> {
+        if let Ok(id) = name.parse::<u32>() {
+            return PRESETS
+                .iter()
+                .find(|p| p.file_type == id)
+                .copied()
+                .ok_or_else(|| {
+                    let ids: Vec<String> = PRESETS
+                        .iter()
+                        .map(|p| format!("{} {}", p.file_type, p.name))
+                        .collect();
+                    Error::InvalidInput(format!(
+                        "unknown quantization type id {id} (phiq writes: {})",
+                        ids.join(", ")
+                    ))
+                });
+        }
         // llama-quantize's aliases for the medium presets.
         let name = match name.to_ascii_uppercase().as_str() {
             "Q3_K" => "Q3_K_M",
@@ -163,6 +183,12 @@ pub struct QuantizeOptions {
     /// Importance matrix (llama-quantize `--imatrix`) and the file name recorded in the
     /// output's `quantize.imatrix.file`.
     pub imatrix: Option<(Arc<Imatrix>, String)>,
+    /// Allow the output to be the input file itself (it is replaced only when the new file
+    /// is complete).
+    pub overwrite_input: bool,
+    /// Set from another thread (a Ctrl-C handler) to stop: the temporary file is removed
+    /// and [`quantize_file`] returns [`Error::Interrupted`].
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 /// llama.cpp's `use_more_bits`: the first and last eighth of the layers and every third
@@ -176,8 +202,22 @@ fn layer_of(name: &str) -> Option<usize> {
     name.strip_prefix("blk.")?.split('.').next()?.parse().ok()
 }
 
-/// The type a tensor gets under `preset` (llama.cpp's rules for these tensors).
+/// The type a tensor gets under `preset` (llama.cpp's rules for these tensors), after the
+/// fallback for rows that are not whole blocks ([`fallback_type`]).
 pub fn choose_type(
+    preset: Preset,
+    opts: &QuantizeOptions,
+    t: &TensorInfo,
+    n_layer: usize,
+    n_gqa: usize,
+    tied_output: bool,
+) -> GgmlType {
+    let ty = rule_type(preset, opts, t, n_layer, n_gqa, tied_output);
+    fallback_type(ty, t.dims.first().copied().unwrap_or(0))
+}
+
+/// llama.cpp's per-tensor rules, before the fallback for partial blocks.
+fn rule_type(
     preset: Preset,
     opts: &QuantizeOptions,
     t: &TensorInfo,
@@ -265,8 +305,14 @@ pub fn choose_type(
             };
         }
     }
-    // Rows that are not whole blocks of the chosen type fall back as llama.cpp does.
-    if !t.dims[0].is_multiple_of(ty.block_size()) {
+    ty
+}
+
+/// The type rows of `row_len` elements get when `ty`'s blocks do not divide them: llama.cpp's
+/// fallbacks (Q4_K → Q5_0, …), else F16. `ty` itself when they do.
+pub fn fallback_type(mut ty: GgmlType, row_len: u64) -> GgmlType {
+    use GgmlType as T;
+    if !row_len.is_multiple_of(ty.block_size()) {
         ty = match ty {
             T::Q2_K | T::Q3_K => T::Q4_0,
             T::IQ4_XS => T::IQ4_NL,
@@ -275,7 +321,7 @@ pub fn choose_type(
             T::Q6_K => T::Q8_0,
             other => other,
         };
-        if !t.dims[0].is_multiple_of(ty.block_size()) {
+        if !row_len.is_multiple_of(ty.block_size()) {
             ty = T::F16;
         }
     }
@@ -290,22 +336,82 @@ pub struct TensorDone {
     pub name: String,
     pub from: String,
     pub to: GgmlType,
+    /// Weights in the tensor.
+    pub elements: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+}
+
+/// What [`quantize_file`] reports as it goes.
+#[derive(Clone, Debug)]
+pub enum Progress<'a> {
+    /// Before any work: something the user should know about the plan (a type that falls
+    /// back for rows that are not whole blocks, an option that has no effect).
+    Note(String),
+    /// One tensor is written.
+    Tensor(&'a TensorDone),
+}
+
+/// The size of the finished file and what went into it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Summary {
+    pub input_file_bytes: u64,
+    pub output_file_bytes: u64,
+    pub tensor_bytes_in: u64,
+    pub tensor_bytes_out: u64,
+    pub elements: u64,
 }
 
 /// Rows quantized per parallel chunk: bounded memory (an f32 chunk of a 35840-wide tensor
 /// is 64 rows × 140 KB = 9 MB) with enough rows to keep every thread busy.
 const ROWS_PER_CHUNK: usize = 64;
 
-/// Quantizes `input` into `output` with `preset`. `progress` is called after each tensor.
+/// The checks made before any work: the output is a file we can create (not a directory,
+/// in a directory that exists) and not the input itself unless `overwrite_input`.
+fn check_output(input: &Path, output: &Path, overwrite_input: bool) -> Result<()> {
+    if output.is_dir() {
+        return Err(Error::InvalidInput(format!(
+            "output {} is a directory; give a file name (e.g. {}/model-Q4_K_M.gguf)",
+            output.display(),
+            output.display()
+        )));
+    }
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(Error::InvalidInput(format!(
+            "output {}: the directory {} does not exist",
+            output.display(),
+            parent.display()
+        )));
+    }
+    let same = match (std::fs::canonicalize(input), std::fs::canonicalize(output)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same && !overwrite_input {
+        return Err(Error::InvalidInput(format!(
+            "output {} is the input file; give another name, or pass --force to replace the input when the new file is complete",
+            output.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Quantizes `input` into `output` with `preset`. `progress` hears the plan's notes before
+/// any work and each tensor as it is written. The output is written to `OUT.tmp-PID` and
+/// renamed when complete; on any error (and on [`QuantizeOptions::cancel`]) the temporary
+/// file is removed.
 pub fn quantize_file(
     input: &Path,
     output: &Path,
     preset: Preset,
     opts: &QuantizeOptions,
-    mut progress: impl FnMut(&TensorDone),
-) -> Result<()> {
+    mut progress: impl FnMut(Progress<'_>),
+) -> Result<Summary> {
+    check_output(input, output, opts.overwrite_input)?;
     let file = GgufFile::open(input)?;
     let h = &file.header;
     let md = &h.metadata;
@@ -343,6 +449,9 @@ pub fn quantize_file(
         .iter()
         .map(|t| (t, choose_type(preset, opts, t, n_layer, n_gqa, tied)))
         .collect();
+    for note in plan_notes(preset, opts, &plan, n_layer, n_gqa, tied) {
+        progress(Progress::Note(note));
+    }
     for (t, _) in &plan {
         if t.ty.is_none_or(|ty| !ty.is_supported()) {
             return Err(Error::UnsupportedType {
@@ -408,6 +517,10 @@ pub fn quantize_file(
             source: e,
         }
     };
+    let mut summary = Summary {
+        input_file_bytes: std::fs::metadata(input).map_err(io(input))?.len(),
+        ..Summary::default()
+    };
     let result = (|| -> Result<()> {
         let f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
         let mut w = GgufWriter::new(
@@ -417,6 +530,11 @@ pub fn quantize_file(
             &specs,
         )?;
         let count = plan.len();
+        let cancelled = || {
+            opts.cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::Relaxed))
+        };
         for (index, (t, to)) in plan.iter().enumerate() {
             let from = t.ty.expect("checked above");
             let data = file.tensor_data(t)?;
@@ -435,6 +553,9 @@ pub fn quantize_file(
             };
             let mut written = 0u64;
             for chunk in (0..n_rows).step_by(ROWS_PER_CHUNK) {
+                if cancelled() {
+                    return Err(Error::Interrupted);
+                }
                 let rows = ROWS_PER_CHUNK.min(n_rows - chunk);
                 let results: Vec<Result<Vec<u8>>> = (0..rows)
                     .into_par_iter()
@@ -461,24 +582,86 @@ pub fn quantize_file(
                     written += bytes.len() as u64;
                 }
             }
-            progress(&TensorDone {
+            let elements = t.dims.iter().product::<u64>();
+            summary.elements += elements;
+            summary.tensor_bytes_in += data.len() as u64;
+            summary.tensor_bytes_out += written;
+            progress(Progress::Tensor(&TensorDone {
                 index,
                 count,
                 name: t.name.clone(),
                 from: t.type_name(),
                 to: *to,
+                elements,
                 bytes_in: data.len() as u64,
                 bytes_out: written,
-            });
+            }));
         }
         w.finish()?;
+        if cancelled() {
+            return Err(Error::Interrupted);
+        }
         Ok(())
     })();
-    match result {
-        Ok(()) => std::fs::rename(&tmp, output).map_err(io(output)),
+    match result.and_then(|()| std::fs::rename(&tmp, output).map_err(io(output))) {
+        Ok(()) => {
+            summary.output_file_bytes = std::fs::metadata(output).map_err(io(output))?.len();
+            Ok(summary)
+        }
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             Err(e)
         }
     }
+}
+
+/// What the user should hear about a plan before the work: tensors whose rows are not whole
+/// blocks of the type the rules give them (llama-quantize warns of its fallback too), and a
+/// `--token-embedding-type` that a tied output overrides.
+fn plan_notes(
+    preset: Preset,
+    opts: &QuantizeOptions,
+    plan: &[(&TensorInfo, GgmlType)],
+    n_layer: usize,
+    n_gqa: usize,
+    tied: bool,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    // (wanted, got, row length) -> tensors
+    type Fallback = (GgmlType, GgmlType, u64);
+    let mut fallbacks: Vec<(Fallback, Vec<&str>)> = Vec::new();
+    for (t, got) in plan {
+        let wanted = rule_type(preset, opts, t, n_layer, n_gqa, tied);
+        if wanted != *got {
+            let key = (wanted, *got, t.dims[0]);
+            match fallbacks.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, names)) => names.push(&t.name),
+                None => fallbacks.push((key, vec![&t.name])),
+            }
+        }
+    }
+    for ((wanted, got, cols), names) in fallbacks {
+        let shown = if names.len() > 3 {
+            format!("{}, … ({} tensors)", names[..2].join(", "), names.len())
+        } else {
+            names.join(", ")
+        };
+        notes.push(format!(
+            "{shown}: rows of {cols} are not a multiple of {wanted}'s {}-weight blocks: using {got} instead (llama-quantize's fallback)",
+            wanted.block_size()
+        ));
+    }
+    if tied {
+        if let Some(e) = opts.token_embedding_type {
+            let used = plan
+                .iter()
+                .find(|(t, _)| t.name == "token_embd.weight")
+                .map(|(_, ty)| ty.to_string())
+                .unwrap_or_default();
+            notes.push(format!(
+                "--token-embedding-type {e} has no effect: this model ties its output to token_embd.weight, which gets the output's type ({used}; set it with --output-tensor-type), as in llama-quantize"
+            ));
+        }
+    }
+    notes
 }

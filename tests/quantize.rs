@@ -377,3 +377,200 @@ fn malformed_imatrix_files_are_refused() {
         std::fs::remove_file(path).unwrap();
     }
 }
+
+/// Checked before any work: an output that is a directory or in a directory that does not
+/// exist, and the input itself (unless --force). Numeric type ids are llama-quantize's.
+#[test]
+fn output_path_checked_first_and_numeric_types() {
+    let Some(dir) = tiny_models_dir() else { return };
+    let f32 = dir.join("tiny-phi4-F32.gguf");
+    let d = tmp("outdir");
+    std::fs::create_dir_all(&d).unwrap();
+    let (code, err) = phiq(&[
+        "quantize",
+        f32.to_str().unwrap(),
+        d.to_str().unwrap(),
+        "Q8_0",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("is a directory"), "{err}");
+    assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
+    assert!(
+        std::fs::read_dir(d.parent().unwrap()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("outdir.tmp-")),
+        "a temporary file was left"
+    );
+    let nodir = d.join("no/such/dir/out.gguf");
+    let (code, err) = phiq(&[
+        "quantize",
+        f32.to_str().unwrap(),
+        nodir.to_str().unwrap(),
+        "Q8_0",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("does not exist"), "{err}");
+
+    // OUT = IN: refused (also through another spelling of the path), or replaced with --force.
+    let copy = tmp("self.gguf");
+    std::fs::copy(&f32, &copy).unwrap();
+    let other_spelling = copy.parent().unwrap().join(".").join("self.gguf");
+    let (code, err) = phiq(&[
+        "quantize",
+        copy.to_str().unwrap(),
+        other_spelling.to_str().unwrap(),
+        "Q8_0",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("is the input file") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::metadata(&copy).unwrap().len(),
+        std::fs::metadata(&f32).unwrap().len()
+    );
+    // `7` is llama-quantize's number for Q8_0; `8` is ggml's id of q8_0 for a tensor type.
+    let (code, err) = phiq(&[
+        "quantize",
+        copy.to_str().unwrap(),
+        copy.to_str().unwrap(),
+        "7",
+        "--force",
+        "--pure",
+        "--output-tensor-type",
+        "8",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // The replaced file is gguf-py's Q8_0 of the same weights.
+    same_tensors(&copy, &dir.join("tiny-phi4-Q8_0.gguf"));
+    // The summary gives both files' sizes as they are on disk.
+    let out_mib = format!(
+        "{:.1} MiB",
+        std::fs::metadata(&copy).unwrap().len() as f64 / 1048576.0
+    );
+    let in_mib = format!(
+        "{:.1} MiB",
+        std::fs::metadata(&f32).unwrap().len() as f64 / 1048576.0
+    );
+    assert!(err.contains(&out_mib) && err.contains(&in_mib), "{err}");
+    assert!(err.contains("bits/weight"), "{err}");
+    std::fs::remove_file(&copy).unwrap();
+    let (code, err) = phiq(&["quantize", f32.to_str().unwrap(), "x.gguf", "99"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("unknown quantization type id 99") && err.contains("15 Q4_K_M"),
+        "{err}"
+    );
+}
+
+/// The demo model (hidden 128, tied output): Q4_K's 256-weight blocks do not fit its rows,
+/// so llama-quantize's fallback applies and is said; a token-embedding type is overridden by
+/// the tied output, and that is said too.
+#[test]
+fn fallbacks_and_ineffective_options_are_said() {
+    let demo = repo_root().join("models/phiq-demo.gguf");
+    let out = tmp("demo-q4km.gguf");
+    let (code, err) = phiq(&[
+        "quantize",
+        demo.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "Q4_K_M",
+        "--allow-requantize",
+        "--token-embedding-type",
+        "q8_0",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("rows of 128 are not a multiple of Q4_K's 256-weight blocks: using Q5_0"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--token-embedding-type Q8_0 has no effect"),
+        "{err}"
+    );
+    let f = GgufFile::open(&out).unwrap();
+    let t = f.tensor("blk.0.attn_output.weight").unwrap();
+    assert_eq!(t.type_name(), "Q5_0");
+    std::fs::remove_file(out).unwrap();
+}
+
+/// SIGINT or SIGTERM in the middle: exit status 130, no OUT and no OUT.tmp-PID left.
+#[cfg(unix)]
+#[test]
+fn interrupt_leaves_no_file() {
+    use phiq::gguf::{GgufWriter, TensorSpec, Value};
+    use phiq::kernels::GgmlType;
+    // A file big enough that quantizing it takes a while: 4 tensors of 4096 x 1024 F32.
+    let input = tmp("big-f32.gguf");
+    {
+        let specs: Vec<TensorSpec> = (0..4)
+            .map(|i| TensorSpec {
+                name: format!("blk.{i}.ffn_down.weight"),
+                dims: vec![4096, 1024],
+                ty: GgmlType::F32,
+            })
+            .collect();
+        let md = vec![
+            (
+                "general.architecture".to_string(),
+                Value::String("phi3".into()),
+            ),
+            ("phi3.block_count".to_string(), Value::U32(4)),
+        ];
+        let f = std::fs::File::create(&input).unwrap();
+        let mut w = GgufWriter::new(std::io::BufWriter::new(f), &input, &md, &specs).unwrap();
+        let row: Vec<u8> = (0..4096)
+            .flat_map(|i| (0.1 + 2.0 * (i as f32).cos()).to_le_bytes())
+            .collect();
+        for _ in 0..4 * 1024 {
+            w.write_data(&row).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    for signal in ["INT", "TERM"] {
+        let out = tmp(&format!("interrupted-{signal}.gguf"));
+        let child = Command::new(env!("CARGO_BIN_EXE_phiq"))
+            .args([
+                "quantize",
+                input.to_str().unwrap(),
+                out.to_str().unwrap(),
+                "Q3_K_S",
+                "-t",
+                "1",
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let tmp_name = format!("interrupted-{signal}.gguf.tmp-{}", child.id());
+        let tmp_path = out.with_file_name(&tmp_name);
+        // Wait until the work has started (the temporary file exists), then interrupt.
+        let start = std::time::Instant::now();
+        while !tmp_path.exists() && start.elapsed().as_secs() < 30 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&output.stderr);
+        if output.status.success() {
+            // Finished before the signal landed: nothing to check about cleanup.
+            eprintln!("quantize finished before SIG{signal}");
+            std::fs::remove_file(&out).unwrap();
+            continue;
+        }
+        assert_eq!(output.status.code(), Some(130), "SIG{signal}: {err}");
+        assert!(err.contains("interrupted"), "{err}");
+        assert!(!out.exists(), "SIG{signal} left {}", out.display());
+        assert!(
+            !tmp_path.exists(),
+            "SIG{signal} left {}",
+            tmp_path.display()
+        );
+    }
+    std::fs::remove_file(input).unwrap();
+}

@@ -1,20 +1,26 @@
 //! `phiq quantize IN.gguf OUT.gguf TYPE [--pure] [--allow-requantize] [--imatrix FILE]
-//! [--output-tensor-type T] [--token-embedding-type T]` (llama-quantize's argument order).
+//! [--output-tensor-type T] [--token-embedding-type T] [--force]` (llama-quantize's argument
+//! order). Ctrl-C or SIGTERM stops it with no file left behind (exit status 130).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use phiq::kernels::GgmlType;
-use phiq::quantize::{quantize_file, Preset, QuantizeOptions};
+use phiq::quantize::{quantize_file, Preset, Progress, QuantizeOptions};
 use phiq::Error;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Input GGUF (F32, F16 or BF16 weights).
     input: PathBuf,
-    /// Output GGUF (written to OUT.tmp-PID first, renamed when complete).
+    /// Output GGUF (written to OUT.tmp-PID first, renamed when complete; removed on an
+    /// error or Ctrl-C).
     output: PathBuf,
-    /// Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K IQ4_NL IQ4_XS F16 BF16 F32
+    /// Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K
+    /// IQ4_NL IQ4_XS F16 BF16 F32, or llama-quantize's number for one (2 = Q4_0, 15 =
+    /// Q4_K_M, …; the list is in the error for an unknown one).
     #[arg(value_name = "TYPE")]
     preset: String,
     /// Every 2-D tensor gets the base type (no "more bits" rules).
@@ -23,10 +29,11 @@ pub struct Args {
     /// Allow quantizing already-quantized tensors.
     #[arg(long = "allow-requantize")]
     allow_requantize: bool,
-    /// Type for output.weight.
+    /// Type for output.weight (a ggml type name such as q6_k, or its number).
     #[arg(long = "output-tensor-type", value_name = "T")]
     output_tensor_type: Option<String>,
-    /// Type for token_embd.weight.
+    /// Type for token_embd.weight (no effect when the output is tied to it: use
+    /// --output-tensor-type).
     #[arg(long = "token-embedding-type", value_name = "T")]
     token_embedding_type: Option<String>,
     /// Importance matrix from llama-imatrix (GGUF or legacy .dat): quantize with its
@@ -36,16 +43,38 @@ pub struct Args {
     /// Threads [default: physical cores].
     #[arg(short = 't', long)]
     threads: Option<usize>,
+    /// Allow OUT to be IN: the input is replaced when the new file is complete.
+    #[arg(long)]
+    force: bool,
 }
 
+/// A tensor type by ggml name (case-insensitive) or ggml type id.
 fn ggml_type(name: &str) -> phiq::Result<GgmlType> {
-    GgmlType::from_name(name)
-        .filter(|t| t.is_supported() && !matches!(t, GgmlType::Q8_1 | GgmlType::Q8_K))
+    let ty = match name.parse::<u32>() {
+        Ok(id) => GgmlType::from_id(id),
+        Err(_) => GgmlType::from_name(name),
+    };
+    ty.filter(|t| t.is_supported() && !matches!(t, GgmlType::Q8_1 | GgmlType::Q8_K))
         .ok_or_else(|| Error::InvalidInput(format!("unknown or unsupported tensor type '{name}'")))
+}
+
+fn mib(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / 1048576.0)
+    }
 }
 
 pub fn run(args: Args) -> phiq::Result<()> {
     let preset = Preset::from_name(&args.preset)?;
+    // Ctrl-C and SIGTERM: stop between chunks of rows; the temporary file is removed.
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        ctrlc::set_handler(move || cancel.store(true, Ordering::SeqCst))
+            .map_err(|e| Error::Resource(format!("cannot install the Ctrl-C handler: {e}")))?;
+    }
     let opts = QuantizeOptions {
         pure: args.pure,
         allow_requantize: args.allow_requantize,
@@ -77,6 +106,8 @@ pub fn run(args: Args) -> phiq::Result<()> {
             }
             None => None,
         },
+        overwrite_input: args.force,
+        cancel: Some(cancel.clone()),
     };
     let threads = args
         .threads
@@ -91,24 +122,38 @@ pub fn run(args: Args) -> phiq::Result<()> {
         ProgressStyle::with_template("{bar:30} {pos}/{len} tensors  {msg}  [{elapsed} < {eta}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let (mut bytes_in, mut bytes_out) = (0u64, 0u64);
-    pool.install(|| {
-        quantize_file(&args.input, &args.output, preset, &opts, |d| {
-            bar.set_length(d.count as u64);
-            bar.set_position(d.index as u64 + 1);
-            bar.set_message(format!("{} {} -> {}", d.name, d.from, d.to));
-            bytes_in += d.bytes_in;
-            bytes_out += d.bytes_out;
+    let result = pool.install(|| {
+        quantize_file(&args.input, &args.output, preset, &opts, |p| match p {
+            // (println on a hidden bar, when stderr is not a terminal, prints nothing)
+            Progress::Note(n) => bar.suspend(|| eprintln!("phiq: note: {n}")),
+            Progress::Tensor(d) => {
+                bar.set_length(d.count as u64);
+                bar.set_position(d.index as u64 + 1);
+                bar.set_message(format!("{} {} -> {}", d.name, d.from, d.to));
+            }
         })
-    })?;
+    });
     bar.finish_and_clear();
+    let s = match result {
+        Err(Error::Interrupted) => {
+            eprintln!(
+                "phiq: interrupted: nothing written ({} not created)",
+                args.output.display()
+            );
+            std::process::exit(130);
+        }
+        r => r?,
+    };
     eprintln!(
-        "phiq: {} -> {} ({}): {:.1} MiB -> {:.1} MiB",
+        "phiq: {} ({}) -> {} ({}, {}): tensors {} -> {}, {:.2} bits/weight",
         args.input.display(),
+        mib(s.input_file_bytes),
         args.output.display(),
+        mib(s.output_file_bytes),
         preset.name,
-        bytes_in as f64 / 1048576.0,
-        bytes_out as f64 / 1048576.0
+        mib(s.tensor_bytes_in),
+        mib(s.tensor_bytes_out),
+        s.tensor_bytes_out as f64 * 8.0 / s.elements.max(1) as f64
     );
     Ok(())
 }

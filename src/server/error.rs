@@ -138,7 +138,7 @@ impl From<crate::Error> for ApiError {
                 ApiError::invalid(message)
             }
             // The machine.
-            E::Resource(_) => ApiError::unavailable(message),
+            E::Resource(_) | E::Interrupted => ApiError::unavailable(message),
             // The model file (or another file the server read), or I/O.
             E::Io { .. }
             | E::NotGguf { .. }
