@@ -34,6 +34,7 @@ enum Command {
     /// Serve an OpenAI-compatible HTTP API (chat, completions, embeddings) on localhost.
     Serve(cli::serve::Args),
     /// Chat in the terminal with the model's chat template (history kept in the KV cache).
+    #[command(after_help = cli::chat::COMMANDS)]
     Chat(cli::chat::Args),
     /// Show what a GGUF file holds: architecture, size, type mix, metadata, tensors.
     Inspect(cli::inspect::Args),

@@ -427,3 +427,118 @@ fn bench_reports_llama_bench_fields() {
     let (code, _, err) = phiq(&["bench", "-m", &m, "-p", "0", "-n", "0"]);
     assert!(code != 0 && err.contains("nothing to measure"), "{err}");
 }
+
+/// A full context in `chat`: the oldest turns are dropped (and the user told), so every
+/// message still gets an answer; an unknown /command is an error, not a message; `//`
+/// sends a message that starts with '/'.
+#[test]
+fn chat_drops_oldest_turns_and_checks_commands() {
+    use std::io::Write;
+    let Some(m) = model() else { return };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phiq"))
+        .args([
+            "chat", "-m", &m, "-c", "128", "-n", "30", "--temp", "0", "-v",
+        ])
+        .args(["--system", "Alice in Wonderland"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"Alice was beginning\nDown, down, down\n/foo bar\nCuriouser and curiouser\n//etc\nThe rabbit\n",
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let answers = err.lines().filter(|l| l.starts_with("[prompt")).count();
+    assert_eq!(answers, 5, "every message but /foo is answered: {err}");
+    assert!(err.contains("unknown command /foo"), "{err}");
+    assert!(
+        err.contains(
+            "is full: dropped the 1 oldest turn of the conversation (the system message stays)"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("does not fit"), "{err}");
+}
+
+/// A message that alone does not fit the context is refused with a reason (and the chat
+/// goes on).
+#[test]
+fn chat_message_too_long_for_the_context() {
+    use std::io::Write;
+    let Some(m) = model() else { return };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phiq"))
+        .args(["chat", "-m", &m, "-c", "64", "-n", "4", "--temp", "0", "-v"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let long = "Alice was beginning to get very tired ".repeat(20);
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{long}\nAlice\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("does not fit the context of 64 tokens: shorten it, or raise -c"),
+        "{err}"
+    );
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("[prompt")).count(),
+        1,
+        "{err}"
+    );
+}
+
+/// `phiq chat` at a real terminal (tests/python/chat_tty.py drives it through a
+/// pseudo-terminal): Ctrl-C clears the line, an unknown /command is an error, continuation
+/// lines get a prompt, Ctrl-D exits with a newline, the history is saved.
+#[cfg(unix)]
+#[test]
+fn chat_at_a_terminal() {
+    let Some(m) = model() else { return };
+    let history = std::env::temp_dir().join(format!("phiq-history-{}", std::process::id()));
+    let _ = std::fs::remove_file(&history);
+    let out = Command::new("python3")
+        .arg(repo_root().join("tests/python/chat_tty.py"))
+        .arg(env!("CARGO_BIN_EXE_phiq"))
+        .arg(&m)
+        .arg(&history)
+        .output()
+        .expect("python3 runs tests/python/chat_tty.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("chat tty: all checks passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_file(&history);
+}
+
+#[test]
+fn chat_help_lists_the_commands() {
+    let (code, out, err) = phiq(&["chat", "--help"]);
+    assert_eq!(code, 0, "{err}");
+    for c in [
+        "/reset",
+        "/system TEXT",
+        "/exit",
+        "//TEXT",
+        "Ctrl-C",
+        "Ctrl-D",
+    ] {
+        assert!(out.contains(c), "{c} missing from chat --help:\n{out}");
+    }
+}

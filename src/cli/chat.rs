@@ -1,18 +1,35 @@
 //! `phiq chat`: an interactive chat in the terminal, using the model's chat template.
 //!
 //! The conversation stays in the KV cache: each turn re-renders the history and only the
-//! tokens after the common prefix are evaluated. Commands: `/reset`, `/system TEXT`,
-//! `/exit`, `/help`. End a line with `\` to continue it, or wrap a block in `"""`.
-//! Ctrl-C stops the current answer (not the program); Ctrl-D (EOF) exits.
+//! tokens after the common prefix are evaluated. When the context is full the oldest turns
+//! are dropped (the system message stays) and the user is told. At a terminal the prompt
+//! has line editing and history (rustyline); piped input is read line by line. The slash
+//! commands are in [`COMMANDS`] (`phiq chat --help` and `/help` print it).
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use phiq::{ChatMessage, Error, GenerateParams};
+use phiq::{ChatMessage, Error, GenerateParams, StopReason};
+use rustyline::error::ReadlineError;
 
 use super::common::{rate, ModelArgs, SamplingArgs};
 use super::run::Stdout;
+
+/// The slash commands and keys, for `chat --help` and `/help`.
+pub const COMMANDS: &str = "\
+Commands (at the chat prompt):
+  /help, /?              this list
+  /reset, /clear         start a new conversation (the system message stays)
+  /system TEXT           set the system message (none if TEXT is empty), new conversation
+  /exit, /quit, /bye     leave (as does Ctrl-D at an empty prompt)
+  //TEXT                 send a message that starts with '/' (an unknown /command is an error)
+Several lines: end a line with \\ to continue it, or put lines between two \"\"\" lines.
+Keys: Ctrl-C stops an answer, or clears the line being typed; Ctrl-D at an empty prompt
+exits; Up/Down and Ctrl-R walk the history, saved in ~/.phiq_history ($PHIQ_HISTORY names
+another file; PHIQ_HISTORY= keeps none).
+When the context is full, the oldest turns are dropped (the system message stays).";
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -31,48 +48,153 @@ pub struct Args {
     verbose: bool,
 }
 
-const HELP: &str = "commands: /reset (new conversation), /system TEXT (set the system message and reset), /exit; \
-end a line with \\ to continue it, or wrap several lines in \"\"\"; Ctrl-C stops an answer, Ctrl-D exits";
+/// One line of input.
+enum Line {
+    Text(String),
+    /// Ctrl-C at the prompt.
+    Interrupted,
+    Eof,
+}
 
-/// Reads one user message (possibly several lines); `None` at end of input.
-fn read_message(input: &mut impl BufRead, interactive: bool) -> std::io::Result<Option<String>> {
-    let prompt = |s: &str| {
-        if interactive {
-            print!("{s}");
-            let _ = std::io::stdout().flush();
+/// Where messages come from: the terminal with line editing, or piped text.
+enum Input {
+    Terminal {
+        editor: Box<rustyline::DefaultEditor>,
+        history: Option<PathBuf>,
+    },
+    Piped(std::io::StdinLock<'static>),
+}
+
+/// The history file: `$PHIQ_HISTORY` (empty: none), else `~/.phiq_history`.
+fn history_path() -> Option<PathBuf> {
+    match std::env::var_os("PHIQ_HISTORY") {
+        Some(p) if p.is_empty() => None,
+        Some(p) => Some(PathBuf::from(p)),
+        None => std::env::var_os("HOME")
+            .or_else(|| std::env::var_os("USERPROFILE"))
+            .map(|h| PathBuf::from(h).join(".phiq_history")),
+    }
+}
+
+impl Input {
+    fn open(terminal: bool) -> phiq::Result<Input> {
+        if !terminal {
+            return Ok(Input::Piped(std::io::stdin().lock()));
         }
-    };
-    prompt("> ");
+        let mut editor = rustyline::DefaultEditor::new().map_err(|e| {
+            Error::Resource(format!("cannot set up line editing on this terminal: {e}"))
+        })?;
+        let history = history_path();
+        if let Some(h) = &history {
+            // A missing file is the first run; an unreadable one only loses the history.
+            let _ = editor.load_history(h);
+        }
+        Ok(Input::Terminal {
+            editor: Box::new(editor),
+            history,
+        })
+    }
+
+    fn line(&mut self, prompt: &str) -> phiq::Result<Line> {
+        match self {
+            Input::Piped(r) => {
+                let mut s = String::new();
+                match r.read_line(&mut s) {
+                    Ok(0) => Ok(Line::Eof),
+                    Ok(_) => Ok(Line::Text(s.trim_end_matches(['\n', '\r']).to_string())),
+                    Err(e) => Err(Error::Io {
+                        path: "<stdin>".into(),
+                        source: e,
+                    }),
+                }
+            }
+            Input::Terminal { editor, .. } => match editor.readline(prompt) {
+                Ok(s) => Ok(Line::Text(s)),
+                Err(ReadlineError::Interrupted) => Ok(Line::Interrupted),
+                Err(ReadlineError::Eof) => Ok(Line::Eof),
+                Err(e) => Err(Error::Io {
+                    path: "<terminal>".into(),
+                    source: std::io::Error::other(e),
+                }),
+            },
+        }
+    }
+
+    fn remember(&mut self, message: &str) {
+        if let Input::Terminal { editor, history } = self {
+            let _ = editor.add_history_entry(message);
+            if let Some(h) = history {
+                let _ = editor.save_history(h);
+            }
+        }
+    }
+}
+
+/// What the user typed.
+enum Read {
+    Message(String),
+    /// Ctrl-C: the line (and any lines before it in the same message) dropped.
+    Cleared,
+    End,
+}
+
+/// Reads one user message, possibly several lines (a trailing `\`, or a `"""` block), with
+/// `... ` as the prompt of continuation lines.
+fn read_message(input: &mut Input) -> phiq::Result<Read> {
     let mut text = String::new();
-    let mut line = String::new();
     let mut in_block = false;
+    let mut prompt = "> ";
     loop {
-        line.clear();
-        if input.read_line(&mut line)? == 0 {
-            return Ok(if text.is_empty() { None } else { Some(text) });
-        }
-        let l = line.trim_end_matches(['\n', '\r']);
+        let l = match input.line(prompt)? {
+            Line::Eof if text.is_empty() => return Ok(Read::End),
+            Line::Eof => return Ok(Read::Message(text)),
+            Line::Interrupted => return Ok(Read::Cleared),
+            Line::Text(l) => l,
+        };
         if l.trim() == "\"\"\"" {
             if in_block {
-                return Ok(Some(text));
+                return Ok(Read::Message(text));
             }
             in_block = true;
-            prompt(". ");
+            prompt = "... ";
             continue;
         }
         if in_block {
-            text.push_str(l);
+            text.push_str(&l);
             text.push('\n');
-            prompt(". ");
         } else if let Some(cont) = l.strip_suffix('\\') {
             text.push_str(cont);
             text.push('\n');
-            prompt(". ");
+            prompt = "... ";
         } else {
-            text.push_str(l);
-            return Ok(Some(text));
+            text.push_str(&l);
+            return Ok(Read::Message(text));
         }
     }
+}
+
+/// Drops the oldest turns (a user message and the answers after it), never the system
+/// message nor the last message, until `fits` says the conversation fits. Returns how many
+/// turns were dropped.
+fn drop_oldest_turns(
+    messages: &mut Vec<ChatMessage>,
+    mut fits: impl FnMut(&[ChatMessage]) -> phiq::Result<bool>,
+) -> phiq::Result<usize> {
+    let mut dropped = 0;
+    while !fits(messages)? {
+        let Some(first) = messages.iter().position(|m| m.role != "system") else {
+            break;
+        };
+        if first + 1 >= messages.len() {
+            break; // only the new message is left
+        }
+        messages.remove(first);
+        while first + 1 < messages.len() && messages[first].role != "user" {
+            messages.remove(first);
+        }
+        dropped += 1;
+    }
+    Ok(dropped)
 }
 
 pub fn run(args: Args) -> phiq::Result<()> {
@@ -112,7 +234,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
     let mut session = model.session(n_ctx)?;
     if interactive {
         eprintln!(
-            "phiq: {} layers, context {n_ctx}, kernels {}, {} threads. {HELP}",
+            "phiq: {} layers, context {n_ctx}, kernels {}, {} threads. /help lists the commands; Ctrl-C stops an answer, Ctrl-D exits.",
             model.config.n_layer,
             model.isa(),
             model.threads()
@@ -120,10 +242,19 @@ pub fn run(args: Args) -> phiq::Result<()> {
     }
 
     let interrupted = Arc::new(AtomicBool::new(false));
+    let generating = Arc::new(AtomicBool::new(false));
     {
-        let flag = interrupted.clone();
-        // Ctrl-C stops the answer being generated; the loop below checks the flag.
-        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+        let (flag, generating) = (interrupted.clone(), generating.clone());
+        // Ctrl-C stops the answer being generated (the loop below checks the flag). At the
+        // terminal's prompt the line editor sees Ctrl-C as a key; elsewhere (waiting on
+        // piped input) it ends the program as usual.
+        let _ = ctrlc::set_handler(move || {
+            if generating.load(Ordering::SeqCst) {
+                flag.store(true, Ordering::SeqCst);
+            } else {
+                std::process::exit(130);
+            }
+        });
     }
 
     let mut system = args.system.clone();
@@ -135,48 +266,75 @@ pub fn run(args: Args) -> phiq::Result<()> {
         }
     };
     reset(&mut messages, &system);
-    let mut out = Stdout::new();
-    let mut input = std::io::stdin().lock();
+    let mut input = Input::open(interactive)?;
     loop {
         interrupted.store(false, Ordering::SeqCst);
-        let Some(text) = read_message(&mut input, interactive).map_err(|e| Error::Io {
-            path: "<stdin>".into(),
-            source: e,
-        })?
-        else {
-            break;
+        let text = match read_message(&mut input)? {
+            Read::Message(t) => t,
+            Read::Cleared => continue,
+            Read::End => {
+                if interactive {
+                    println!(); // leave the shell's prompt on a line of its own
+                }
+                break;
+            }
         };
+        input.remember(&text);
         let trimmed = text.trim();
-        match trimmed
-            .split_once(' ')
-            .map_or((trimmed, ""), |(a, b)| (a, b.trim()))
-        {
-            ("", _) => continue,
-            ("/exit" | "/quit", _) => break,
-            ("/help", _) => {
-                eprintln!("{HELP}");
+        let (command, rest) = trimmed
+            .split_once(char::is_whitespace)
+            .map_or((trimmed, ""), |(a, b)| (a, b.trim()));
+        let text = match command {
+            "" => continue,
+            "/exit" | "/quit" | "/bye" => break,
+            "/help" | "/?" => {
+                eprintln!("{COMMANDS}");
                 continue;
             }
-            ("/reset", _) => {
+            "/reset" | "/clear" => {
                 reset(&mut messages, &system);
                 session.reset();
                 eprintln!("(new conversation)");
                 continue;
             }
-            ("/system", rest) => {
+            "/system" => {
                 system = (!rest.is_empty()).then(|| rest.to_string());
                 reset(&mut messages, &system);
                 session.reset();
                 eprintln!("(system message set; new conversation)");
                 continue;
             }
-            _ => {}
+            c if c.starts_with("//") => text.trim_start()[1..].to_string(),
+            c if c.starts_with('/') => {
+                eprintln!("phiq: unknown command {c} (/help lists the commands; start a message with // to send one that begins with /)");
+                continue;
+            }
+            _ => text,
+        };
+        messages.push(ChatMessage::user(text));
+        // Room for the answer: -n tokens, at most a quarter of the context.
+        let reserve = max_tokens.min(n_ctx / 4).max(1);
+        let mut ids = Vec::new();
+        let dropped = drop_oldest_turns(&mut messages, |m| {
+            ids = tok.encode_chat(m, true)?;
+            Ok(ids.len() + reserve <= n_ctx)
+        })?;
+        if dropped > 0 {
+            eprintln!(
+                "phiq: the context ({n_ctx} tokens) is full: dropped the {} oldest turn{} of the conversation{}",
+                dropped,
+                if dropped == 1 { "" } else { "s" },
+                if system.is_some() { " (the system message stays)" } else { "" }
+            );
         }
-        messages.push(ChatMessage::user(text.clone()));
-        let ids = tok.encode_chat(&messages, true)?;
         if ids.len() >= n_ctx {
             messages.pop();
-            eprintln!("phiq: the conversation ({} tokens) no longer fits the context of {n_ctx}; /reset to start over", ids.len());
+            eprintln!(
+                "phiq: this message ({} tokens with the chat template{}) does not fit the context of {n_ctx} tokens: shorten it{}",
+                ids.len(),
+                if system.is_some() { " and the system message" } else { "" },
+                if n_ctx < model.config.n_ctx_train { ", or raise -c" } else { "" }
+            );
             continue;
         }
         let params = GenerateParams {
@@ -195,6 +353,8 @@ pub fn run(args: Args) -> phiq::Result<()> {
         if interactive && new_tokens > 256 {
             eprint!("(reading {new_tokens} tokens…)");
         }
+        let mut out = Stdout::new();
+        generating.store(true, Ordering::SeqCst);
         let mut gen = session.generate(&ids, params)?;
         if interactive && new_tokens > 256 {
             eprint!("\r\x1b[K");
@@ -207,7 +367,17 @@ pub fn run(args: Args) -> phiq::Result<()> {
                 gen.cancel();
             }
         }
+        generating.store(false, Ordering::SeqCst);
         out.write("\n")?;
+        match gen.stop_reason() {
+            Some(StopReason::ContextFull) => eprintln!(
+                "phiq: the answer was cut off: the context ({n_ctx} tokens) is full; the oldest turns will be dropped for your next message"
+            ),
+            Some(StopReason::Cancelled) if interrupted.load(Ordering::SeqCst) => {
+                eprintln!("(answer stopped)")
+            }
+            _ => {}
+        }
         if args.verbose {
             let t = gen.timings();
             eprintln!(
