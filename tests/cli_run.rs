@@ -362,6 +362,75 @@ fn chat_keeps_history_in_the_cache_and_exits_on_eof() {
     assert!(err.contains("new conversation"));
 }
 
+/// `bench -t 1,2` (a list, as llama-bench) and `-o csv` / `-o jsonl` with llama-bench's
+/// field names; CSV quoting checked by parsing it back.
+#[test]
+fn bench_thread_lists_and_csv() {
+    let Some(m) = model() else { return };
+    let (code, out, err) = phiq(&[
+        "bench", "-m", &m, "-p", "8", "-n", "2", "-r", "1", "-t", "1,2", "-o", "csv",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // RFC 4180 fields: quoted ones may hold commas and doubled quotes.
+    let parse = |line: &str| -> Vec<String> {
+        let (mut fields, mut cur, mut quoted, mut chars) =
+            (Vec::new(), String::new(), false, line.chars().peekable());
+        while let Some(c) = chars.next() {
+            match (c, quoted) {
+                ('"', true) if chars.peek() == Some(&'"') => {
+                    cur.push('"');
+                    chars.next();
+                }
+                ('"', _) => quoted = !quoted,
+                (',', false) => fields.push(std::mem::take(&mut cur)),
+                _ => cur.push(c),
+            }
+        }
+        fields.push(cur);
+        fields
+    };
+    let lines: Vec<Vec<String>> = out.lines().map(parse).collect();
+    let header = &lines[0];
+    for f in [
+        "model_filename",
+        "model_type",
+        "n_threads",
+        "n_prompt",
+        "n_gen",
+        "avg_ts",
+        "test",
+    ] {
+        assert!(header.iter().any(|h| h == f), "{f} missing: {out}");
+    }
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    assert_eq!(
+        lines.len(),
+        5,
+        "a header and pp8, tg2 for each of 1 and 2 threads: {out}"
+    );
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for row in &lines[1..] {
+        assert_eq!(row.len(), header.len(), "{row:?}");
+        assert!(row[col("model_type")].contains("Q8_0:"), "{row:?}");
+        assert!(row[col("avg_ts")].parse::<f64>().unwrap() > 0.0);
+        seen.push((row[col("n_threads")].clone(), row[col("test")].clone()));
+    }
+    for t in ["1", "2"] {
+        for test in ["pp8", "tg2"] {
+            assert!(seen.contains(&(t.into(), test.into())), "{seen:?}");
+        }
+    }
+    let (code, out, err) = phiq(&[
+        "bench", "-m", &m, "-p", "8", "-n", "0", "-r", "1", "-o", "jsonl",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["test"], "pp8");
+    let (code, _, err) = phiq(&["bench", "-m", &m, "-t", "2,0"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("at least 1"), "{err}");
+}
+
 #[test]
 fn bench_reports_llama_bench_fields() {
     let Some(m) = model() else { return };

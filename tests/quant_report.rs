@@ -37,10 +37,9 @@ fn quant_report_on_the_demo_model() {
     let model = repo_root().join("models/phiq-demo.gguf");
     let text = repo_root().join("tests/fixtures/text/alice-ch3.txt");
     let (m, t) = (model.to_str().unwrap(), text.to_str().unwrap());
+    // No -m: the demo model, as for every subcommand.
     let (code, _, err) = run_phiq(&[
         "quant-report",
-        "-m",
-        m,
         "--types",
         "Q4_0,Q6_K",
         "-f",
@@ -61,10 +60,18 @@ fn quant_report_on_the_demo_model() {
         report.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
-    assert!(
-        err.contains("quantizing to Q6_K"),
-        "progress on stderr: {err}"
-    );
+    // Progress on stderr: each step, perplexity's ETA, the time each type took and the
+    // estimate of the time left.
+    for said in [
+        "quantizing to Q6_K",
+        "6 chunks of 128",
+        "s per chunk, ETA",
+        "[1/2] Q4_0 done in",
+        "left (1 more)",
+        "[2/2] Q6_K done in",
+    ] {
+        assert!(err.contains(said), "'{said}' not on stderr: {err}");
+    }
     for f in ["kld_vs_bpw", "speed_vs_size"] {
         let svg = std::fs::read_to_string(report.join(format!("{f}.svg"))).unwrap();
         assert!(svg.contains("<svg") && svg.contains("<circle"), "{f}.svg");
@@ -76,6 +83,45 @@ fn quant_report_on_the_demo_model() {
     }
     let md = std::fs::read_to_string(report.join("index.md")).unwrap();
     assert!(md.contains("## How it was made"), "{md}");
+    assert!(
+        md.starts_with("# Quantization report: models/phiq-demo.gguf"),
+        "{md}"
+    );
+    // Each figure shown once (the SVG), the PNG linked.
+    for f in ["kld_vs_bpw", "speed_vs_size"] {
+        assert_eq!(md.matches(&format!("![{f}")).count(), 1, "{md}");
+        assert!(md.contains(&format!("[{f}.png]({f}.png)")), "{md}");
+    }
+    // The labels sit beside their points: each label starts right of a marker's edge and
+    // ends above its centre (SVG: text x/y is the top-left corner, circles cx/cy/r).
+    let svg = std::fs::read_to_string(report.join("kld_vs_bpw.svg")).unwrap();
+    let attr = |tag: &str, name: &str| -> f64 {
+        let at = tag.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+        tag[at..].split('"').next().unwrap().parse().unwrap()
+    };
+    let circles: Vec<(f64, f64, f64)> = svg
+        .split("<circle")
+        .skip(1)
+        .map(|t| (attr(t, "cx"), attr(t, "cy"), attr(t, "r")))
+        .collect();
+    let labels: Vec<(f64, f64)> = svg
+        .split("<text")
+        .skip(1)
+        .filter(|t| t.contains("text-anchor=\"start\""))
+        .map(|t| (attr(t, "x"), attr(t, "y")))
+        .collect();
+    let font = !err.contains("no font found");
+    assert_eq!(
+        (circles.len(), labels.len()),
+        (2, if font { 2 } else { 0 }),
+        "{svg}"
+    );
+    for ((cx, cy, r), (x, y)) in circles.iter().zip(&labels) {
+        assert!(
+            *x > cx + r && *y < *cy,
+            "label at ({x}, {y}) on the point ({cx}, {cy})"
+        );
+    }
     assert!(
         !report.join("models").exists(),
         "quantized files are removed without --keep"

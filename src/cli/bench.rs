@@ -3,20 +3,42 @@
 //! `pp` = tokens/s evaluating a p-token prompt in one batch; `tg` = tokens/s generating n
 //! tokens one at a time; both optionally after `-d` tokens already in the KV cache. Each
 //! test is repeated `-r` times after an untimed warm-up (which also pulls the weights into
-//! memory: timing a cold mmap would measure the disk). Output: a markdown table, or JSON
-//! with llama-bench's field names.
+//! memory: timing a cold mmap would measure the disk). Output: a markdown table, or CSV,
+//! JSON or JSON lines with llama-bench's field names.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
+use phiq::model::CacheType;
 use phiq::{Error, Model, ModelOptions};
 use serde_json::json;
 
-use super::common::ModelArgs;
-
 #[derive(clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    model: ModelArgs,
+    /// GGUF model file [default: $PHIQ_MODEL, else the demo model models/phiq-demo.gguf].
+    #[arg(short = 'm', long = "model", value_name = "FILE")]
+    model: Option<PathBuf>,
+    /// Thread counts to test, comma-separated as in llama-bench (`-t 1,2`)
+    /// [default: the number of physical cores].
+    #[arg(
+        short = 't',
+        long = "threads",
+        alias = "threads-list",
+        value_delimiter = ',',
+        value_name = "N[,N...]"
+    )]
+    threads: Vec<usize>,
+    /// Tokens per batch when evaluating a prompt.
+    #[arg(
+        short = 'b',
+        long = "batch-size",
+        default_value_t = 512,
+        value_name = "N"
+    )]
+    batch_size: usize,
+    /// KV cache element type: f16 or f32.
+    #[arg(long = "cache-type", default_value = "f16", value_name = "f16|f32")]
+    cache_type: CacheType,
     /// Prompt lengths to test (comma-separated; 0 skips pp).
     #[arg(
         short = 'p',
@@ -33,9 +55,6 @@ pub struct Args {
         default_value = "128"
     )]
     n_gen: Vec<usize>,
-    /// Thread counts to test (comma-separated) [default: physical cores].
-    #[arg(long = "threads-list", value_delimiter = ',')]
-    threads_list: Vec<usize>,
     /// Repetitions per test.
     #[arg(short = 'r', long = "repetitions", default_value_t = 3)]
     repetitions: usize,
@@ -59,8 +78,8 @@ pub struct Args {
     /// on stderr and added to the JSON.
     #[arg(long)]
     profile: bool,
-    /// Output format.
-    #[arg(short = 'o', long = "output", default_value = "md", value_parser = ["md", "json"])]
+    /// Output format: a markdown table, or llama-bench's fields as CSV, JSON or JSON lines.
+    #[arg(short = 'o', long = "output", default_value = "md", value_parser = ["md", "csv", "json", "jsonl"])]
     output: String,
 }
 
@@ -288,11 +307,16 @@ pub fn run(args: Args) -> phiq::Result<()> {
             "nothing to measure: -p and -n are both 0 (give -p N for prompt speed, -n N for generation speed)".into(),
         ));
     }
-    let path = args.model.model_path()?;
-    let threads: Vec<Option<usize>> = if args.threads_list.is_empty() {
-        vec![args.model.threads]
+    let path = super::common::model_path(args.model.as_ref())?;
+    if args.threads.contains(&0) {
+        return Err(Error::InvalidInput(
+            "-t/--threads: every thread count must be at least 1".into(),
+        ));
+    }
+    let threads: Vec<Option<usize>> = if args.threads.is_empty() {
+        vec![None]
     } else {
-        args.threads_list.iter().map(|&t| Some(t.max(1))).collect()
+        args.threads.iter().map(|&t| Some(t)).collect()
     };
     let mut results = Vec::new();
     let mut info = None;
@@ -300,8 +324,8 @@ pub fn run(args: Args) -> phiq::Result<()> {
     for t in threads {
         let opts = ModelOptions {
             threads: t,
-            batch_size: Some(args.model.batch_size.max(1)),
-            cache_type: args.model.cache_type,
+            batch_size: Some(args.batch_size.max(1)),
+            cache_type: args.cache_type,
         };
         let model = Model::load(&path, &opts)?;
         let h = &model.file.header;
@@ -382,8 +406,8 @@ pub fn run(args: Args) -> phiq::Result<()> {
             );
         }
     }
-    if args.output == "json" {
-        let rows: Vec<_> = results
+    if args.output != "md" {
+        let rows: Vec<serde_json::Value> = results
             .iter()
             .map(|r| {
                 let mut row = json!({
@@ -414,10 +438,18 @@ pub fn run(args: Args) -> phiq::Result<()> {
                 row
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        );
+        match args.output.as_str() {
+            "json" => println!(
+                "{}",
+                serde_json::to_string_pretty(&rows).unwrap_or_default()
+            ),
+            "jsonl" => {
+                for r in &rows {
+                    println!("{r}");
+                }
+            }
+            _ => print!("{}", csv(&rows)),
+        }
     } else {
         // The roofline column only when measured (--roofline), so no column stays empty.
         let (roof_head, roof_rule) = match args.roofline {
@@ -452,4 +484,42 @@ pub fn run(args: Args) -> phiq::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The rows as CSV (RFC 4180: a header of llama-bench's field names, fields with commas,
+/// quotes or newlines quoted); lists (samples) are joined with `;`, nested maps (profile)
+/// left out.
+fn csv(rows: &[serde_json::Value]) -> String {
+    let mut fields: Vec<&str> = Vec::new();
+    for r in rows {
+        for (k, v) in r.as_object().into_iter().flatten() {
+            if !v.is_object() && !fields.contains(&k.as_str()) {
+                fields.push(k);
+            }
+        }
+    }
+    let cell = |v: Option<&serde_json::Value>| -> String {
+        let s = match v {
+            None | Some(serde_json::Value::Null) => String::new(),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(";"),
+            Some(v) => v.to_string(),
+        };
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s
+        }
+    };
+    let mut out = fields.join(",") + "\n";
+    for r in rows {
+        let line: Vec<String> = fields.iter().map(|f| cell(r.get(*f))).collect();
+        out += &line.join(",");
+        out.push('\n');
+    }
+    out
 }

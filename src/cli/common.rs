@@ -219,3 +219,13 @@ pub fn rate(n: usize, secs: f64) -> String {
         "-".into()
     }
 }
+
+/// A duration as people read it: "45 s", "12 min 5 s", "3 h 20 min".
+pub fn human_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    }
+}

@@ -222,6 +222,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
     let mut dp: Vec<f64> = Vec::new();
     let mut same_top = 0usize;
     let mut row_index = 0usize;
+    let started = std::time::Instant::now();
     for c in 0..n_chunks {
         let mut chunk = ids[c * n_ctx..(c + 1) * n_ctx].to_vec();
         if let (true, Some(bos)) = (tok.add_bos(), tok.bos()) {
@@ -268,6 +269,15 @@ pub fn run(args: Args) -> phiq::Result<()> {
         }
         let _ = write!(out, "[{}]{:.4},", c + 1, (nll / count as f64).exp());
         let _ = out.flush();
+        if c == 0 {
+            // As llama-perplexity: the time of one pass and the time left, after the first.
+            let per = started.elapsed();
+            eprintln!(
+                "phiq: {:.2} s per chunk, ETA {}",
+                per.as_secs_f64(),
+                super::common::human_duration(per * (n_chunks - 1) as u32)
+            );
+        }
     }
     let _ = writeln!(out);
     let mean = nll / count as f64;

@@ -6,20 +6,25 @@
 //!
 //! The measurements are `phiq perplexity` and `phiq bench` themselves, run as child
 //! processes of this binary, so the report's figures are exactly what those commands print
-//! (a test checks the table against a separate `phiq perplexity` run). Progress on stderr.
+//! (a test checks the table against a separate `phiq perplexity` run). Progress on stderr:
+//! the quantize bar, the perplexity chunks with an ETA, and after each type the time it
+//! took and an estimate of the time left (on the real Phi-4 a report takes hours).
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use phiq::quantize::{quantize_file, Preset, QuantizeOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+use phiq::quantize::{quantize_file, Preset, Progress, QuantizeOptions};
 use phiq::Error;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Base model (F32/F16/BF16 ideally; an already-quantized file is requantized).
+    /// Base model (F32/F16/BF16 ideally; an already-quantized file is requantized)
+    /// [default: $PHIQ_MODEL, else the demo model models/phiq-demo.gguf].
     #[arg(short = 'm', long = "model", value_name = "FILE")]
-    model: PathBuf,
+    model: Option<PathBuf>,
     /// Quantization types to compare (comma-separated llama-quantize presets).
     #[arg(long, value_delimiter = ',', required = true)]
     types: Vec<String>,
@@ -79,20 +84,75 @@ fn exe() -> phiq::Result<PathBuf> {
         .map_err(|e| Error::Resource(format!("cannot find the phiq executable: {e}")))
 }
 
-/// Runs `phiq ARGS` and returns its stdout, or an error with its stderr.
-fn phiq(args: &[String]) -> phiq::Result<String> {
-    let out = Command::new(exe()?)
+/// A bar for one step (`len` units), drawn only when stderr is a terminal.
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "  {what} {{bar:30}} {{pos}}/{{len}} {{msg}} [{{elapsed}} < {{eta}}]"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Runs `phiq ARGS` and returns its stdout, or an error with its stderr. Its stderr lines
+/// are passed on (indented) as they come; `on_stdout` sees the stdout read so far, for
+/// progress.
+fn phiq_child(
+    args: &[String],
+    bar: &ProgressBar,
+    mut on_stdout: impl FnMut(&str),
+) -> phiq::Result<String> {
+    let mut child = Command::new(exe()?)
         .args(args)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| Error::Resource(format!("cannot run phiq {}: {e}", args.join(" "))))?;
-    if !out.status.success() {
+    let (mut stdout, stderr) = match (child.stdout.take(), child.stderr.take()) {
+        (Some(o), Some(e)) => (o, e),
+        _ => return Err(Error::Resource("cannot read phiq's output".into())),
+    };
+    let bar2 = bar.clone();
+    let errors = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let shown = line.strip_prefix("phiq: ").unwrap_or(&line).to_string();
+            if let Some((_, rest)) = shown.split_once(" tokens, ") {
+                if let Some(Ok(k)) = rest.split_once(" chunks of").map(|(k, _)| k.parse()) {
+                    bar2.set_length(k);
+                }
+            }
+            bar2.suspend(|| eprintln!("phiq quant-report:   {shown}"));
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stdout.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                on_stdout(&String::from_utf8_lossy(&out));
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| Error::Resource(format!("phiq {}: {e}", args.join(" "))))?;
+    let err = errors.join().unwrap_or_default();
+    if !status.success() {
         return Err(Error::Resource(format!(
             "phiq {} failed: {}",
             args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
+            err.trim()
         )));
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// The number after `label` in `phiq perplexity`'s output.
@@ -140,26 +200,38 @@ impl Args {
         if compare {
             a.push("--kl-divergence".into());
         }
-        phiq(&a)
+        // Chunks done: perplexity prints "[i]ppl," on stdout after each.
+        // (its stderr's "N tokens, K chunks of C" sets the bar's length)
+        let bar = bar(0, "perplexity chunks");
+        let out = phiq_child(&a, &bar, |so| {
+            bar.set_position(so.matches('[').count() as u64)
+        });
+        bar.finish_and_clear();
+        out
     }
 
     /// (pp t/s, tg t/s, model size, parameters) from `phiq bench -o json`.
     fn bench(&self, model: &Path) -> phiq::Result<(Option<f64>, Option<f64>, u64, u64)> {
-        let out = phiq(&[
-            "bench".into(),
-            "-m".into(),
-            path_str(model),
-            "-p".into(),
-            self.n_prompt.to_string(),
-            "-n".into(),
-            self.n_gen.to_string(),
-            "-r".into(),
-            self.repetitions.max(1).to_string(),
-            "--threads-list".into(),
-            self.threads().to_string(),
-            "-o".into(),
-            "json".into(),
-        ])?;
+        let bar = ProgressBar::hidden();
+        let out = phiq_child(
+            &[
+                "bench".into(),
+                "-m".into(),
+                path_str(model),
+                "-p".into(),
+                self.n_prompt.to_string(),
+                "-n".into(),
+                self.n_gen.to_string(),
+                "-r".into(),
+                self.repetitions.max(1).to_string(),
+                "-t".into(),
+                self.threads().to_string(),
+                "-o".into(),
+                "json".into(),
+            ],
+            &bar,
+            |_| {},
+        )?;
         let v: serde_json::Value = serde_json::from_str(&out)
             .map_err(|e| Error::Resource(format!("phiq bench's JSON: {e}")))?;
         let tests = v.as_array().cloned().unwrap_or_default();
@@ -230,6 +302,7 @@ impl Args {
 
 pub fn run(args: Args) -> phiq::Result<()> {
     let started = Instant::now();
+    let model = super::common::model_path(args.model.as_ref())?;
     let presets: Vec<Preset> = args
         .types
         .iter()
@@ -251,7 +324,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
         )),
         None => None,
     };
-    let base_file = phiq::gguf::GgufFile::open(&args.model)?;
+    let base_file = phiq::gguf::GgufFile::open(&model)?;
     let base_quantized = base_file.header.tensors.iter().any(|t| {
         t.dims.len() >= 2
             && !matches!(
@@ -264,12 +337,17 @@ pub fn run(args: Args) -> phiq::Result<()> {
     drop(base_file);
 
     let kld_path = args.output.join("base.kld");
-    let stem = args
-        .model
+    let stem = model
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
-    let mut rows = vec![args.measure(&format!("base ({stem})"), &args.model, &kld_path, true)?];
+    eprintln!(
+        "phiq quant-report: [0/{}] the base model {} ...",
+        presets.len(),
+        model.display()
+    );
+    let mut rows = vec![args.measure(&format!("base ({stem})"), &model, &kld_path, true)?];
+    let base_done = started.elapsed();
     let threads = args.threads();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -288,12 +366,42 @@ pub fn run(args: Args) -> phiq::Result<()> {
             imatrix: imatrix.clone(),
             ..Default::default()
         };
-        pool.install(|| quantize_file(&args.model, &out, *preset, &opts, |_| {}))?;
+        let step = Instant::now();
+        let bar = bar(0, "quantize tensors");
+        pool.install(|| {
+            quantize_file(&model, &out, *preset, &opts, |p| match p {
+                Progress::Note(n) => bar.suspend(|| eprintln!("phiq quant-report:   note: {n}")),
+                Progress::Tensor(d) => {
+                    bar.set_length(d.count as u64);
+                    bar.set_position(d.index as u64 + 1);
+                }
+            })
+        })?;
+        bar.finish_and_clear();
         let row = args.measure(preset.name, &out, &kld_path, false);
         if !args.keep {
             let _ = std::fs::remove_file(&out);
         }
         rows.push(row?);
+        // Time left: the types so far took this long each on average (the base's
+        // measurement is one type without the quantization).
+        let per_type = (started.elapsed() - base_done) / (i as u32 + 1);
+        let left = presets.len() - i - 1;
+        eprintln!(
+            "phiq quant-report: [{}/{}] {} done in {}{}",
+            i + 1,
+            presets.len(),
+            preset.name,
+            super::common::human_duration(step.elapsed()),
+            if left > 0 {
+                format!(
+                    "; about {} left ({left} more)",
+                    super::common::human_duration(per_type * left as u32)
+                )
+            } else {
+                String::new()
+            }
+        );
     }
     let _ = std::fs::remove_file(&kld_path);
     if !args.keep {
@@ -303,6 +411,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
     let plots = plot::write_all(&args.output, &rows)?;
     let md = index_md(
         &args,
+        &model,
         &rows,
         base_quantized,
         &plots,
@@ -318,14 +427,18 @@ pub fn run(args: Args) -> phiq::Result<()> {
     Ok(())
 }
 
-fn index_md(args: &Args, rows: &[Row], requant: bool, plots: &[String], secs: f64) -> String {
+fn index_md(
+    args: &Args,
+    model: &Path,
+    rows: &[Row],
+    requant: bool,
+    plots: &[(String, String)],
+    secs: f64,
+) -> String {
     let opt = |v: Option<f64>, prec: usize| v.map_or("–".to_string(), |v| format!("{v:.prec$}"));
     let base_ppl = rows[0].ppl;
     let mut s = String::new();
-    s.push_str(&format!(
-        "# Quantization report: {}\n\n",
-        args.model.display()
-    ));
+    s.push_str(&format!("# Quantization report: {}\n\n", model.display()));
     s.push_str("| type | size (MiB) | bits/weight | PPL | ΔPPL | mean KLD | KLD 99% | same top-1 | pp t/s | tg t/s |\n");
     s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for r in rows {
@@ -353,8 +466,9 @@ fn index_md(args: &Args, rows: &[Row], requant: bool, plots: &[String], secs: f6
         ));
     }
     s.push('\n');
-    for p in plots {
-        s.push_str(&format!("![{p}]({p})\n\n"));
+    // Each figure once (SVG), with its PNG linked for tools that do not show SVG.
+    for (svg, png) in plots {
+        s.push_str(&format!("![{svg}]({svg})\n\n(also as [{png}]({png}))\n\n"));
     }
     let version = format!(
         "phiq {} (kernels: {})",
@@ -366,7 +480,7 @@ fn index_md(args: &Args, rows: &[Row], requant: bool, plots: &[String], secs: f6
     s.push_str("## How it was made\n\n");
     s.push_str(&format!(
         "- `phiq quant-report -m {} --types {} -f {} -c {}{}{} -p {} -n {} -r {} -t {}` ({version}, {:.0} s).\n",
-        args.model.display(),
+        model.display(),
         args.types.join(","),
         args.file.display(),
         args.ctx_size,
@@ -485,6 +599,8 @@ mod plot {
             mesh.x_labels(0).y_labels(0);
         }
         mesh.draw().map_err(e)?;
+        // Each point with its label beside it: 8 px right of and 14 px above the point's
+        // centre, so the text never covers the marker.
         chart
             .draw_series(
                 spec.points
@@ -495,7 +611,8 @@ mod plot {
         if text {
             chart
                 .draw_series(spec.points.iter().map(|(name, x, y)| {
-                    Text::new(name.clone(), (*x, *y), ("sans-serif", 14).into_font())
+                    EmptyElement::at((*x, *y))
+                        + Text::new(name.clone(), (8, -14), ("sans-serif", 14).into_font())
                 }))
                 .map_err(e)?;
         }
@@ -503,8 +620,8 @@ mod plot {
         Ok(())
     }
 
-    /// Writes the plots into `dir`; returns their file names (for index.md).
-    pub fn write_all(dir: &Path, rows: &[Row]) -> phiq::Result<Vec<String>> {
+    /// Writes the plots into `dir`; returns their file names, (SVG, PNG) (for index.md).
+    pub fn write_all(dir: &Path, rows: &[Row]) -> phiq::Result<Vec<(String, String)>> {
         let text = register_font();
         if !text {
             eprintln!(
@@ -551,8 +668,7 @@ mod plot {
                 text,
             )
             .map_err(|e| fail(&png, e))?;
-            names.push(format!("{stem}.svg"));
-            names.push(format!("{stem}.png"));
+            names.push((format!("{stem}.svg"), format!("{stem}.png")));
         }
         Ok(names)
     }
