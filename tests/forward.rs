@@ -241,11 +241,64 @@ fn load_err(
 
 #[test]
 fn bad_models_are_clear_errors() {
-    let e = load_err(|m, _| m[0].1 = Value::String("llama".into()));
+    let e = load_err(|m, _| m[0].1 = Value::String("mamba".into()));
     assert!(
-        e.contains("unsupported architecture 'llama'") && e.contains("phi3"),
+        e.contains("unsupported architecture 'mamba'") && e.contains("phi3, llama"),
         "{e}"
     );
+    // `llama` files: the keys are llama.*; each problem named.
+    let to_llama = |m: &mut Vec<(String, Value)>| {
+        m[0].1 = Value::String("llama".into());
+        for (k, _) in m.iter_mut() {
+            if let Some(rest) = k.strip_prefix("phi3.") {
+                *k = format!("llama.{rest}");
+            }
+        }
+    };
+    let e = load_err(|m, _| {
+        to_llama(m);
+        m.retain(|(k, _)| k != "llama.feed_forward_length");
+    });
+    assert!(
+        e.contains("missing metadata key 'llama.feed_forward_length'"),
+        "{e}"
+    );
+    let e = load_err(|m, _| {
+        to_llama(m);
+        for (k, v) in m.iter_mut() {
+            if k == "llama.attention.head_count_kv" {
+                *v = Value::U32(3);
+            }
+        }
+    });
+    assert!(
+        e.contains("llama.attention.head_count = 4")
+            && e.contains("llama.attention.head_count_kv = 3"),
+        "{e}"
+    );
+    let e = load_err(|m, _| {
+        to_llama(m);
+        m.push((
+            "llama.rope.scaling.type".into(),
+            Value::String("yarn".into()),
+        ));
+    });
+    assert!(
+        e.contains("llama.rope.scaling.type = 'yarn'") && e.contains("linear"),
+        "{e}"
+    );
+    // Separate Q/K/V: a file with attn_q but no attn_k names the missing tensor.
+    let e = load_err(|m, t| {
+        to_llama(m);
+        for (spec, v) in t.iter_mut() {
+            if spec.name == "blk.0.attn_qkv.weight" {
+                spec.name = "blk.0.attn_q.weight".into();
+                spec.dims = vec![64, 64];
+                v.truncate(64 * 64);
+            }
+        }
+    });
+    assert!(e.contains("missing tensor 'blk.0.attn_k.weight'"), "{e}");
     let e = load_err(|m, _| m.retain(|(k, _)| k != "phi3.block_count"));
     assert!(e.contains("phi3.block_count"), "{e}");
     let e = load_err(|_, t| t.retain(|(s, _)| s.name != "blk.1.ffn_down.weight"));

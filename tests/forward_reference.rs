@@ -151,6 +151,61 @@ fn f32_logits_equal_transformers() {
     assert!(d < 5e-5, "tiny-phi4 F32: max |Δlogit| = {d}");
 }
 
+/// The same weights as a Llama checkpoint, converted as llama.cpp converts one (`llama`
+/// architecture, separate Q/K/V and gate/up, Q and K rows permuted for ggml's normal RoPE):
+/// the logits of transformers' `LlamaForCausalLM`, and of the `phi3` file of tiny-phi4.
+#[test]
+fn llama_layout_equals_transformers_llama_and_the_phi3_file() {
+    let (Some(llama), Some(phi3)) = (load("tiny-phi4-llama", "F32"), load("tiny-phi4", "F32"))
+    else {
+        return;
+    };
+    assert_eq!(llama.config.arch, "llama");
+    let r = reference("tiny-phi4-llama");
+    let seq = ids(&r["sequences"]["chat"]["ids"]);
+    let (shape, want) = read_npy("tiny-phi4-llama.chat.logits.npy");
+    assert_eq!(shape, vec![seq.len(), 1568]);
+    let ours = our_logits(&llama, &seq);
+    // The same tolerance as tiny-phi4's own (transformers' f32-vs-f64 spread 6.2e-6 here).
+    let d = max_abs_diff(&ours, llama.n_vocab(), &want, 1568, 64);
+    assert!(
+        d < 5e-5,
+        "tiny-phi4-llama vs LlamaForCausalLM: max |Δlogit| = {d}"
+    );
+    let theirs = our_logits(&phi3, &seq);
+    let d = ours
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    // Only the order of the attention sums differs (the permuted head dimensions).
+    assert!(
+        d < 2e-5,
+        "llama vs phi3 file of the same weights: max |Δlogit| = {d}"
+    );
+}
+
+/// A llama file with linear RoPE scaling (factor 4), GQA and tied embeddings against
+/// `LlamaForCausalLM` with `rope_type: linear`.
+#[test]
+fn llama_linear_rope_scaling_equals_transformers() {
+    let Some(model) = load("tiny-llama-linear", "F32") else {
+        return;
+    };
+    assert_eq!(model.config.rope_linear_factor, 4.0);
+    let r = reference("tiny-llama-linear");
+    let seq = ids(&r["sequences"]["chat"]["ids"]);
+    let (shape, want) = read_npy("tiny-llama-linear.chat.logits.npy");
+    let d = max_abs_diff(
+        &our_logits(&model, &seq),
+        model.n_vocab(),
+        &want,
+        shape[1],
+        64,
+    );
+    assert!(d < 5e-5, "tiny-llama-linear: max |Δlogit| = {d}");
+}
+
 #[test]
 fn longrope_partial_rotary_tied_logits_equal_transformers() {
     let Some(model) = load("tiny-phi4-mini", "F32") else {

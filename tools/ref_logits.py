@@ -32,7 +32,7 @@ import tempfile
 import numpy as np
 import torch
 import transformers
-from transformers import Phi3Config, Phi3ForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, Phi3Config, Phi3ForCausalLM
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tiny_models as tm  # noqa: E402
@@ -72,12 +72,15 @@ def sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def build_model(spec: tm.ModelSpec, dtype=torch.float32) -> Phi3ForCausalLM:
-    config = Phi3Config(**tm.hf_config(spec))
+def build_model(spec: tm.ModelSpec, dtype=torch.float32):
+    """Phi3ForCausalLM, or LlamaForCausalLM for the llama layout (its weights split as a
+    Llama checkpoint holds them, before the converter's permutation)."""
+    llama = spec.layout == "llama"
+    config = (LlamaConfig if llama else Phi3Config)(**tm.hf_config(spec))
     config._attn_implementation = "eager"
     torch.manual_seed(0)  # the random init is overwritten below, but keep it reproducible
-    model = Phi3ForCausalLM(config).to(dtype)
-    weights = tm.hf_weights(spec)
+    model = (LlamaForCausalLM if llama else Phi3ForCausalLM)(config).to(dtype)
+    weights = tm.llama_weights(spec) if llama else tm.hf_weights(spec)
     state = {k: torch.from_numpy(v) for k, v in weights.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected:
@@ -143,6 +146,15 @@ def rope_report(spec: tm.ModelSpec, calls: list, seq_len: int) -> dict:
         "inv_freq_used": call["inv_freq"],
         "attention_scaling": call["attention_scaling"],
     }
+    if spec.layout == "llama":
+        rep["style"] = ("rotate_half on LlamaForCausalLM's q_proj/k_proj outputs; the GGUF holds "
+                        "those rows permuted (convert_hf_to_gguf's LlamaModel.permute) for ggml's "
+                        "normal RoPE, adjacent pairs")
+    if spec.rope_linear_factor is not None:
+        rep["type"] = "linear"
+        rep["factor"] = spec.rope_linear_factor
+        rep["inv_freq_formula"] = "1 / theta^(2i/rope_dim) / factor, computed in float32"
+        return rep
     factors = tm.rope_factors(spec)
     if factors is None:
         rep["type"] = "default"
@@ -238,7 +250,8 @@ def gguf_hashes(spec: tm.ModelSpec) -> dict:
     weights = tm.hf_weights(spec)
     out = {}
     with tempfile.TemporaryDirectory() as d:
-        for t in tm.TYPES:
+        # the llama-layout models are written (and tested) in F32 only
+        for t in ["F32"] if spec.layout == "llama" else tm.TYPES:
             p = os.path.join(d, f"{spec.name}-{t}.gguf")
             tm.write_gguf(spec, t, p, weights=weights)
             out[f"{spec.name}-{t}.gguf"] = {"sha256": sha256(p), "bytes": os.path.getsize(p)}
@@ -261,7 +274,7 @@ def _dist_version(name):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("outdir", nargs="?", default=DEFAULT_OUT)
-    ap.add_argument("--models", default="tiny-phi4,tiny-phi4-mini,tiny-phi4-swa",
+    ap.add_argument("--models", default="tiny-phi4,tiny-phi4-mini,tiny-phi4-swa,tiny-phi4-llama,tiny-llama-linear",
                     help="comma-separated subset to (re)compute")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -273,6 +286,8 @@ def main(argv=None):
         "tiny-phi4": [("chat", CHAT_IDS, "all")],
         "tiny-phi4-mini": [("short", CHAT_IDS, "all"), ("long", lids, "subset")],
         "tiny-phi4-swa": [("chat", CHAT_IDS, "subset")],
+        "tiny-phi4-llama": [("chat", CHAT_IDS, "subset")],
+        "tiny-llama-linear": [("chat", CHAT_IDS, "subset")],
     }
     for name, seqs in plan.items():
         if name not in args.models.split(","):

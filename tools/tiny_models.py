@@ -100,6 +100,14 @@ class ModelSpec:
     rms_norm_eps: float = 1e-5
     sliding_window: int | None = None  # None -> GGUF 0, as the converter writes for Phi-4
     longrope: bool = False
+    # "phi3": Phi3ForCausalLM, converted as Phi3MiniModel (fused qkv and gate_up, NeoX RoPE);
+    # "llama": the same weights as a Llama checkpoint (LlamaForCausalLM: q/k/v and gate/up
+    # split, as unsloth's Llama-ified Phi-4 holds them), converted as LlamaModel (llama.*
+    # keys, attn_q/attn_k/attn_v, ffn_gate/ffn_up, Q and K rows permuted for ggml's normal
+    # RoPE).
+    layout: str = "phi3"
+    # Linear RoPE scaling (llama only): positions divided by this factor.
+    rope_linear_factor: float | None = None
 
     @property
     def head_dim(self) -> int:
@@ -143,6 +151,15 @@ MODELS = {
     # tiny-phi4's weights (same seed) with a sliding window of 4 keys (Phi-3-mini has
     # 2047): only the F32 file is used, to test the window against transformers.
     "tiny-phi4-swa": ModelSpec(name="tiny-phi4-swa", seed=4_000_001, sliding_window=4),
+    # tiny-phi4's weights (same seed) in a Llama checkpoint's layout and llama's GGUF
+    # layout: must give tiny-phi4's logits.
+    "tiny-phi4-llama": ModelSpec(name="tiny-phi4-llama", seed=4_000_001, layout="llama"),
+    # A smaller llama with linear RoPE scaling (factor 4), tied embeddings and GQA 2:1.
+    "tiny-llama-linear": ModelSpec(
+        name="tiny-llama-linear", seed=4_000_004, layout="llama", hidden=64, n_head=4,
+        n_kv_head=2, ffn=128, rope_theta=10000.0, tie_word_embeddings=True,
+        rope_linear_factor=4.0,
+    ),
 }
 
 
@@ -170,7 +187,31 @@ def rope_factors(spec: ModelSpec) -> tuple[list[float], list[float]] | None:
 
 
 def hf_config(spec: ModelSpec) -> dict:
-    """Keyword arguments for transformers' Phi3Config (transformers 5 naming)."""
+    """Keyword arguments for transformers' Phi3Config, or LlamaConfig for the llama layout
+    (transformers 5 naming)."""
+    if spec.layout == "llama":
+        rope = {"rope_type": "default", "rope_theta": spec.rope_theta}
+        if spec.rope_linear_factor is not None:
+            rope.update(rope_type="linear", factor=spec.rope_linear_factor)
+        return dict(
+            vocab_size=spec.n_vocab,
+            hidden_size=spec.hidden,
+            intermediate_size=spec.ffn,
+            num_hidden_layers=spec.n_layer,
+            num_attention_heads=spec.n_head,
+            num_key_value_heads=spec.n_kv_head,
+            head_dim=spec.head_dim,
+            hidden_act="silu",
+            max_position_embeddings=spec.max_position_embeddings,
+            rms_norm_eps=spec.rms_norm_eps,
+            tie_word_embeddings=spec.tie_word_embeddings,
+            rope_parameters=rope,
+            attention_bias=False,
+            mlp_bias=False,
+            bos_token_id=100257,
+            eos_token_id=100265,
+            pad_token_id=100349,
+        )
     rope = {"rope_type": "default", "rope_theta": spec.rope_theta,
             "partial_rotary_factor": spec.partial_rotary_factor}
     factors = rope_factors(spec)
@@ -226,6 +267,35 @@ def hf_weights(spec: ModelSpec) -> dict[str, np.ndarray]:
     return weights
 
 
+def llama_weights(spec: ModelSpec) -> dict[str, np.ndarray]:
+    """`hf_weights` as a Llama checkpoint holds them: qkv_proj split into q_proj, k_proj,
+    v_proj and gate_up_proj into gate_proj, up_proj, in sorted name order (the order the
+    converter reads safetensors in)."""
+    q_dim, kv_dim = spec.n_head * spec.head_dim, spec.n_kv_head * spec.head_dim
+    out = {}
+    for name, w in hf_weights(spec).items():
+        if name.endswith("self_attn.qkv_proj.weight"):
+            p = name[: -len("qkv_proj.weight")]
+            out[p + "q_proj.weight"] = w[:q_dim]
+            out[p + "k_proj.weight"] = w[q_dim:q_dim + kv_dim]
+            out[p + "v_proj.weight"] = w[q_dim + kv_dim:]
+        elif name.endswith("mlp.gate_up_proj.weight"):
+            p = name[: -len("gate_up_proj.weight")]
+            out[p + "gate_proj.weight"] = w[:spec.ffn]
+            out[p + "up_proj.weight"] = w[spec.ffn:]
+        else:
+            out[name] = w
+    return {k: np.ascontiguousarray(out[k]) for k in sorted(out)}
+
+
+def llama_permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """convert_hf_to_gguf.py's LlamaModel.permute: reorders each head's rows so that
+    ggml's normal RoPE (adjacent pairs) equals transformers' rotate_half."""
+    return (w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+            .swapaxes(1, 2)
+            .reshape(w.shape))
+
+
 def gguf_tensor_name(hf_name: str) -> str:
     fixed = {
         "lm_head.weight": "output.weight",
@@ -242,6 +312,11 @@ def gguf_tensor_name(hf_name: str) -> str:
         "post_attention_layernorm": "ffn_norm",
         "self_attn.o_proj": "attn_output",
         "self_attn.qkv_proj": "attn_qkv",
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
     }
     return f"blk.{parts[2]}.{per_layer['.'.join(parts[3:-1])]}.weight"
 
@@ -327,6 +402,9 @@ def to_type(w: np.ndarray, qtype: QT) -> np.ndarray:
 def write_gguf(spec: ModelSpec, type_name: str, path: str, vocab_path: str = DEFAULT_VOCAB,
                weights: dict[str, np.ndarray] | None = None) -> None:
     qtype, ftype = TYPES[type_name]
+    if spec.layout == "llama":
+        write_llama_gguf(spec, qtype, ftype, path, vocab_path)
+        return
     if weights is None:
         weights = hf_weights(spec)
     arch = "phi3"
@@ -366,6 +444,48 @@ def write_gguf(spec: ModelSpec, type_name: str, path: str, vocab_path: str = DEF
         q = to_type(data, qtype)
         w.add_tensor(name, q, raw_dtype=qtype if q.dtype == np.uint8 else None)
 
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def write_llama_gguf(spec: ModelSpec, qtype: QT, ftype: FT, path: str, vocab_path: str) -> None:
+    """The llama layout, as convert_hf_to_gguf.py's LlamaModel writes a Llama checkpoint:
+    `llama.*` keys in set_gguf_parameters' order, Q and K rows permuted, separate q/k/v and
+    gate/up tensors, no rope factor tensors."""
+    arch = "llama"
+    w = gguf.GGUFWriter(path, arch)
+    w.add_key_value("general.type", "model", VT.STRING)
+    w.add_key_value("general.name", spec.name, VT.STRING)
+    w.add_key_value(f"{arch}.block_count", spec.n_layer, VT.UINT32)
+    w.add_key_value(f"{arch}.context_length", spec.max_position_embeddings, VT.UINT32)
+    w.add_key_value(f"{arch}.embedding_length", spec.hidden, VT.UINT32)
+    w.add_key_value(f"{arch}.feed_forward_length", spec.ffn, VT.UINT32)
+    w.add_key_value(f"{arch}.attention.head_count", spec.n_head, VT.UINT32)
+    w.add_key_value(f"{arch}.attention.head_count_kv", spec.n_kv_head, VT.UINT32)
+    w.add_key_value(f"{arch}.rope.freq_base", spec.rope_theta, VT.FLOAT32)
+    w.add_key_value(f"{arch}.attention.layer_norm_rms_epsilon", spec.rms_norm_eps, VT.FLOAT32)
+    w.add_key_value("general.file_type", int(ftype), VT.UINT32)
+    w.add_key_value(f"{arch}.vocab_size", spec.n_vocab, VT.UINT32)
+    w.add_key_value(f"{arch}.rope.dimension_count", spec.head_dim, VT.UINT32)
+    if spec.rope_linear_factor is not None:
+        w.add_key_value(f"{arch}.rope.scaling.type", "linear", VT.STRING)
+        w.add_key_value(f"{arch}.rope.scaling.factor", spec.rope_linear_factor, VT.FLOAT32)
+    for key, val, vt, sub in tokenizer_keys(vocab_path):
+        w.add_key_value(key, val, vt, sub)
+    w.add_key_value("general.quantization_version", gguf.GGML_QUANT_VERSION, VT.UINT32)
+    for hf_name, data in llama_weights(spec).items():
+        name = gguf_tensor_name(hf_name)
+        if hf_name.endswith("q_proj.weight"):
+            data = llama_permute(data, spec.n_head)
+        elif hf_name.endswith("k_proj.weight"):
+            data = llama_permute(data, spec.n_kv_head)
+        if data.ndim == 1:
+            w.add_tensor(name, data.astype(np.float32))
+            continue
+        q = to_type(np.ascontiguousarray(data), qtype)
+        w.add_tensor(name, q, raw_dtype=qtype if q.dtype == np.uint8 else None)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -35,12 +35,29 @@ pub fn rope_cache(
     cos: &mut [f32],
     sin: &mut [f32],
 ) {
+    rope_cache_scaled(pos, 1.0, n_rot, base, factors, attn_factor, cos, sin)
+}
+
+/// [`rope_cache`] with linear position scaling: every `inv_freq` times `freq_scale`
+/// (transformers' `linear` rope type divides `inv_freq` by its factor; llama.cpp's
+/// `freq_scale` is 1 / factor). `freq_scale = 1` is exactly [`rope_cache`].
+#[allow(clippy::too_many_arguments)]
+pub fn rope_cache_scaled(
+    pos: usize,
+    freq_scale: f32,
+    n_rot: usize,
+    base: f32,
+    factors: Option<&[f32]>,
+    attn_factor: f32,
+    cos: &mut [f32],
+    sin: &mut [f32],
+) {
     let half = n_rot / 2;
     assert!(cos.len() == half && sin.len() == half);
     for i in 0..half {
         let exponent = (2 * i) as f32 / n_rot as f32;
         let factor = factors.map_or(1.0, |f| f[i]);
-        let inv_freq = 1.0 / (factor * (base as f64).powf(exponent as f64) as f32);
+        let inv_freq = 1.0 / (factor * (base as f64).powf(exponent as f64) as f32) * freq_scale;
         let theta = (pos as f32 * inv_freq) as f64;
         cos[i] = (theta.cos() as f32) * attn_factor;
         sin[i] = (theta.sin() as f32) * attn_factor;
@@ -57,6 +74,16 @@ pub fn rope_neox(head: &mut [f32], cos: &[f32], sin: &[f32]) {
         let (x0, x1) = (a[i], b[i]);
         a[i] = x0 * cos[i] - x1 * sin[i];
         b[i] = x0 * sin[i] + x1 * cos[i];
+    }
+}
+
+/// Rotates one head in place, ggml's "normal" style: dimension `2i` pairs with `2i + 1`
+/// for `i < n_rot/2`; dimensions from `n_rot` on are left as they are.
+pub fn rope_norm(head: &mut [f32], cos: &[f32], sin: &[f32]) {
+    for (i, pair) in head[..2 * cos.len()].chunks_exact_mut(2).enumerate() {
+        let (x0, x1) = (pair[0], pair[1]);
+        pair[0] = x0 * cos[i] - x1 * sin[i];
+        pair[1] = x0 * sin[i] + x1 * cos[i];
     }
 }
 
@@ -156,6 +183,41 @@ mod tests {
         // Frequency factors divide the angle.
         rope_cache(3, 4, 10000.0, Some(&[3.0, 1.0]), 2.0, &mut c, &mut s);
         assert!((c[0] - 2.0 * 1f32.cos()).abs() < 1e-6);
+    }
+
+    /// llama.cpp's converter permutes Q and K rows of Llama checkpoints so that the normal
+    /// (adjacent-pair) RoPE of the permuted head equals NeoX RoPE (`rotate_half`) of the
+    /// original head, permuted the same way: check that identity on a random head.
+    #[test]
+    fn rope_norm_of_the_converter_permutation_is_rope_neox() {
+        let (head_dim, n_rot) = (16usize, 12usize);
+        let x: Vec<f32> = (0..head_dim).map(|i| ((i * 7 + 3) as f32).sin()).collect();
+        // convert_hf_to_gguf's permute for one head: reshape(2, n/2).swapaxes → row
+        // 2j + h comes from h * n/2 + j (over the rotated dims; the tail stays, as in
+        // partial-rotary checkpoints, which the converter permutes whole: here n_rot only).
+        let half = n_rot / 2;
+        let permute = |v: &[f32]| -> Vec<f32> {
+            let mut out = v.to_vec();
+            for j in 0..half {
+                for h in 0..2 {
+                    out[2 * j + h] = v[h * half + j];
+                }
+            }
+            out
+        };
+        let (mut c, mut s) = (vec![0.0; half], vec![0.0; half]);
+        rope_cache(37, n_rot, 10000.0, None, 1.0, &mut c, &mut s);
+        let mut neox = x.clone();
+        rope_neox(&mut neox, &c, &s);
+        let mut norm = permute(&x);
+        rope_norm(&mut norm, &c, &s);
+        assert_eq!(norm, permute(&neox));
+        // Linear scaling: scale 1/4 at position 4·p is the angle of position p.
+        let (mut c4, mut s4) = (vec![0.0; half], vec![0.0; half]);
+        rope_cache_scaled(4 * 37, 0.25, n_rot, 10000.0, None, 1.0, &mut c4, &mut s4);
+        for i in 0..half {
+            assert!((c4[i] - c[i]).abs() < 1e-5 && (s4[i] - s[i]).abs() < 1e-5);
+        }
     }
 
     #[test]

@@ -1,13 +1,26 @@
 //! Model hyper-parameters, read from GGUF metadata by their full keys.
 //!
-//! Every value comes from the file; a missing key is an error naming it. Only the
-//! `phi3` architecture (Phi-3, Phi-3.5, Phi-4, Phi-4-mini) is supported.
+//! Every value comes from the file; a missing key is an error naming it. Two
+//! architectures: `phi3` (Phi-3, Phi-3.5, Phi-4, Phi-4-mini, Phi-4-reasoning) and `llama`
+//! (the Llama-ified Phi-4 checkpoints, e.g. unsloth's, and other Llama-shaped models whose
+//! tensors the loader knows: separate or fused Q/K/V and gate/up, tied or untied output).
 
 use crate::error::{Error, Result};
 use crate::gguf::Metadata;
 
 /// Architectures phiq runs.
-pub const SUPPORTED_ARCHS: &[&str] = &["phi3"];
+pub const SUPPORTED_ARCHS: &[&str] = &["phi3", "llama"];
+
+/// Which dimensions of a head RoPE rotates together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Dimension `i` with `i + n_rot/2` (GPT-NeoX; transformers' `rotate_half`): `phi3`.
+    Neox,
+    /// Dimension `2i` with `2i + 1` (ggml's "normal" RoPE): `llama`, whose converter
+    /// permutes the rows of Q and K so that this equals transformers' `rotate_half` on the
+    /// original weights.
+    Norm,
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -35,6 +48,10 @@ pub struct Config {
     /// positions, itself included, as transformers applies it (0: none, as the converter
     /// marks Phi-4; llama.cpp currently ignores the key for Phi-3 models).
     pub sliding_window: usize,
+    pub rope_style: RopeStyle,
+    /// Linear RoPE scaling (`rope.scaling.type = linear`): positions are divided by this
+    /// factor (1 otherwise).
+    pub rope_linear_factor: f32,
 }
 
 impl Config {
@@ -86,6 +103,33 @@ impl Config {
                 key("rope.dimension_count")
             )));
         }
+        let rope_style = match arch.as_str() {
+            "llama" => RopeStyle::Norm,
+            _ => RopeStyle::Neox,
+        };
+        // RoPE scaling by type, as llama.cpp reads it: none; linear (a factor on the
+        // positions); LongRoPE (`phi3`: factor tensors, handled by the weights). Others
+        // (YaRN, …) change the maths in ways phiq does not implement: refused by name.
+        let scaling_type = md.opt_as::<&str>(&key("rope.scaling.type"))?;
+        let rope_linear_factor = match scaling_type {
+            None | Some("none") | Some("longrope") | Some("su") => 1.0,
+            Some("linear") => {
+                let f = md.get_f32(&key("rope.scaling.factor"))?;
+                if !(f.is_finite() && f > 0.0) {
+                    return Err(bad(format!(
+                        "{} = {f} must be a positive number",
+                        key("rope.scaling.factor")
+                    )));
+                }
+                f
+            }
+            Some(other) => {
+                return Err(bad(format!(
+                    "{} = '{other}': phiq implements RoPE scaling 'linear' and LongRoPE only",
+                    key("rope.scaling.type")
+                )))
+            }
+        };
         let scale = n_ctx_train as f64 / n_ctx_orig.max(1) as f64;
         let default_attn_factor = if scale > 1.0 {
             (1.0 + scale.ln() / (n_ctx_orig as f64).ln()).sqrt() as f32
@@ -110,6 +154,8 @@ impl Config {
             sliding_window: md
                 .opt_as::<usize>(&key("attention.sliding_window"))?
                 .unwrap_or(0),
+            rope_style,
+            rope_linear_factor,
             arch,
         };
         if cfg.n_layer == 0 || cfg.n_embd == 0 || cfg.n_ff == 0 || cfg.n_ctx_train == 0 {

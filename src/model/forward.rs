@@ -12,6 +12,7 @@ use phiq_kernels::matmul::MatmulScratch;
 use phiq_kernels::ops;
 use phiq_kernels::par;
 
+use super::config::RopeStyle;
 use super::kv_cache::{CacheType, KvCache};
 use super::weights::{GateUp, Matrix, Qkv};
 use super::Model;
@@ -218,7 +219,9 @@ impl<'m> Session<'m> {
         // LongRoPE: long factors when the context exceeds the original one (llama.cpp's
         // rule; transformers decides by sequence length, equal when n_ctx = tokens).
         let w = &model.weights;
-        let rope_factors = if n_ctx > c.n_ctx_orig {
+        let rope_factors = if let Some(f) = w.rope_freqs.as_deref() {
+            Some(f)
+        } else if n_ctx > c.n_ctx_orig {
             w.rope_factors_long
                 .as_deref()
                 .or(w.rope_factors_short.as_deref())
@@ -464,8 +467,9 @@ impl Pass<'_> {
         let c = &self.model.config;
         let half_rot = self.d.half_rot;
         for t in 0..self.d.n {
-            ops::rope_cache(
+            ops::rope_cache_scaled(
                 self.pos0 + t,
+                1.0 / c.rope_linear_factor,
                 c.n_rot,
                 c.rope_base,
                 factors,
@@ -520,8 +524,9 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// Rotates every head of q and k in place by its token's angles (NeoX RoPE: the two
-    /// halves of a head are the pairs); v is left as it is.
+    /// Rotates every head of q and k in place by its token's angles (NeoX RoPE for `phi3`:
+    /// the two halves of a head are the pairs; normal RoPE for `llama`: adjacent
+    /// dimensions); v is left as it is.
     fn rope(&mut self, qkv: &mut [f32], cos: &[f32], sin: &[f32]) {
         let Dims {
             n,
@@ -538,8 +543,12 @@ impl Pass<'_> {
                 &cos[t * half_rot..(t + 1) * half_rot],
                 &sin[t * half_rot..(t + 1) * half_rot],
             );
+            let rotate = match self.model.config.rope_style {
+                RopeStyle::Neox => ops::rope_neox,
+                RopeStyle::Norm => ops::rope_norm,
+            };
             for head in row[..q_dim + kv_dim].chunks_exact_mut(head_dim) {
-                ops::rope_neox(head, cos, sin);
+                rotate(head, cos, sin);
             }
         }
         self.lap.mark(Part::Attention);

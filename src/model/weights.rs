@@ -67,6 +67,9 @@ pub struct Weights {
     /// LongRoPE frequency factors (n_rot / 2 each), when the file has them.
     pub rope_factors_short: Option<Vec<f32>>,
     pub rope_factors_long: Option<Vec<f32>>,
+    /// RoPE frequency factors for every context (`rope_freqs.weight`, Llama 3.x's), when
+    /// the file has them.
+    pub rope_freqs: Option<Vec<f32>>,
     pub n_vocab: usize,
 }
 
@@ -185,6 +188,7 @@ impl Weights {
             output,
             rope_factors_short: factors("rope_factors_short.weight")?,
             rope_factors_long: factors("rope_factors_long.weight")?,
+            rope_freqs: factors("rope_freqs.weight")?,
             n_vocab,
         })
     }

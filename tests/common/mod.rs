@@ -194,9 +194,10 @@ pub fn sample_file() -> (Vec<u8>, Vec<Vec<u8>>) {
 pub fn tiny_models_dir() -> Option<PathBuf> {
     use std::sync::OnceLock;
     const TYPES: &str = "F32,F16,BF16,Q8_0,Q4_0,Q4_1,Q5_0,Q5_1";
-    const SETS: [(&str, &str); 2] = [
+    const SETS: [(&str, &str); 3] = [
         ("tiny-phi4,tiny-phi4-mini", TYPES),
         ("tiny-phi4-swa", "F32"),
+        ("tiny-phi4-llama,tiny-llama-linear", "F32"),
     ];
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIR.get_or_init(|| {
