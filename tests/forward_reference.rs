@@ -206,6 +206,44 @@ fn llama_linear_rope_scaling_equals_transformers() {
     assert!(d < 5e-5, "tiny-llama-linear: max |Δlogit| = {d}");
 }
 
+/// Phi-4-reasoning's RoPE base (500000) and 32k context, taken from the metadata: logits
+/// equal transformers' at the start and at positions 16500–16509 (past Phi-4's 16k).
+#[test]
+fn reasoning_rope_base_and_far_positions_equal_transformers() {
+    let Some(model) = load("tiny-phi4-reasoning", "F32") else {
+        return;
+    };
+    assert_eq!(
+        (model.config.rope_base, model.config.n_ctx_train),
+        (500000.0, 32768)
+    );
+    let r = reference("tiny-phi4-reasoning");
+    let chat = ids(&r["sequences"]["chat"]["ids"]);
+    let (shape, want) = read_npy("tiny-phi4-reasoning.chat.logits.npy");
+    let d = max_abs_diff(
+        &our_logits(&model, &chat),
+        model.n_vocab(),
+        &want,
+        shape[1],
+        64,
+    );
+    assert!(d < 5e-5, "chat: max |Δlogit| = {d}");
+    let far = ids(&r["sequences"]["far"]["ids"]);
+    let (shape, want) = read_npy("tiny-phi4-reasoning.far.logits.npy");
+    let n_last = shape[0];
+    let mut s = model.session(far.len()).unwrap();
+    s.eval(&far[..far.len() - n_last]).unwrap();
+    let ours = s.eval_all(&far[far.len() - n_last..]).unwrap();
+    // Angles of ~1.6e4 rad are rounded to f32 alike on both sides (ops::rope_cache); the
+    // sums over 16k keys run in another order: allow a few times the chat tolerance.
+    let d = max_abs_diff(&ours, model.n_vocab(), &want, shape[1], 64);
+    assert!(
+        d < 2e-4,
+        "positions {}..: max |Δlogit| = {d}",
+        far.len() - n_last
+    );
+}
+
 #[test]
 fn longrope_partial_rotary_tied_logits_equal_transformers() {
     let Some(model) = load("tiny-phi4-mini", "F32") else {

@@ -212,6 +212,33 @@ def run_sequence(spec, model_f32, model_f64, ids, store_columns):
     return entry, stored.astype(np.float32)
 
 
+# Positions past 16k: a prefix of FAR_PREFIX corpus ids (phi4-corpus.jsonl lines repeated),
+# then CHAT_IDS; only the logits of the last len(CHAT_IDS) positions are kept.
+FAR_PREFIX = 16_500
+
+
+def far_ids():
+    with open(CORPUS, encoding="utf-8") as f:
+        corpus = [i for line in f for i in json.loads(line)["ids"]]
+    prefix = (corpus * (FAR_PREFIX // len(corpus) + 1))[:FAR_PREFIX]
+    return prefix + CHAT_IDS
+
+
+def far_logits(model, ids, n_last, chunk=512):
+    """Logits of the last n_last positions of ids, evaluated in chunks through the KV cache
+    (a full forward would hold [n, n] attention scores per head)."""
+    cache = transformers.DynamicCache()
+    with torch.no_grad():
+        for start in range(0, len(ids), chunk):
+            part = ids[start:start + chunk]
+            out = model(torch.tensor([part]), past_key_values=cache, use_cache=True,
+                        position_ids=torch.arange(start, start + len(part))[None])
+            cache = out.past_key_values
+    logits = out.logits[0].to(torch.float32).numpy()
+    assert len(ids) % chunk >= n_last or len(ids) % chunk == 0
+    return logits[-n_last:]
+
+
 def greedy(spec, model, prompt, n_new):
     # eos would stop generate() early; the reference is n_new pure argmax steps
     gen = transformers.GenerationConfig(do_sample=False, max_new_tokens=n_new, min_new_tokens=0,
@@ -274,7 +301,8 @@ def _dist_version(name):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("outdir", nargs="?", default=DEFAULT_OUT)
-    ap.add_argument("--models", default="tiny-phi4,tiny-phi4-mini,tiny-phi4-swa,tiny-phi4-llama,tiny-llama-linear",
+    ap.add_argument("--models", default="tiny-phi4,tiny-phi4-mini,tiny-phi4-swa,tiny-phi4-llama,"
+                    "tiny-llama-linear,tiny-phi4-reasoning",
                     help="comma-separated subset to (re)compute")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -288,6 +316,7 @@ def main(argv=None):
         "tiny-phi4-swa": [("chat", CHAT_IDS, "subset")],
         "tiny-phi4-llama": [("chat", CHAT_IDS, "subset")],
         "tiny-llama-linear": [("chat", CHAT_IDS, "subset")],
+        "tiny-phi4-reasoning": [("chat", CHAT_IDS, "subset")],
     }
     for name, seqs in plan.items():
         if name not in args.models.split(","):
@@ -327,6 +356,32 @@ def main(argv=None):
             d = np.abs(full - swa).max(axis=1)
             assert d[:4].max() < 1e-5 and d[4:].min() > 1e-3, d
             doc["sequences"]["chat"]["max_abs_diff_vs_no_window"] = [float(x) for x in d]
+        if name == "tiny-phi4-reasoning":
+            ids = far_ids()
+            cols = np.arange(0, spec.n_vocab, SUBSET_STRIDE)
+            probe = RopeProbe(m32)
+            last = far_logits(m32, ids, len(CHAT_IDS))
+            probe.handle.remove()
+            last64 = far_logits(m64, ids, len(CHAT_IDS))
+            stored = np.ascontiguousarray(last[:, cols]).astype(np.float32)
+            fname = f"{name}.far.logits.npy"
+            np.save(os.path.join(args.outdir, fname), stored)
+            doc["sequences"]["far"] = {
+                "ids": ids,
+                "n_tokens": len(ids),
+                "made_from": f"the ids of phi4-corpus.jsonl, all lines in order, repeated and cut "
+                             f"to {FAR_PREFIX}, then the chat ids",
+                "logits_rows": f"the last {len(CHAT_IDS)} positions ({len(ids) - len(CHAT_IDS)}.."
+                               f"{len(ids) - 1}), evaluated through the KV cache in chunks of 512",
+                "columns": f"range(0, {spec.n_vocab}, {SUBSET_STRIDE})",
+                "logits_file": fname,
+                "logits_shape": list(stored.shape),
+                "inv_freq_used": probe.calls[-1]["inv_freq"],
+                "positions": position_summary(last),
+                "f32_vs_f64": {"max_abs_diff": float(np.abs(last.astype(np.float64) - last64).max())},
+            }
+            print(f"{name}.far: {len(ids)} ids, f32-f64 max "
+                  f"{doc['sequences']['far']['f32_vs_f64']['max_abs_diff']:.2e}", file=sys.stderr)
         if name == "tiny-phi4":
             g = greedy(spec, m32, GREEDY_PROMPT, GREEDY_NEW_TOKENS)
             doc["greedy"] = g

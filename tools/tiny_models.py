@@ -151,6 +151,13 @@ MODELS = {
     # tiny-phi4's weights (same seed) with a sliding window of 4 keys (Phi-3-mini has
     # 2047): only the F32 file is used, to test the window against transformers.
     "tiny-phi4-swa": ModelSpec(name="tiny-phi4-swa", seed=4_000_001, sliding_window=4),
+    # Phi-4-reasoning's RoPE and context (rope base 500000, 32768 positions, no LongRoPE),
+    # small (hidden 64, tied): tested at positions past 16k.
+    "tiny-phi4-reasoning": ModelSpec(
+        name="tiny-phi4-reasoning", seed=4_000_005, hidden=64, n_head=4, n_kv_head=2, ffn=128,
+        rope_theta=500000.0, max_position_embeddings=32768,
+        original_max_position_embeddings=32768, tie_word_embeddings=True,
+    ),
     # tiny-phi4's weights (same seed) in a Llama checkpoint's layout and llama's GGUF
     # layout: must give tiny-phi4's logits.
     "tiny-phi4-llama": ModelSpec(name="tiny-phi4-llama", seed=4_000_001, layout="llama"),

@@ -197,7 +197,10 @@ pub fn tiny_models_dir() -> Option<PathBuf> {
     const SETS: [(&str, &str); 3] = [
         ("tiny-phi4,tiny-phi4-mini", TYPES),
         ("tiny-phi4-swa", "F32"),
-        ("tiny-phi4-llama,tiny-llama-linear", "F32"),
+        (
+            "tiny-phi4-llama,tiny-llama-linear,tiny-phi4-reasoning",
+            "F32",
+        ),
     ];
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIR.get_or_init(|| {
