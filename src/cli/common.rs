@@ -98,13 +98,18 @@ fn file_or_cached(given: &Path, flag: &str) -> phiq::Result<PathBuf> {
         return Ok(given.to_path_buf());
     }
     let name = given.to_string_lossy();
-    let cache = Cache::open()?;
-    if let Some(path) = cache.lookup(&name)? {
-        return Ok(path);
-    }
+    // Without a cache directory (no $HOME, no $PHIQ_CACHE) the file is all there is.
+    let looked_in = match Cache::open() {
+        Ok(cache) => {
+            if let Some(path) = cache.lookup(&name)? {
+                return Ok(path);
+            }
+            format!("in the cache ({})", cache.models.display())
+        }
+        Err(e) => format!("in the cache ({e})"),
+    };
     Err(Error::InvalidInput(format!(
-        "{flag} {name}: no such file, and no model of that name in the cache ({}); `phiq list` shows the cached models, `phiq pull REPO[:QUANT]` (e.g. bartowski/phi-4-GGUF:Q4_K_M) downloads one",
-        cache.models.display()
+        "{flag} {name}: no such file, and no model of that name {looked_in}; `phiq list` shows the cached models, `phiq pull REPO[:QUANT]` (e.g. bartowski/phi-4-GGUF:Q4_K_M) downloads one"
     )))
 }
 

@@ -77,6 +77,10 @@ impl SelectError {
     }
 }
 
+fn is_gguf(path: &str) -> bool {
+    path.to_ascii_lowercase().ends_with(".gguf")
+}
+
 /// A `.gguf` that is a model (not a projector or an importance matrix).
 pub fn is_model_gguf(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
@@ -125,15 +129,12 @@ pub fn matches_quant(path: &str, quant: &str) -> bool {
 
 /// The file of `files` that `spec` names (see the module comment).
 pub fn select<'a>(files: &'a [RepoFile], spec: &HfSpec) -> Result<&'a RepoFile, SelectError> {
-    let ggufs: Vec<RepoFile> = files
-        .iter()
-        .filter(|f| f.path.to_ascii_lowercase().ends_with(".gguf"))
-        .cloned()
-        .collect();
+    let ggufs: Vec<RepoFile> = files.iter().filter(|f| is_gguf(&f.path)).cloned().collect();
     let chosen = if let Some(name) = &spec.file {
+        // Only a .gguf: the rest of a repository (README, config) is not a model.
         files
             .iter()
-            .find(|f| f.path.eq_ignore_ascii_case(name))
+            .find(|f| f.path.eq_ignore_ascii_case(name) && is_gguf(&f.path))
             .ok_or(SelectError::NotFound {
                 available: ggufs.clone(),
             })?
@@ -289,8 +290,10 @@ mod tests {
             .unwrap()
             .with_file(Some("PHI-4-Q8_0.gguf"));
         assert_eq!(select(&fs, &spec).unwrap().path, "phi-4-Q8_0.gguf");
-        let spec = HfSpec::parse("b/p").unwrap().with_file(Some("nope.gguf"));
-        assert!(select(&fs, &spec).is_err());
+        for other in ["nope.gguf", "README.md"] {
+            let spec = HfSpec::parse("b/p").unwrap().with_file(Some(other));
+            assert!(select(&fs, &spec).is_err(), "{other}");
+        }
     }
 
     #[test]
