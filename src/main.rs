@@ -23,6 +23,12 @@ struct Cli {
 enum Command {
     /// Generate text from a prompt (streams to stdout; timings to stderr).
     Run(cli::run::Args),
+    /// Download a GGUF from the Hugging Face hub into the cache: REPO[:QUANT].
+    Pull(cli::pull::Args),
+    /// List the models in the cache: the names -m takes, sizes, paths.
+    List(cli::list::ListArgs),
+    /// Remove a model (and its partial download) from the cache.
+    Rm(cli::list::RmArgs),
     /// Convert a GGUF to another quantization type (llama-quantize's presets).
     Quantize(cli::quantize::Args),
     /// Quantize to several types and report size, bits/weight, PPL, KLD and speed (index.md + plots).
@@ -88,6 +94,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(args) => cli::run::run(args),
+        Command::Pull(args) => cli::pull::run(args),
+        Command::List(args) => cli::list::run_list(args),
+        Command::Rm(args) => cli::list::run_rm(args),
         Command::Chat(args) => cli::chat::run(args),
         Command::Serve(args) => cli::serve::run(args),
         Command::Bench(args) => cli::bench::run(args),

@@ -6,7 +6,6 @@
 //! memory: timing a cold mmap would measure the disk). Output: a markdown table, or CSV,
 //! JSON or JSON lines with llama-bench's field names.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use phiq::model::CacheType;
@@ -15,9 +14,8 @@ use serde_json::json;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// GGUF model file [default: $PHIQ_MODEL, else the demo model models/phiq-demo.gguf].
-    #[arg(short = 'm', long = "model", value_name = "FILE")]
-    model: Option<PathBuf>,
+    #[command(flatten)]
+    model: super::common::ModelSource,
     /// Thread counts to test, comma-separated as in llama-bench (`-t 1,2`)
     /// [default: the number of physical cores].
     #[arg(
@@ -307,7 +305,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
             "nothing to measure: -p and -n are both 0 (give -p N for prompt speed, -n N for generation speed)".into(),
         ));
     }
-    let path = super::common::model_path(args.model.as_ref())?;
+    let path = args.model.path()?;
     if args.threads.contains(&0) {
         return Err(Error::InvalidInput(
             "-t/--threads: every thread count must be at least 1".into(),

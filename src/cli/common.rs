@@ -1,22 +1,26 @@
 //! Flags shared by the subcommands that run a model (`run`, `chat`, `bench`, …), named
 //! as llama.cpp names them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use phiq::model::CacheType;
 use phiq::{Error, Model, ModelOptions, SamplerParams};
 
-/// The demo model shipped in the repository, used when `-m` is not given.
+use super::hub::{self, cache::Cache, HfSpec};
+
+/// The demo model shipped in the repository, used when `-m` is not given: relative to the
+/// current directory (a checkout), else in the source tree phiq was built from (which
+/// `cargo run` and `cargo install --path .` leave in place).
 pub const DEMO_MODEL: &str = "models/phiq-demo.gguf";
+const BUILT_DEMO_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/phiq-demo.gguf");
 
 /// The context size when `-c` is not given (`phiq perplexity` has its own, llama.cpp's 512).
 pub const DEFAULT_CTX: usize = 4096;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// GGUF model file [default: $PHIQ_MODEL, else the demo model models/phiq-demo.gguf].
-    #[arg(short = 'm', long = "model", value_name = "FILE")]
-    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: ModelSource,
     // `None` when not given, so that a subcommand with another default (perplexity) can
     // tell an explicit `-c 4096` from no `-c`.
     /// Context size in tokens, 0: the model's own [default: 4096; perplexity: 512].
@@ -38,28 +42,80 @@ pub struct ModelArgs {
     pub cache_type: CacheType,
 }
 
-/// The model file every subcommand uses: `-m FILE`, else `$PHIQ_MODEL`, else the demo
-/// model (when run from the phiq repository).
-pub fn model_path(given: Option<&PathBuf>) -> phiq::Result<PathBuf> {
-    if let Some(m) = given {
-        return Ok(m.clone());
-    }
-    if let Some(m) = std::env::var_os("PHIQ_MODEL") {
-        return Ok(PathBuf::from(m));
-    }
-    let demo = PathBuf::from(DEMO_MODEL);
-    if demo.exists() {
-        Ok(demo)
-    } else {
+/// Which model a subcommand reads: `-m FILE|NAME` or `-hf REPO[:QUANT]`, else
+/// `$PHIQ_MODEL`, else the demo model.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ModelSource {
+    /// GGUF model: a file, or a model in phiq's cache by name (`phiq list` shows the names:
+    /// OWNER/REPO:QUANT, the file name, or its stem) [default: $PHIQ_MODEL, else the demo
+    /// model models/phiq-demo.gguf].
+    #[arg(short = 'm', long = "model", value_name = "FILE|NAME")]
+    pub model: Option<PathBuf>,
+    /// A GGUF from the Hugging Face hub, e.g. bartowski/phi-4-GGUF:Q4_K_M (QUANT matched in
+    /// the file name; default Q4_K_M, then Q8_0). Downloaded once to the cache (`phiq pull`),
+    /// then used offline. Also -hf, -hfr.
+    #[arg(
+        long = "hf-repo",
+        value_name = "REPO[:QUANT]",
+        conflicts_with = "model"
+    )]
+    pub hf_repo: Option<String>,
+    /// With --hf-repo: this file of the repository, instead of choosing by QUANT (also -hff).
+    #[arg(long = "hf-file", value_name = "FILE", requires = "hf_repo")]
+    pub hf_file: Option<String>,
+}
+
+impl ModelSource {
+    /// The model file: `--hf-repo` (cached, else downloaded), `-m` (a file, else a cached
+    /// model of that name), `$PHIQ_MODEL` (the same), else the demo model.
+    pub fn path(&self) -> phiq::Result<PathBuf> {
+        if let Some(spec) = &self.hf_repo {
+            let spec = HfSpec::parse(spec)?.with_file(self.hf_file.as_deref());
+            return hub::resolve_hf(&spec);
+        }
+        if let Some(m) = &self.model {
+            return file_or_cached(m, "-m");
+        }
+        if let Some(m) = std::env::var_os("PHIQ_MODEL").filter(|m| !m.is_empty()) {
+            return file_or_cached(Path::new(&m), "$PHIQ_MODEL");
+        }
+        for demo in [DEMO_MODEL, BUILT_DEMO_MODEL] {
+            let demo = PathBuf::from(demo);
+            if demo.is_file() {
+                return Ok(demo);
+            }
+        }
         Err(Error::InvalidInput(format!(
-            "no model given: pass -m FILE (a Phi-4 GGUF), set PHIQ_MODEL, or run from the phiq repository, where {DEMO_MODEL} is the demo model"
+            "no model given: pass -m FILE (a Phi-4 GGUF), -hf REPO[:QUANT] (e.g. -hf bartowski/phi-4-GGUF:Q4_K_M downloads one), or set PHIQ_MODEL; the demo model {BUILT_DEMO_MODEL} is not there either"
         )))
     }
 }
 
+/// `given` if it is a file, else the cached model it names; else an error saying what was
+/// looked for and how to get a model.
+fn file_or_cached(given: &Path, flag: &str) -> phiq::Result<PathBuf> {
+    if given.exists() {
+        return Ok(given.to_path_buf());
+    }
+    let name = given.to_string_lossy();
+    // Without a cache directory (no $HOME, no $PHIQ_CACHE) the file is all there is.
+    let looked_in = match Cache::open() {
+        Ok(cache) => {
+            if let Some(path) = cache.lookup(&name)? {
+                return Ok(path);
+            }
+            format!("in the cache ({})", cache.models.display())
+        }
+        Err(e) => format!("in the cache ({e})"),
+    };
+    Err(Error::InvalidInput(format!(
+        "{flag} {name}: no such file, and no model of that name {looked_in}; `phiq list` shows the cached models, `phiq pull REPO[:QUANT]` (e.g. bartowski/phi-4-GGUF:Q4_K_M) downloads one"
+    )))
+}
+
 impl ModelArgs {
     pub fn model_path(&self) -> phiq::Result<PathBuf> {
-        model_path(self.model.as_ref())
+        self.source.path()
     }
 
     pub fn load(&self) -> phiq::Result<Model> {

@@ -7,17 +7,19 @@ use std::path::PathBuf;
 use phiq::gguf::{Array, GgufFile, TensorInfo, Value};
 use serde_json::{json, Map, Value as Json};
 
+use super::common::ModelSource;
+
 /// Arrays longer than this are summarised (length and first items) unless `--kv`.
 const ARRAY_HEAD: usize = 8;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The GGUF file to inspect (or -m FILE) [default: $PHIQ_MODEL, else the demo model].
-    #[arg(conflicts_with = "model")]
+    /// The GGUF file to inspect, or a cached model's name (as -m takes it) [default:
+    /// $PHIQ_MODEL, else the demo model].
+    #[arg(conflicts_with_all = ["model", "hf_repo"], value_name = "FILE|NAME")]
     file: Option<PathBuf>,
-    /// The GGUF file to inspect, as the other subcommands take it.
-    #[arg(short = 'm', long = "model", value_name = "FILE")]
-    model: Option<PathBuf>,
+    #[command(flatten)]
+    source: ModelSource,
     /// Print one JSON object (stable, for scripts) instead of text.
     #[arg(long)]
     json: bool,
@@ -30,7 +32,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> phiq::Result<()> {
-    let path = super::common::model_path(args.file.as_ref().or(args.model.as_ref()))?;
+    let source = match &args.file {
+        Some(file) => ModelSource {
+            model: Some(file.clone()),
+            ..ModelSource::default()
+        },
+        None => args.source.clone(),
+    };
+    let path = source.path()?;
     let file = GgufFile::open(&path)?;
     let out = if args.json {
         let mut s = serde_json::to_string_pretty(&to_json(&file, args.kv))

@@ -8,7 +8,9 @@
 //!   one fused pass over the KV cache);
 //! - `-ctk T` / `--cache-type-k T`, `-ctv T` / `--cache-type-v T`: `--cache-type T` (one type
 //!   for K and V; two different ones are an error);
-//! - `-cnv` / `--conversation` and `-hf` / `--hf-repo`: a clear error saying what to use
+//! - `-hf R` / `-hfr R` / `--hf-repo R`: `--hf-repo R` (download from the Hugging Face hub),
+//!   `-hff F` / `--hf-file F`: `--hf-file F`;
+//! - `-cnv` / `--conversation` and `-hft` / `--hf-token`: a clear error saying what to use
 //!   instead.
 
 use std::ffi::OsString;
@@ -85,8 +87,16 @@ pub fn translate(args: Vec<OsString>) -> Result<(Vec<OsString>, Vec<String>), St
                 ))
             }
             "-hf" | "--hf-repo" | "-hfr" => {
+                out.push("--hf-repo".into());
+                out.push(value("a Hugging Face repository, OWNER/REPO[:QUANT]")?.into());
+            }
+            "-hff" | "--hf-file" => {
+                out.push("--hf-file".into());
+                out.push(value("a file of the --hf-repo repository")?.into());
+            }
+            "-hft" | "--hf-token" => {
                 return Err(format!(
-                    "{name}: phiq does not download models yet; download the GGUF (e.g. from huggingface.co) and pass it with -m FILE"
+                    "{name}: phiq reads the Hugging Face token from the HF_TOKEN environment variable (HF_TOKEN=... phiq run -hf ...)"
                 ))
             }
             _ => out.push(arg),
@@ -117,9 +127,29 @@ mod tests {
         assert!(t(&["phiq", "run", "-cnv"])
             .unwrap_err()
             .contains("phiq chat"));
-        assert!(t(&["phiq", "run", "-hf", "x/y"])
+        let (a, _) = t(&["phiq", "run", "-hf", "x/y:Q8_0", "-hff", "f.gguf"]).unwrap();
+        assert_eq!(
+            a,
+            [
+                "phiq",
+                "run",
+                "--hf-repo",
+                "x/y:Q8_0",
+                "--hf-file",
+                "f.gguf"
+            ]
+        );
+        let (a, _) = t(&["phiq", "inspect", "-hfr=x/y", "--hf-repo", "z/w"]).unwrap();
+        assert_eq!(
+            a,
+            ["phiq", "inspect", "--hf-repo", "x/y", "--hf-repo", "z/w"]
+        );
+        assert!(t(&["phiq", "run", "-hf"])
             .unwrap_err()
-            .contains("-m FILE"));
+            .contains("needs a value"));
+        assert!(t(&["phiq", "run", "-hft", "hf_x"])
+            .unwrap_err()
+            .contains("HF_TOKEN"));
         assert!(t(&["phiq", "run", "-ngl"])
             .unwrap_err()
             .contains("needs a value"));

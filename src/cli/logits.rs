@@ -10,11 +10,12 @@ use std::path::PathBuf;
 
 use phiq::{Error, Model, ModelOptions};
 
+use super::common::ModelSource;
+
 #[derive(clap::Args)]
 pub struct Args {
-    /// The GGUF model [default: $PHIQ_MODEL, else the demo model].
-    #[arg(short = 'm', long = "model", value_name = "FILE")]
-    model: Option<PathBuf>,
+    #[command(flatten)]
+    source: ModelSource,
     /// Token ids to evaluate: comma-separated (e.g. 100264,882,100266) or as
     /// `phiq tokenize --ids` prints them ("[100264, 882, 100266]").
     #[arg(
@@ -51,7 +52,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
         batch_size: Some(args.batch_size),
         cache_type: args.cache_type,
     };
-    let model = Model::load(super::common::model_path(args.model.as_ref())?, &opts)?;
+    let model = Model::load(args.source.path()?, &opts)?;
     let ids = match &args.prompt {
         Some(text) => model.tokenizer()?.encode(text, true, false),
         None => super::tokenize::parse_ids(&args.ids)?,

@@ -21,10 +21,9 @@ use phiq::Error;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Base model (F32/F16/BF16 ideally; an already-quantized file is requantized)
-    /// [default: $PHIQ_MODEL, else the demo model models/phiq-demo.gguf].
-    #[arg(short = 'm', long = "model", value_name = "FILE")]
-    model: Option<PathBuf>,
+    /// The base model (F32/F16/BF16 ideally; an already-quantized file is requantized).
+    #[command(flatten)]
+    model: super::common::ModelSource,
     /// Quantization types to compare (comma-separated llama-quantize presets).
     #[arg(long, value_delimiter = ',', required = true)]
     types: Vec<String>,
@@ -302,7 +301,7 @@ impl Args {
 
 pub fn run(args: Args) -> phiq::Result<()> {
     let started = Instant::now();
-    let model = super::common::model_path(args.model.as_ref())?;
+    let model = args.model.path()?;
     let presets: Vec<Preset> = args
         .types
         .iter()

@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use phiq::gguf::GgufFile;
 use phiq::{Error, Tokenizer};
 
+use super::common::ModelSource;
+
 #[derive(clap::Args)]
 pub struct TokenizeArgs {
-    /// The GGUF model (or vocab-only) file whose tokenizer to use.
-    /// GGUF model (or vocab-only GGUF) [default: $PHIQ_MODEL, else the demo model].
-    #[arg(short, long, value_name = "FILE")]
-    model: Option<PathBuf>,
+    /// The model (or vocab-only GGUF) whose tokenizer to use.
+    #[command(flatten)]
+    source: ModelSource,
     /// Print exactly one JSON array of ids, e.g. [9906, 11, 1917], and nothing else.
     #[arg(long, conflicts_with = "pieces")]
     ids: bool,
@@ -33,10 +34,9 @@ pub struct TokenizeArgs {
 
 #[derive(clap::Args)]
 pub struct DetokenizeArgs {
-    /// The GGUF model (or vocab-only) file whose tokenizer to use.
-    /// GGUF model (or vocab-only GGUF) [default: $PHIQ_MODEL, else the demo model].
-    #[arg(short, long, value_name = "FILE")]
-    model: Option<PathBuf>,
+    /// The model (or vocab-only GGUF) whose tokenizer to use.
+    #[command(flatten)]
+    source: ModelSource,
     /// Show control tokens (<|im_end|>, ...) as their text.
     #[arg(long)]
     special: bool,
@@ -46,8 +46,8 @@ pub struct DetokenizeArgs {
     ids: Vec<String>,
 }
 
-fn load(model: Option<&PathBuf>) -> phiq::Result<Tokenizer> {
-    let file = GgufFile::open(super::common::model_path(model)?)?;
+fn load(source: &ModelSource) -> phiq::Result<Tokenizer> {
+    let file = GgufFile::open(source.path()?)?;
     Tokenizer::from_gguf(&file)
 }
 
@@ -94,7 +94,7 @@ fn read_input(args: &TokenizeArgs) -> phiq::Result<String> {
 
 pub fn run_tokenize(args: TokenizeArgs) -> phiq::Result<()> {
     let text = read_input(&args)?;
-    let tokenizer = load(args.model.as_ref())?;
+    let tokenizer = load(&args.source)?;
     let ids = tokenizer.encode(&text, true, args.special);
     let mut out = String::new();
     if args.ids {
@@ -152,7 +152,7 @@ pub fn run_detokenize(args: DetokenizeArgs) -> phiq::Result<()> {
             "no token ids: give them as arguments or on standard input".into(),
         ));
     }
-    let tokenizer = load(args.model.as_ref())?;
+    let tokenizer = load(&args.source)?;
     let mut bytes = tokenizer.decode_bytes(&ids, args.special)?;
     // The exact bytes in a pipe; a final newline for a person at a terminal.
     if std::io::stdout().is_terminal() {
