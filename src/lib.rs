@@ -15,6 +15,7 @@ pub mod gguf;
 pub mod imatrix;
 pub mod model;
 pub mod quantize;
+pub mod reasoning;
 pub mod sampling;
 #[cfg(feature = "server")]
 pub mod server;

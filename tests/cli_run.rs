@@ -137,7 +137,7 @@ fn llama_cpp_flags_and_repeats() {
         err.contains("-ngl 99 ignored") && err.contains("-fa ignored"),
         "{err}"
     );
-    for (flag, hint) in [("-cnv", "phiq chat"), ("-hf", "-m FILE")] {
+    for (flag, hint) in [("-cnv", "phiq chat"), ("-hf", "cannot be used with")] {
         let (code, out, err) = run(&[flag, "x"]);
         assert!(
             code != 0 && out.is_empty() && err.contains(hint),
@@ -609,5 +609,69 @@ fn chat_help_lists_the_commands() {
         "Ctrl-D",
     ] {
         assert!(out.contains(c), "{c} missing from chat --help:\n{out}");
+    }
+}
+
+/// `--reasoning`: a model whose template opens the thinking writes only thinking here;
+/// `show` prints it as it is to a pipe and dimmed at a terminal, `hide` leaves it out; a
+/// reply without thinking is the same either way.
+#[test]
+fn run_shows_or_hides_the_thinking() {
+    let Some(m) = model() else { return };
+    let think = demo_with_thinking_template();
+    let t = think.to_str().unwrap();
+    let args = |model: &str, mode: &str| -> Vec<String> {
+        [
+            "run",
+            "-m",
+            model,
+            "--chat",
+            "-p",
+            "Alice",
+            "-n",
+            "8",
+            "--temp",
+            "0",
+            "--reasoning",
+            mode,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        phiq(&a)
+    };
+    let (code, shown, err) = run(args(t, "show"));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !shown.trim().is_empty() && !shown.contains('\x1b'),
+        "{shown:?}"
+    );
+    let (code, hidden, err) = run(args(t, "hide"));
+    assert_eq!((code, hidden.as_str()), (0, ""), "{err}");
+    let (_, plain_show, _) = run(args(&m, "show"));
+    let (_, plain_hide, _) = run(args(&m, "hide"));
+    assert!(!plain_show.is_empty());
+    assert_eq!(plain_show, plain_hide);
+
+    // At a terminal (a pseudo-terminal from Python's pty): the thinking is dimmed.
+    #[cfg(unix)]
+    {
+        let out = Command::new("python3")
+            .args(["-c", "import pty, sys; pty.spawn(sys.argv[1:])"])
+            .arg(env!("CARGO_BIN_EXE_phiq"))
+            .args(args(t, "show"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("python3");
+        let tty = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            tty.contains("\x1b[2m") && tty.contains("\x1b[22m"),
+            "{tty:?}"
+        );
+        let undimmed = tty.replace("\x1b[2m", "").replace("\x1b[22m", "");
+        assert!(undimmed.contains(shown.trim()), "{tty:?} vs {shown:?}");
     }
 }

@@ -815,3 +815,77 @@ fn strict_model() {
     body["model"] = json!("phiq-demo");
     assert_eq!(server.post("/v1/chat/completions", &body).0, 200);
 }
+
+/// A reasoning model's reply: the demo model with a chat template whose generation prompt
+/// opens the thinking (`…<|im_sep|><think>\n`, as DeepSeek-R1-style templates do), so all
+/// it writes is thinking. `reasoning_content` holds it (whole and streamed as
+/// `delta.reasoning_content`), `content` stays empty and the reply cut off inside the
+/// thinking is well-formed; `reasoning_format: none` gives the raw text in `content`.
+#[test]
+fn reasoning_content_is_split_off() {
+    let path = common::demo_with_thinking_template();
+    // What the model writes after that prompt, from the library.
+    let model = Model::load(&path, &ModelOptions::default()).unwrap();
+    let tok = model.tokenizer().unwrap();
+    let prompt = tok
+        .encode_chat(&[phiq::ChatMessage::user("Alice")], true)
+        .unwrap();
+    assert!(tok.decode(&prompt).unwrap().ends_with("<think>\n"));
+    let raw = library_greedy(&model, &prompt, 12);
+    assert!(
+        !raw.contains("</think>") && !raw.trim().is_empty(),
+        "{raw:?}"
+    );
+
+    let server = Server::start(&["-m", path.to_str().unwrap(), "-c", "256"]);
+    let (status, v) = server.post("/v1/chat/completions", &chat_body("Alice", 12, false));
+    assert_eq!(status, 200, "{v}");
+    let choice = &v["choices"][0];
+    assert_eq!(choice["message"]["reasoning_content"], raw.trim(), "{v}");
+    assert_eq!(choice["message"]["content"], "", "{v}");
+    assert_eq!(choice["finish_reason"], "length");
+
+    let mut body = chat_body("Alice", 12, true);
+    let (_, text) = http(
+        &server.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        body.to_string().as_bytes(),
+    );
+    let (content, finish) = streamed_text(&text);
+    assert_eq!(
+        (content.as_str(), finish.as_str()),
+        ("", "length"),
+        "{text}"
+    );
+    let reasoning: String = sse_events(&text)
+        .iter()
+        .filter(|e| e.starts_with('{'))
+        .filter_map(|e| {
+            parse(e)["choices"][0]["delta"]["reasoning_content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(reasoning, raw.trim(), "{text}");
+
+    body["stream"] = json!(false);
+    body["reasoning_format"] = json!("none");
+    let (status, v) = server.post("/v1/chat/completions", &body);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], raw.as_str(), "{v}");
+    assert!(
+        v["choices"][0]["message"]
+            .get("reasoning_content")
+            .is_none(),
+        "{v}"
+    );
+    body["reasoning_format"] = json!("weird");
+    let (status, v) = server.post("/v1/chat/completions", &body);
+    assert_eq!(
+        (status, v["error"]["param"].as_str()),
+        (400, Some("reasoning_format")),
+        "{v}"
+    );
+}

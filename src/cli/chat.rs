@@ -16,6 +16,7 @@ use rustyline::error::ReadlineError;
 
 use super::common::{rate, ModelArgs, SamplingArgs};
 use super::run::Stdout;
+use super::think::{prompt_opened, ReasoningMode, ThinkingPrinter};
 
 /// The slash commands and keys, for `chat --help` and `/help`.
 pub const COMMANDS: &str = "\
@@ -46,6 +47,10 @@ pub struct Args {
     /// Print timings after each answer.
     #[arg(short = 'v', long)]
     verbose: bool,
+    /// A reasoning model's thinking (<think>…</think>): show (dimmed at a terminal) or
+    /// hide (the answer alone). Either way only the answer stays in the conversation.
+    #[arg(long, value_enum, default_value_t = ReasoningMode::Show)]
+    reasoning: ReasoningMode,
 }
 
 /// One line of input.
@@ -354,6 +359,9 @@ pub fn run(args: Args) -> phiq::Result<()> {
             eprint!("(reading {new_tokens} tokens…)");
         }
         let mut out = Stdout::new();
+        let opened = prompt_opened(tok, &ids);
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        let mut printer = ThinkingPrinter::new(args.reasoning, opened, tty);
         generating.store(true, Ordering::SeqCst);
         let mut gen = session.generate(&ids, params)?;
         if interactive && new_tokens > 256 {
@@ -361,13 +369,14 @@ pub fn run(args: Args) -> phiq::Result<()> {
         }
         while let Some(piece) = gen.next() {
             let piece = piece?;
-            out.write(&piece.text)?;
+            printer.write(&mut out, &piece.text)?;
             answer.push_str(&piece.text);
             if interrupted.load(Ordering::SeqCst) || out.closed {
                 gen.cancel();
             }
         }
         generating.store(false, Ordering::SeqCst);
+        printer.finish(&mut out)?;
         out.write("\n")?;
         match gen.stop_reason() {
             Some(StopReason::ContextFull) => eprintln!(
@@ -392,6 +401,10 @@ pub fn run(args: Args) -> phiq::Result<()> {
                 rate(t.generated_tokens, t.generation_time.as_secs_f64())
             );
         }
+        // The conversation keeps the answer, not the thinking (as llama.cpp's chat does;
+        // reasoning templates drop earlier turns' thinking too). Text without thinking
+        // is kept exactly.
+        let (_, answer) = phiq::reasoning::split(&answer, opened);
         messages.push(ChatMessage::assistant(answer));
         if out.closed {
             break;

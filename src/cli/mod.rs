@@ -14,4 +14,5 @@ pub mod quant_report;
 pub mod quantize;
 pub mod run;
 pub mod serve;
+pub mod think;
 pub mod tokenize;

@@ -10,6 +10,7 @@ use std::time::Instant;
 use phiq::{ChatMessage, Error, GenerateParams, StopReason};
 
 use super::common::{rate, ModelArgs, SamplingArgs};
+use super::think::{prompt_opened, ReasoningMode, ThinkingPrinter};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -53,6 +54,10 @@ pub struct Args {
     /// Print load details and the stop reason to stderr.
     #[arg(short = 'v', long)]
     verbose: bool,
+    /// A reasoning model's thinking (<think>…</think>): show (dimmed at a terminal, as
+    /// it is in a pipe) or hide (the answer alone).
+    #[arg(long, value_enum, default_value_t = ReasoningMode::Show)]
+    reasoning: ReasoningMode,
 }
 
 /// The prompt: `-p`, else `-f FILE` (`-f -`: standard input), else standard input when
@@ -165,13 +170,16 @@ pub fn run(args: Args) -> phiq::Result<()> {
     if args.echo {
         out.write(&prompt_text)?;
     }
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut printer = ThinkingPrinter::new(args.reasoning, prompt_opened(tok, &prompt), tty);
     let mut gen = session.generate(&prompt, params)?;
     while let Some(piece) = gen.next() {
-        out.write(&piece?.text)?;
+        printer.write(&mut out, &piece?.text)?;
         if out.closed {
             gen.cancel();
         }
     }
+    printer.finish(&mut out)?;
     // Only the generated text goes to a pipe; a terminal gets a final newline so the
     // shell prompt starts on its own line.
     if std::io::IsTerminal::is_terminal(&std::io::stdout()) {

@@ -53,6 +53,12 @@ pub struct Args {
     /// answered by the loaded model, as llama-server does].
     #[arg(long = "strict-model")]
     strict_model: bool,
+    /// Chat replies of reasoning models: deepseek puts the thinking (<think>…</think>) in
+    /// `reasoning_content` (streamed as `delta.reasoning_content`) and the answer alone in
+    /// `content`, as llama-server does; none leaves it all in `content`. A request's
+    /// `reasoning_format` overrides it.
+    #[arg(long = "reasoning-format", default_value = "deepseek", value_parser = ["deepseek", "auto", "none"])]
+    reasoning_format: String,
 }
 
 pub fn run(args: Args) -> phiq::Result<()> {
@@ -95,6 +101,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
         api_key,
         model_id,
         strict_model: args.strict_model,
+        reasoning_split: args.reasoning_format != "none",
         shutdown_grace: Duration::from_secs(5),
     };
     serve(model, opts, |addr| {

@@ -19,6 +19,7 @@ use super::error::ApiError;
 use super::request::{ChatRequest, CompletionRequest, Prompt, MAX_TOP_LOGPROBS};
 use super::slots::{CancelOnDrop, Event, Usage, Work};
 use super::App;
+use crate::reasoning::{prompt_opens_thinking, Channel, ReasoningSplitter};
 use crate::{ChatMessage, TokenLogprob, Tokenizer};
 
 #[derive(Clone, Copy, PartialEq)]
@@ -35,6 +36,8 @@ struct Reply {
     model: String,
     include_usage: bool,
     logprobs: bool,
+    /// Chat with reasoning split off: `Some(the prompt opened the thinking)`.
+    reasoning: Option<bool>,
 }
 
 pub async fn chat(State(app): State<Arc<App>>, body: Body) -> Result<Response, ApiError> {
@@ -69,12 +72,19 @@ pub async fn chat(State(app): State<Arc<App>>, body: Body) -> Result<Response, A
         }
         (false, None) => None,
     };
+    let split = req.reasoning_split(app.reasoning_split)?;
     // Templating and tokenizing a large prompt is CPU work: off the async threads.
     let model = Arc::clone(&app.model);
-    let prompt =
-        tokio::task::spawn_blocking(move || model.tokenizer()?.encode_chat(&messages, true))
-            .await
-            .map_err(|e| ApiError::internal(format!("tokenizer task failed: {e}")))??;
+    let (prompt, opened) =
+        tokio::task::spawn_blocking(move || -> crate::Result<(Vec<u32>, bool)> {
+            let tok = model.tokenizer()?;
+            let ids = tok.encode_chat(&messages, true)?;
+            // Does the template open the thinking for the model (`…<think>\n`)?
+            let tail = tok.decode_with(&ids[ids.len().saturating_sub(8)..], true)?;
+            Ok((ids, prompt_opens_thinking(&tail)))
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("tokenizer task failed: {e}")))??;
     let reply = Reply {
         kind: Kind::Chat,
         id: format!("chatcmpl-{}", app.next_id()),
@@ -82,6 +92,7 @@ pub async fn chat(State(app): State<Arc<App>>, body: Body) -> Result<Response, A
         model: app.model_id.clone(),
         include_usage: req.sampling.include_usage(),
         logprobs: top.is_some(),
+        reasoning: split.then_some(opened),
     };
     let stream = req.sampling.stream;
     respond(app, reply, prompt, params, top, stream).await
@@ -143,6 +154,7 @@ async fn finish_completion(
         model: app.model_id.clone(),
         include_usage: sampling.include_usage(),
         logprobs: logprobs.is_some(),
+        reasoning: None,
     };
     let top = logprobs.map(|n| n as usize);
     respond(app, reply, prompt, params, top, sampling.stream).await
@@ -203,12 +215,22 @@ async fn whole_reply(
                     .logprobs
                     .then(|| logprobs_json(reply.kind, tokenizer, &logprobs, 0));
                 let choice = match reply.kind {
-                    Kind::Chat => json!({
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "logprobs": lp,
-                        "finish_reason": finish_reason,
-                    }),
+                    Kind::Chat => {
+                        let mut message = json!({"role": "assistant", "content": text});
+                        if let Some(opened) = reply.reasoning {
+                            let (reasoning, content) = crate::reasoning::split(&text, opened);
+                            message["content"] = json!(content);
+                            if !reasoning.is_empty() {
+                                message["reasoning_content"] = json!(reasoning);
+                            }
+                        }
+                        json!({
+                            "index": 0,
+                            "message": message,
+                            "logprobs": lp,
+                            "finish_reason": finish_reason,
+                        })
+                    }
                     Kind::Text => json!({
                         "index": 0,
                         "text": text,
@@ -257,22 +279,50 @@ fn stream_reply(
             return;
         }
         let mut offset = 0;
+        let mut splitter = reply.reasoning.map(ReasoningSplitter::new);
+        // One chunk per channel's piece: `delta.reasoning_content` or `delta.content`.
+        let delta = |channel: Channel, text: String| match channel {
+            Channel::Reasoning => json!({"reasoning_content": text}),
+            Channel::Content => json!({"content": text}),
+        };
         while let Some(event) = events.recv().await {
             let ok = match event {
                 Event::Piece { text, logprobs } => {
                     if text.is_empty() && logprobs.is_empty() {
                         continue;
                     }
-                    let lp = reply
+                    let mut lp = reply
                         .logprobs
                         .then(|| logprobs_json(reply.kind, tokenizer, &logprobs, offset));
                     offset += text.len();
-                    send(reply.chunk(json!({"content": text}), lp, None)).await
+                    match &mut splitter {
+                        None => send(reply.chunk(json!({"content": text}), lp, None)).await,
+                        Some(s) => {
+                            let mut ok = true;
+                            // (held-back text still sends its logprobs)
+                            let parts = s.push(&text);
+                            if parts.is_empty() && lp.is_some() {
+                                ok = send(reply.chunk(json!({}), lp.take(), None)).await;
+                            }
+                            for (channel, t) in parts {
+                                if ok {
+                                    ok =
+                                        send(reply.chunk(delta(channel, t), lp.take(), None)).await;
+                                }
+                            }
+                            ok
+                        }
+                    }
                 }
                 Event::Done {
                     finish_reason,
                     usage,
                 } => {
+                    for (channel, t) in splitter.as_mut().map(|s| s.finish()).unwrap_or_default() {
+                        if !send(reply.chunk(delta(channel, t), None, None)).await {
+                            return;
+                        }
+                    }
                     let delta = match reply.kind {
                         Kind::Chat => json!({}),
                         Kind::Text => json!(""),

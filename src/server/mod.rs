@@ -54,6 +54,11 @@ pub struct ServerOptions {
     /// After SIGINT/SIGTERM, how long running generations may finish before they are
     /// stopped.
     pub shutdown_grace: Duration,
+    /// Chat replies: the thinking of a reasoning model (`<think>…</think>`) in
+    /// `reasoning_content`, the answer alone in `content` (llama-server's
+    /// `--reasoning-format deepseek`, its default); `false`: all of it in `content`
+    /// (`none`). A request's `reasoning_format` overrides it.
+    pub reasoning_split: bool,
 }
 
 /// What the handlers share.
@@ -62,6 +67,7 @@ pub struct App {
     slots: Slots,
     model_id: String,
     strict_model: bool,
+    reasoning_split: bool,
     created: u64,
     body_limit: usize,
     api_key: Option<String>,
@@ -132,6 +138,7 @@ pub fn serve(
         slots,
         model_id: opts.model_id.clone(),
         strict_model: opts.strict_model,
+        reasoning_split: opts.reasoning_split,
         created: unix_time(),
         body_limit: opts.body_limit,
         api_key: opts.api_key.clone().filter(|k| !k.is_empty()),

@@ -133,6 +133,24 @@ pub struct ChatRequest {
     #[serde(default)]
     pub logprobs: bool,
     pub top_logprobs: Option<u32>,
+    /// llama-server's per-request `reasoning_format`: `none`, or `deepseek`/`auto`.
+    pub reasoning_format: Option<String>,
+}
+
+impl ChatRequest {
+    /// Whether to split the thinking off (`default`: the server's setting), or a 400 for
+    /// a format phiq does not implement.
+    pub fn reasoning_split(&self, default: bool) -> Result<bool, ApiError> {
+        match self.reasoning_format.as_deref() {
+            None => Ok(default),
+            Some("none") => Ok(false),
+            Some("deepseek" | "auto") => Ok(true),
+            Some(other) => Err(ApiError::invalid_param(
+                "reasoning_format",
+                format!("reasoning_format '{other}' is not supported (none, deepseek or auto)"),
+            )),
+        }
+    }
 }
 
 #[derive(Deserialize, Debug)]

@@ -259,3 +259,53 @@ pub fn greedy_ids(model: &phiq::Model, prompt: &[u32], n: usize) -> Vec<u32> {
     }
     got
 }
+
+/// A copy of the demo model (target/phiq-demo-think.gguf, made when missing) whose chat
+/// template's generation prompt opens the thinking, as DeepSeek-R1-style reasoning
+/// templates do (`…<|im_sep|><think>\n`): everything the model writes is then thinking.
+#[allow(dead_code)]
+pub fn demo_with_thinking_template() -> PathBuf {
+    use phiq::gguf::{GgufFile, GgufWriter, TensorSpec, Value};
+    use std::sync::OnceLock;
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let src = GgufFile::open(repo_root().join("models/phiq-demo.gguf")).unwrap();
+        let metadata: Vec<(String, Value)> = src
+            .header
+            .metadata
+            .iter()
+            .map(|(k, v)| {
+                let v = match (k, v) {
+                    ("tokenizer.chat_template", Value::String(t)) => Value::String(format!(
+                        "{t}{{% if add_generation_prompt %}}<think>\n{{% endif %}}"
+                    )),
+                    _ => v.clone(),
+                };
+                (k.to_string(), v)
+            })
+            .collect();
+        let specs: Vec<TensorSpec> = src
+            .header
+            .tensors
+            .iter()
+            .map(|t| TensorSpec {
+                name: t.name.clone(),
+                dims: t.dims.clone(),
+                ty: t.ty.unwrap(),
+            })
+            .collect();
+        let path = repo_root().join("target/phiq-demo-think.gguf");
+        // Written under a name of this process's own, then renamed: test binaries run at
+        // the same time may both make it.
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let f = std::fs::File::create(&tmp).unwrap();
+        let mut w = GgufWriter::new(std::io::BufWriter::new(f), &tmp, &metadata, &specs).unwrap();
+        for t in &src.header.tensors {
+            w.write_data(src.tensor_data(t).unwrap()).unwrap();
+        }
+        w.finish().unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        path
+    })
+    .clone()
+}
