@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A synthetic full-size Phi-4 GGUF: Phi-4's exact shapes and metadata, random weights.
 
-    python tools/synthetic_phi4.py OUT.gguf [--type Q4_0|Q8_0|Q4_K_M|IQ4_XS] [--layers 40]
+    python tools/synthetic_phi4.py OUT.gguf [--type Q4_0|Q8_0|Q4_K_M|IQ4_XS|IQ3_M|IQ3_XXS|IQ2_M]
+                                            [--layers 40] [--layout phi3|llama]
 
 For full-size memory and speed work (it is ~8 GB as Q4_0: never commit it). Shapes:
 40 layers, hidden 5120, FFN 17920, 40 query / 10 KV heads (head_dim 128), vocab 100352,
@@ -15,7 +16,18 @@ not depend on the values). `Q4_K_M` mixes types as llama-quantize's Q4_K_M does 
 (attn_qkv Q5_K; ffn_down Q6_K in the "more bits" layers, else Q4_K; output Q6_K; the rest
 Q4_K); `IQ4_XS` as llama-quantize's IQ4_XS without an imatrix (attn_qkv Q5_K since
 Phi-4 has 4 query heads per KV head; ffn_down Q5_K in the first eighth of the layers; output
-Q6_K; the rest IQ4_XS). Tensors are written one at a time (gguf-py's streaming writer): memory stays small.
+Q6_K; the rest IQ4_XS). The IQ mixes are llama-quantize's (src/llama-quant.cpp,
+llama_tensor_get_type_impl) with an importance matrix, as the IQ files people download are
+made, for Phi-4's 4 query heads per KV head:
+  IQ3_M   (base IQ3_S)  : token_embd IQ3_S, output Q6_K, attn_qkv/attn_v Q4_K, attn_output Q4_K,
+                          ffn_down Q4_K in the first eighth of the layers, the rest IQ3_S;
+  IQ3_XXS (base IQ3_XXS): token_embd IQ3_S, output Q5_K, attn_qkv/attn_v Q4_K, attn_output IQ3_S,
+                          attn_q/attn_k IQ2_S (llama layout), the rest IQ3_XXS;
+  IQ2_M   (base IQ2_S)  : token_embd IQ3_S, output Q5_K, attn_qkv/attn_v Q4_K, attn_output IQ3_S,
+                          ffn_down IQ3_S in the first eighth, the rest IQ2_S.
+`--layout llama` writes the same model as convert_hf_to_gguf writes a Llama-ified Phi-4
+(unsloth's): `llama.*` keys, separate attn_q/attn_k/attn_v and ffn_gate/ffn_up.
+Tensors are written one at a time (gguf-py's streaming writer): memory stays small.
 
 Needs numpy and gguf (tools/requirements-ci.txt).
 """
@@ -42,7 +54,27 @@ SCALES = {
     QT.Q6_K: [(208, 1e-5)],
     QT.IQ4_XS: [(0, 3e-6)],
 }
-FILE_TYPE = {"Q4_0": 2, "Q8_0": 7, "Q4_K_M": 15, "IQ4_XS": 30}
+FILE_TYPE = {"Q4_0": 2, "Q8_0": 7, "Q4_K_M": 15, "IQ4_XS": 30, "IQ3_XXS": 23, "IQ3_M": 27,
+             "IQ2_M": 29}
+# The IQ types' d (f16 at byte 0) is calibrated at start-up so their weights have Q4_0's
+# spread (see iq_scale): their grids and sub-block scales differ too much for one constant.
+IQ_TYPES = [QT.IQ3_S, QT.IQ3_XXS, QT.IQ2_S, QT.IQ2_XS, QT.IQ2_XXS]
+
+
+def weight_std(qt, d, rng, n_blocks=256):
+    """The standard deviation of random blocks of type qt with scale d, dequantized by
+    gguf-py."""
+    block, size = gguf.GGML_QUANT_SIZES[qt]
+    b = rng.integers(0, 256, size=(n_blocks, size), dtype=np.uint8)
+    b[:, 0:2] = np.full(n_blocks, d, dtype=np.float16).view(np.uint8).reshape(-1, 2)
+    return float(gguf.quants.dequantize(b.reshape(-1), qt).std())
+
+
+def calibrate_iq_scales(rng):
+    target = weight_std(QT.Q4_0, SCALES[QT.Q4_0][0][1], rng)
+    for qt in IQ_TYPES:
+        d = target / weight_std(qt, 1.0, rng)
+        SCALES[qt] = [(0, d)]
 
 
 def more_bits(i, n):
@@ -68,11 +100,31 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--type", default="Q4_0", choices=sorted(FILE_TYPE))
     ap.add_argument("--layers", type=int, default=40, help="fewer layers for quick trials")
+    ap.add_argument("--layout", default="phi3", choices=["phi3", "llama"],
+                    help="phi3 (microsoft/phi-4 converted) or llama (a Llama-ified Phi-4 converted)")
     args = ap.parse_args()
     n_layer = args.layers
     rng = np.random.default_rng(1234)
+    if args.type.startswith("IQ") and args.type != "IQ4_XS":
+        calibrate_iq_scales(np.random.default_rng(99))
 
     def qtype(name, layer=None):
+        first_eighth = layer is not None and layer < n_layer // 8
+        if args.type in ("IQ3_M", "IQ3_XXS", "IQ2_M"):
+            base = {"IQ3_M": QT.IQ3_S, "IQ3_XXS": QT.IQ3_XXS, "IQ2_M": QT.IQ2_S}[args.type]
+            if name == "token_embd":
+                return QT.IQ3_S
+            if name == "output":
+                return QT.Q6_K if args.type == "IQ3_M" else QT.Q5_K
+            if name in ("attn_qkv", "attn_v"):
+                return QT.Q4_K
+            if name == "attn_output":
+                return QT.Q4_K if args.type == "IQ3_M" else QT.IQ3_S
+            if name in ("attn_q", "attn_k") and args.type == "IQ3_XXS":
+                return QT.IQ2_S
+            if name == "ffn_down" and first_eighth:
+                return {"IQ3_M": QT.Q4_K, "IQ2_M": QT.IQ3_S}.get(args.type, base)
+            return base
         if args.type == "IQ4_XS":
             if name == "attn_qkv" or (name == "ffn_down" and layer < n_layer // 8):
                 return QT.Q5_K
@@ -89,29 +141,48 @@ def main():
 
     # (name, ggml dims [n_in, n_out] or [n], type or None for F32)
     tensors = [("token_embd.weight", (N_EMBD, N_VOCAB), qtype("token_embd"))]
+    llama = args.layout == "llama"
     for i in range(n_layer):
+        tensors += [(f"blk.{i}.attn_norm.weight", (N_EMBD,), None)]
+        if llama:
+            tensors += [
+                (f"blk.{i}.attn_q.weight", (N_EMBD, N_HEAD * HEAD_DIM), qtype("attn_q", i)),
+                (f"blk.{i}.attn_k.weight", (N_EMBD, N_KV * HEAD_DIM), qtype("attn_k", i)),
+                (f"blk.{i}.attn_v.weight", (N_EMBD, N_KV * HEAD_DIM), qtype("attn_v", i)),
+            ]
+        else:
+            tensors += [(f"blk.{i}.attn_qkv.weight", (N_EMBD, (N_HEAD + 2 * N_KV) * HEAD_DIM),
+                         qtype("attn_qkv", i))]
         tensors += [
-            (f"blk.{i}.attn_norm.weight", (N_EMBD,), None),
-            (f"blk.{i}.attn_qkv.weight", (N_EMBD, (N_HEAD + 2 * N_KV) * HEAD_DIM), qtype("attn_qkv", i)),
             (f"blk.{i}.attn_output.weight", (N_HEAD * HEAD_DIM, N_EMBD), qtype("attn_output", i)),
             (f"blk.{i}.ffn_norm.weight", (N_EMBD,), None),
-            (f"blk.{i}.ffn_up.weight", (N_EMBD, 2 * N_FF), qtype("ffn_up", i)),
-            (f"blk.{i}.ffn_down.weight", (N_FF, N_EMBD), qtype("ffn_down", i)),
         ]
+        if llama:
+            tensors += [
+                (f"blk.{i}.ffn_gate.weight", (N_EMBD, N_FF), qtype("ffn_gate", i)),
+                (f"blk.{i}.ffn_up.weight", (N_EMBD, N_FF), qtype("ffn_up", i)),
+            ]
+        else:
+            tensors += [(f"blk.{i}.ffn_up.weight", (N_EMBD, 2 * N_FF), qtype("ffn_up", i))]
+        tensors += [(f"blk.{i}.ffn_down.weight", (N_FF, N_EMBD), qtype("ffn_down", i))]
     tensors += [("output_norm.weight", (N_EMBD,), None), ("output.weight", (N_EMBD, N_VOCAB), qtype("output"))]
 
-    w = gguf.GGUFWriter(args.out, "phi3")
+    arch = args.layout
+    w = gguf.GGUFWriter(args.out, arch)
     w.add_key_value("general.type", "model", VT.STRING)
-    w.add_key_value("general.name", f"Phi 4 (synthetic, random weights, {args.type})", VT.STRING)
-    for key, val in [("context_length", CTX), ("rope.scaling.original_context_length", CTX),
-                     ("embedding_length", N_EMBD), ("feed_forward_length", N_FF), ("block_count", n_layer),
-                     ("attention.head_count", N_HEAD), ("attention.head_count_kv", N_KV)]:
-        w.add_key_value(f"phi3.{key}", val, VT.UINT32)
-    w.add_key_value("phi3.attention.layer_norm_rms_epsilon", 1e-5, VT.FLOAT32)
-    w.add_key_value("phi3.rope.dimension_count", HEAD_DIM, VT.UINT32)
-    w.add_key_value("phi3.rope.freq_base", 250000.0, VT.FLOAT32)
+    w.add_key_value("general.name", f"Phi 4 (synthetic, random weights, {args.type}, {arch} layout)", VT.STRING)
+    keys = [("context_length", CTX), ("embedding_length", N_EMBD), ("feed_forward_length", N_FF),
+            ("block_count", n_layer), ("attention.head_count", N_HEAD), ("attention.head_count_kv", N_KV)]
+    if not llama:
+        keys.insert(1, ("rope.scaling.original_context_length", CTX))
+    for key, val in keys:
+        w.add_key_value(f"{arch}.{key}", val, VT.UINT32)
+    w.add_key_value(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5, VT.FLOAT32)
+    w.add_key_value(f"{arch}.rope.dimension_count", HEAD_DIM, VT.UINT32)
+    w.add_key_value(f"{arch}.rope.freq_base", 250000.0, VT.FLOAT32)
     w.add_key_value("general.file_type", FILE_TYPE[args.type], VT.UINT32)
-    w.add_key_value("phi3.attention.sliding_window", 0, VT.UINT32)
+    if not llama:
+        w.add_key_value("phi3.attention.sliding_window", 0, VT.UINT32)
     for key, val, vt, sub in tokenizer_keys(DEFAULT_VOCAB):
         w.add_key_value(key, val, vt, sub)
     w.add_key_value("general.quantization_version", gguf.GGML_QUANT_VERSION, VT.UINT32)
