@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Builds llama.cpp's command-line tools (llama-bench, llama-perplexity, llama-quantize,
 # llama-imatrix) from the llama.cpp source that the llama-cpp-python sdist
-# vendors, natively tuned (GGML_NATIVE=ON), into target/llamacpp/bin. Idempotent.
+# vendors, tuned for this CPU, into target/llamacpp/bin. Idempotent (per CPU flag set).
+#
+# Not GGML_NATIVE=ON: some machines here list AMX in /proc/cpuinfo but fault on AMX
+# instructions (SIGILL), and -march=native would use them. Instead GGML_NATIVE=OFF with
+# each instruction set this CPU reports turned on explicitly (AVX2/FMA/F16C, AVX-512 with
+# VBMI/VNNI/BF16, AVX-VNNI), never AMX.
 #
 #   bash tools/build_llamacpp.sh [VERSION=0.3.36]
 #
@@ -25,8 +30,16 @@ if [ ! -d "$src" ]; then
   rm -rf "$tmp"
 fi
 export PATH="$root/venv/bin:$PATH"
+flags=$(grep -m1 '^flags' /proc/cpuinfo || true)
+has() { [[ " $flags " == *" $1 "* ]] && echo ON || echo OFF; }
+isa=(-DGGML_NATIVE=OFF -DGGML_AVX=$(has avx) -DGGML_AVX2=$(has avx2) -DGGML_FMA=$(has fma)
+     -DGGML_F16C=$(has f16c) -DGGML_BMI2=$(has bmi2) -DGGML_AVX512=$(has avx512f)
+     -DGGML_AVX512_VBMI=$(has avx512_vbmi) -DGGML_AVX512_VNNI=$(has avx512_vnni)
+     -DGGML_AVX512_BF16=$(has avx512_bf16) -DGGML_AVX_VNNI=$(has avx_vnni)
+     -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
+echo "build_llamacpp.sh: ${isa[*]}" >&2
 cmake -S "$src" -B "$root/build-$version" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
+  "${isa[@]}" -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
   -DBUILD_SHARED_LIBS=OFF >/dev/null
 cmake --build "$root/build-$version" -j "$(nproc)" \
   --target llama-bench llama-perplexity llama-quantize llama-imatrix
