@@ -164,8 +164,15 @@ impl Preset {
             .copied()
             .ok_or_else(|| {
                 let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
+                let upper = name.to_ascii_uppercase();
+                let iq = ["IQ1_", "IQ2_", "IQ3_"].iter().any(|p| upper.starts_with(p));
                 Error::InvalidInput(format!(
-                    "unknown quantization type '{name}' (phiq writes: {})",
+                    "{} (phiq writes: {})",
+                    if iq {
+                        format!("'{name}': phiq reads and runs the IQ1–IQ3 types but does not write them yet (llama-quantize --imatrix does)")
+                    } else {
+                        format!("unknown quantization type '{name}'")
+                    },
                     names.join(", ")
                 ))
             })

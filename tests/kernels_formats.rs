@@ -16,6 +16,8 @@ fn f16_fields(ty: GgmlType) -> &'static [usize] {
     use GgmlType::*;
     match ty {
         Q4_0 | Q5_0 | Q8_0 | IQ4_NL | IQ4_XS => &[0],
+        IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S | IQ1_S => &[0],
+        // IQ1_M's f16 scale is the top nibbles of its scale words: random bytes.
         Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
         Q2_K => &[80, 82],
         Q3_K => &[108],
@@ -81,10 +83,11 @@ fn gguf_py_dequantize(py: &Path, ty: GgmlType, bytes: &[u8], dir: &Path) -> Vec<
         .collect()
 }
 
-const TYPES: [GgmlType; 14] = {
+const TYPES: [GgmlType; 21] = {
     use GgmlType::*;
     [
         F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS,
+        IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M,
     ]
 };
 
@@ -133,8 +136,8 @@ fn bytemuck_bytes(v: &mut [u32]) -> &mut [u8] {
 fn dequantize_rejects_bad_input() {
     let mut out = vec![0f32; 32];
     assert_eq!(
-        dequantize(GgmlType::IQ2_XXS, &[0; 66], &mut out),
-        Err(KernelError::Unsupported(GgmlType::IQ2_XXS))
+        dequantize(GgmlType::TQ2_0, &[0; 66], &mut out),
+        Err(KernelError::Unsupported(GgmlType::TQ2_0))
     );
     assert!(matches!(
         dequantize(GgmlType::Q4_0, &[0; 17], &mut out),

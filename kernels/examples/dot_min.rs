@@ -70,7 +70,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let types = common::types(args.get(1), "Q4_0,Q8_0,Q4_K,Q5_K,Q6_K,IQ4_XS,BF16");
     for ty in types {
-        phiq_kernels::with_weight_block!(ty, B => {
+        phiq_kernels::with_quantizable_weight_block!(ty, B => {
             run::<B>();
             Ok::<(), phiq_kernels::KernelError>(())
         })

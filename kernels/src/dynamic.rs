@@ -10,7 +10,9 @@ use crate::isa::Isa;
 use crate::matmul::{matmul_typed, MatmulScratch};
 
 /// Runs `$body` with `$B` bound to the block struct of `$ty`, or evaluates to
-/// `Err(KernelError::Unsupported)` for a type without one.
+/// `Err(KernelError::Unsupported)` for a type without one: every type phiq can write
+/// (quantize), activation formats included. The IQ1–IQ3 types, which phiq reads but does
+/// not write, are in [`with_any_block!`] and [`with_weight_block!`].
 #[macro_export]
 macro_rules! with_block {
     ($ty:expr, $B:ident => $body:expr) => {
@@ -18,10 +20,26 @@ macro_rules! with_block {
     };
 }
 
-/// Like `with_block!` for weight types only: the activation-only formats Q8_1 and
-/// Q8_K (which have no dot product as weights) are `Unsupported`.
+/// Every type phiq reads (dequantization): `with_block!`'s and the IQ1–IQ3 types.
+#[macro_export]
+macro_rules! with_any_block {
+    ($ty:expr, $B:ident => $body:expr) => {
+        $crate::__block_dispatch!($ty, $B => $body, [Q8_1 => BlockQ8_1, Q8_K => BlockQ8_K, IQ2_XXS => BlockIQ2_XXS, IQ2_XS => BlockIQ2_XS, IQ2_S => BlockIQ2_S, IQ3_XXS => BlockIQ3_XXS, IQ3_S => BlockIQ3_S, IQ1_S => BlockIQ1_S, IQ1_M => BlockIQ1_M])
+    };
+}
+
+/// Weight types (matmul): the activation-only formats Q8_1 and Q8_K (which have no dot
+/// product as weights) are `Unsupported`; the IQ1–IQ3 types are in.
 #[macro_export]
 macro_rules! with_weight_block {
+    ($ty:expr, $B:ident => $body:expr) => {
+        $crate::__block_dispatch!($ty, $B => $body, [IQ2_XXS => BlockIQ2_XXS, IQ2_XS => BlockIQ2_XS, IQ2_S => BlockIQ2_S, IQ3_XXS => BlockIQ3_XXS, IQ3_S => BlockIQ3_S, IQ1_S => BlockIQ1_S, IQ1_M => BlockIQ1_M])
+    };
+}
+
+/// Weight types phiq quantizes to with an importance matrix.
+#[macro_export]
+macro_rules! with_quantizable_weight_block {
     ($ty:expr, $B:ident => $body:expr) => {
         $crate::__block_dispatch!($ty, $B => $body, [])
     };
@@ -66,7 +84,7 @@ pub fn blocks_of<B: Block>(bytes: &[u8]) -> Result<&[B], KernelError> {
 
 /// Dequantizes one row (or any whole number of blocks) of type `ty` to f32.
 pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), KernelError> {
-    with_block!(ty, B => {
+    with_any_block!(ty, B => {
         let blocks = blocks_of::<B>(bytes)?;
         let n = blocks.len() * B::QK;
         if out.len() != n {
@@ -106,7 +124,7 @@ pub fn quantize_to_vec_imatrix(
             found: qw.len(),
         });
     }
-    crate::with_weight_block!(ty, B => {
+    crate::with_quantizable_weight_block!(ty, B => {
         let n = x.len() / B::QK;
         if n * B::QK != x.len() {
             return Err(KernelError::Length { expected: (n + 1) * B::QK, found: x.len() });

@@ -84,6 +84,15 @@ table! {
     BlockQ5_K   => dot_q5_k,   gemv_q5_k,      gemm_int;
     BlockQ6_K   => dot_q6_k,   gemv_q6_k,      gemm_int;
     BlockIQ4_XS => dot_iq4_xs, gemv_iq4_xs,    gemm_int;
+    // The IQ1–IQ3 types: the scalar reference dot (until SIMD ones land); prompts take
+    // the tile GEMM, which decodes each weight block once into int8 panels.
+    BlockIQ2_XXS => none, none,         gemm_int;
+    BlockIQ2_XS => none, none,           gemm_int;
+    BlockIQ2_S  => none,  none,           gemm_int;
+    BlockIQ3_XXS => none, none,         gemm_int;
+    BlockIQ3_S  => none,  none,           gemm_int;
+    BlockIQ1_S  => none,  none,           gemm_int;
+    BlockIQ1_M  => none,  none,           gemm_int;
 }
 
 /// No kernel of this kind for the type.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{activations, dequant, weight_blocks};
+use common::{activations, dequant, iq1m_blocks, weight_blocks};
 use phiq_kernels::format::blocks::*;
 use phiq_kernels::half::{bf16, f16};
 use phiq_kernels::isa::Isa;
@@ -165,6 +165,18 @@ fn legacy_quants() {
     });
     check::<BlockQ8_0>(&[0]);
     check::<BlockIQ4_NL>(&[0]);
+}
+
+/// The IQ1–IQ3 types: the reference dot (the only one so far) against the f64 product.
+#[test]
+fn i_quants() {
+    check::<BlockIQ2_XXS>(&[0]);
+    check::<BlockIQ2_XS>(&[0]);
+    check::<BlockIQ2_S>(&[0]);
+    check::<BlockIQ3_XXS>(&[0]);
+    check::<BlockIQ3_S>(&[0]);
+    check::<BlockIQ1_S>(&[0]);
+    check_with::<BlockIQ1_M>(&[], iq1m_blocks, |_, _| 0.0);
 }
 
 #[test]

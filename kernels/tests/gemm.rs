@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{activations, dequant, weight_blocks};
+use common::{activations, dequant, iq1m_blocks, weight_blocks};
 use phiq_kernels::contract::dot::VecDot;
 use phiq_kernels::contract::gemm::{GemmKernel, PANEL, TOKEN_GROUP};
 use phiq_kernels::format::blocks::*;
@@ -164,6 +164,20 @@ fn k_quant_tiles_match_reference() {
     check::<BlockQ5_K>(&[0, 2]);
     check::<BlockQ6_K>(&[208]);
     check::<BlockIQ4_XS>(&[0]);
+}
+
+/// The IQ1–IQ3 types through the generic tile kernels (decoded once into int8 panels).
+#[test]
+fn i_quant_tiles_match_reference() {
+    check::<BlockIQ2_XXS>(&[0]);
+    check::<BlockIQ2_XS>(&[0]);
+    check::<BlockIQ2_S>(&[0]);
+    check::<BlockIQ3_XXS>(&[0]);
+    check::<BlockIQ3_S>(&[0]);
+    check::<BlockIQ1_S>(&[0]);
+    for pattern in [None, Some(0xFF), Some(0x00), Some(0x80)] {
+        check_with::<BlockIQ1_M>(|n, seed, max| iq1m_blocks(n, seed, &[], (max, pattern)));
+    }
 }
 
 /// Weights quantized from a smooth signal (the realistic case for the batch checks).

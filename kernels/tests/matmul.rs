@@ -31,6 +31,19 @@ fn weights<B: Quantize + Dequantize>(n_out: usize, n_in: usize) -> (Vec<u64>, us
     (buf, bytes.len(), deq)
 }
 
+/// Random blocks of an IQ type (phiq does not write them), as [`weights`] returns them.
+fn raw_weights<B: Dequantize>(blocks: Vec<B>) -> (Vec<u64>, usize, Vec<f32>) {
+    let bytes = block_bytes(&blocks);
+    let mut buf = vec![0u64; bytes.len().div_ceil(8)];
+    // SAFETY: viewing the u64 buffer as bytes (no padding, alignment 1).
+    let view =
+        unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), buf.len() * 8) };
+    view[..bytes.len()].copy_from_slice(bytes);
+    let mut deq = vec![0f32; blocks.len() * B::QK];
+    dequantize_row(&blocks, &mut deq);
+    (buf, bytes.len(), deq)
+}
+
 fn as_bytes(buf: &[u64], len: usize) -> &[u8] {
     // SAFETY: as above, read-only.
     unsafe { &std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), buf.len() * 8)[..len] }
@@ -38,7 +51,15 @@ fn as_bytes(buf: &[u64], len: usize) -> &[u8] {
 
 fn check_matmul<B: Quantize + Dequantize>(ty: GgmlType) {
     let (n_out, n_in) = (67, 512);
-    let (buf, len, wdeq) = weights::<B>(n_out, n_in);
+    check_matmul_with(ty, n_out, n_in, weights::<B>(n_out, n_in));
+}
+
+fn check_matmul_with(
+    ty: GgmlType,
+    n_out: usize,
+    n_in: usize,
+    (buf, len, wdeq): (Vec<u64>, usize, Vec<f32>),
+) {
     let w = as_bytes(&buf, len);
     for n_tokens in [1, 2, 5, 33] {
         let x = signal(n_tokens * n_in, 9 + n_tokens as u64);
@@ -97,6 +118,58 @@ fn matmul_every_weight_type() {
     check_matmul::<BlockQ5_1>(GgmlType::Q5_1);
     check_matmul::<BlockQ8_0>(GgmlType::Q8_0);
     check_matmul::<BlockIQ4_NL>(GgmlType::IQ4_NL);
+}
+
+/// The IQ1–IQ3 types (random blocks with moderate scales): one token takes the reference
+/// dot, batches the tile GEMM.
+#[test]
+fn matmul_i_quants() {
+    use common::{iq1m_blocks, weight_blocks};
+    let (n_out, n_in) = (67, 512);
+    let n = n_out * n_in / 256;
+    let opts = (false, None);
+    check_matmul_with(
+        GgmlType::IQ2_XXS,
+        n_out,
+        n_in,
+        raw_weights(weight_blocks::<BlockIQ2_XXS>(n, 1, &[0], opts)),
+    );
+    check_matmul_with(
+        GgmlType::IQ2_XS,
+        n_out,
+        n_in,
+        raw_weights(weight_blocks::<BlockIQ2_XS>(n, 2, &[0], opts)),
+    );
+    check_matmul_with(
+        GgmlType::IQ2_S,
+        n_out,
+        n_in,
+        raw_weights(weight_blocks::<BlockIQ2_S>(n, 3, &[0], opts)),
+    );
+    check_matmul_with(
+        GgmlType::IQ3_XXS,
+        n_out,
+        n_in,
+        raw_weights(weight_blocks::<BlockIQ3_XXS>(n, 4, &[0], opts)),
+    );
+    check_matmul_with(
+        GgmlType::IQ3_S,
+        n_out,
+        n_in,
+        raw_weights(weight_blocks::<BlockIQ3_S>(n, 5, &[0], opts)),
+    );
+    check_matmul_with(
+        GgmlType::IQ1_S,
+        n_out,
+        n_in,
+        raw_weights(weight_blocks::<BlockIQ1_S>(n, 6, &[0], opts)),
+    );
+    check_matmul_with(
+        GgmlType::IQ1_M,
+        n_out,
+        n_in,
+        raw_weights(iq1m_blocks(n, 7, &[], opts)),
+    );
 }
 
 #[test]
@@ -167,6 +240,6 @@ fn matmul_rejects_bad_shapes() {
     assert!(matmul(GgmlType::Q8_0, w, 64, &x, &mut [0f32; 3], &mut s, isa).is_err());
     assert!(matmul(GgmlType::Q8_0, w, 48, &x[..48], &mut [0f32; 4], &mut s, isa).is_err());
     assert!(matmul(GgmlType::Q8_0, w, 64, &x[..60], &mut [0f32; 4], &mut s, isa).is_err());
-    assert!(matmul(GgmlType::IQ2_XXS, w, 64, &x, &mut [0f32; 4], &mut s, isa).is_err());
+    assert!(matmul(GgmlType::TQ2_0, w, 64, &x, &mut [0f32; 4], &mut s, isa).is_err());
     assert!(matmul(GgmlType::Q8_K, w, 64, &x, &mut [0f32; 4], &mut s, isa).is_err());
 }

@@ -54,8 +54,21 @@ fn ggml_type(name: &str) -> phiq::Result<GgmlType> {
         Ok(id) => GgmlType::from_id(id),
         Err(_) => GgmlType::from_name(name),
     };
-    ty.filter(|t| t.is_supported() && !matches!(t, GgmlType::Q8_1 | GgmlType::Q8_K))
-        .ok_or_else(|| Error::InvalidInput(format!("unknown or unsupported tensor type '{name}'")))
+    use GgmlType as T;
+    let ty = ty
+        .filter(|t| t.is_supported() && !matches!(t, T::Q8_1 | T::Q8_K))
+        .ok_or_else(|| {
+            Error::InvalidInput(format!("unknown or unsupported tensor type '{name}'"))
+        })?;
+    if matches!(
+        ty,
+        T::IQ1_S | T::IQ1_M | T::IQ2_XXS | T::IQ2_XS | T::IQ2_S | T::IQ3_XXS | T::IQ3_S
+    ) {
+        return Err(Error::InvalidInput(format!(
+            "tensor type {ty}: phiq reads and runs the IQ1–IQ3 types but does not write them yet (llama-quantize does)"
+        )));
+    }
+    Ok(ty)
 }
 
 fn mib(bytes: u64) -> String {

@@ -68,4 +68,11 @@ pairings! {
     BlockQ5_K => BlockQ8_K,
     BlockQ6_K => BlockQ8_K,
     BlockIQ4_XS => BlockQ8_K,
+    BlockIQ2_XXS => BlockQ8_K,
+    BlockIQ2_XS => BlockQ8_K,
+    BlockIQ2_S => BlockQ8_K,
+    BlockIQ3_XXS => BlockQ8_K,
+    BlockIQ3_S => BlockQ8_K,
+    BlockIQ1_S => BlockQ8_K,
+    BlockIQ1_M => BlockQ8_K,
 }

@@ -421,3 +421,143 @@ unsafe impl Block for BlockIQ4_XS {
     const TYPE: GgmlType = GgmlType::IQ4_XS;
     const QK: usize = QK_K;
 }
+
+// ---------------------------------------------------------------------------------
+// The IQ1–IQ3 types (ggml's "i-quants"): each group of 4 or 8 weights is an index into a
+// grid of points (kernels/src/format/iq_grids.rs) plus sign bits; one f16 scale per block
+// and a small integer scale per 16 or 32 weights.
+// ---------------------------------------------------------------------------------
+
+/// IQ2_XXS — 2.0625 bits per weight. 8 sub-blocks of 32, each two u32 (as 4 `qs` u16):
+/// the first holds 4 grid indices (bytes, into [`crate::format::iq_grids::IQ2XXS_GRID`], 8
+/// magnitudes each), the second 4 × 7-bit sign indices (into `KSIGNS_IQ2XS`) and a 4-bit
+/// scale `ls` in its top bits: `y = d · (0.5 + ls) · 0.25 · grid · sign`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockIQ2_XXS {
+    pub d: f16,
+    pub qs: [u16; QK_K / 8],
+}
+check_size!(BlockIQ2_XXS, GgmlType::IQ2_XXS);
+// SAFETY: repr(C), 2 + 64 bytes, alignment 2: no padding; any bits valid.
+unsafe impl Block for BlockIQ2_XXS {
+    const TYPE: GgmlType = GgmlType::IQ2_XXS;
+    const QK: usize = QK_K;
+}
+
+/// IQ2_XS — 2.3125 bits per weight. 32 `qs` u16 of 8 weights each: a 9-bit index into
+/// `IQ2XS_GRID` and a 7-bit sign index; a 4-bit scale per 16 weights (`scales` nibbles):
+/// `y = d · (0.5 + ls) · 0.25 · grid · sign`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockIQ2_XS {
+    pub d: f16,
+    pub qs: [u16; QK_K / 8],
+    pub scales: [u8; QK_K / 32],
+}
+check_size!(BlockIQ2_XS, GgmlType::IQ2_XS);
+// SAFETY: repr(C), 2 + 64 + 8 bytes, alignment 2: no padding; any bits valid.
+unsafe impl Block for BlockIQ2_XS {
+    const TYPE: GgmlType = GgmlType::IQ2_XS;
+    const QK: usize = QK_K;
+}
+
+/// IQ2_S — 2.5 bits per weight. 32 groups of 8: a 10-bit index into `IQ2S_GRID` (low 8
+/// bits in `qs`, 2 high bits per group in `qh`), 8 explicit sign bits per group in
+/// `signs`; a 4-bit scale per 16 weights: `y = d · (0.5 + ls) · 0.25 · grid · sign`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockIQ2_S {
+    pub d: f16,
+    pub qs: [u8; QK_K / 8],
+    pub signs: [u8; QK_K / 8],
+    pub qh: [u8; QK_K / 32],
+    pub scales: [u8; QK_K / 32],
+}
+check_size!(BlockIQ2_S, GgmlType::IQ2_S);
+// SAFETY: repr(C), 2 + 32 + 32 + 8 + 8 bytes, alignment 2: no padding; any bits valid.
+unsafe impl Block for BlockIQ2_S {
+    const TYPE: GgmlType = GgmlType::IQ2_S;
+    const QK: usize = QK_K;
+}
+
+/// IQ3_XXS — 3.0625 bits per weight. 64 `qs` bytes index `IQ3XXS_GRID` (4 magnitudes
+/// each); then per sub-block of 32 one u32: 4 × 7-bit sign indices and a 4-bit scale in the
+/// top bits: `y = d · (0.5 + ls) · 0.5 · grid · sign`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockIQ3_XXS {
+    pub d: f16,
+    pub qs: [u8; 3 * QK_K / 8],
+}
+check_size!(BlockIQ3_XXS, GgmlType::IQ3_XXS);
+// SAFETY: repr(C), 2 + 96 bytes, alignment 2: no padding; any bits valid.
+unsafe impl Block for BlockIQ3_XXS {
+    const TYPE: GgmlType = GgmlType::IQ3_XXS;
+    const QK: usize = QK_K;
+}
+
+/// IQ3_S — 3.4375 bits per weight. 64 groups of 4: a 9-bit index into `IQ3S_GRID` (low 8
+/// bits in `qs`, the 9th in `qh`), explicit sign bits in `signs`; a 4-bit scale per 32
+/// weights: `y = d · (1 + 2·ls) · grid · sign`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockIQ3_S {
+    pub d: f16,
+    pub qs: [u8; QK_K / 4],
+    pub qh: [u8; QK_K / 32],
+    pub signs: [u8; QK_K / 8],
+    pub scales: [u8; QK_K / 64],
+}
+check_size!(BlockIQ3_S, GgmlType::IQ3_S);
+// SAFETY: repr(C), 2 + 64 + 8 + 32 + 4 bytes, alignment 2: no padding; any bits valid.
+unsafe impl Block for BlockIQ3_S {
+    const TYPE: GgmlType = GgmlType::IQ3_S;
+    const QK: usize = QK_K;
+}
+
+/// IQ1_S — 1.5625 bits per weight. 32 groups of 8: an 11-bit index into `IQ1S_GRID`
+/// (values −1, 0, 1; low 8 bits in `qs`, 3 high bits per group in `qh`); per sub-block of
+/// 32 one `qh` u16 also holds a 3-bit scale (bits 12–14) and the sign of a shift δ = ±1/8
+/// (bit 15): `y = d · (2·ls + 1) · (grid + δ)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockIQ1_S {
+    pub d: f16,
+    pub qs: [u8; QK_K / 8],
+    pub qh: [u16; QK_K / 32],
+}
+check_size!(BlockIQ1_S, GgmlType::IQ1_S);
+// SAFETY: repr(C), 2 + 32 + 16 bytes, alignment 2: no padding; any bits valid.
+unsafe impl Block for BlockIQ1_S {
+    const TYPE: GgmlType = GgmlType::IQ1_S;
+    const QK: usize = QK_K;
+}
+
+/// IQ1_M — 1.75 bits per weight. 32 groups of 8: an 11-bit `IQ1S_GRID` index (low 8 bits
+/// in `qs`, 3 high bits in a `qh` nibble whose 4th bit is the sign of δ = ±1/8 for that
+/// group); a 3-bit scale per 16 weights in `scales` (4 u16 of 4 × 3 bits); the block's f16
+/// scale `d` is spread over the top nibbles of those 4 u16: `y = d · (2·ls + 1) · (grid + δ)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockIQ1_M {
+    pub qs: [u8; QK_K / 8],
+    pub qh: [u8; QK_K / 16],
+    pub scales: [u16; QK_K / 64],
+}
+check_size!(BlockIQ1_M, GgmlType::IQ1_M);
+// SAFETY: repr(C), 32 + 16 + 8 bytes, alignment 2: no padding; any bits valid.
+unsafe impl Block for BlockIQ1_M {
+    const TYPE: GgmlType = GgmlType::IQ1_M;
+    const QK: usize = QK_K;
+}
+
+impl BlockIQ1_M {
+    /// The block's f16 scale, from the top nibbles of the 4 scale words.
+    pub fn d(&self) -> f16 {
+        let s = &self.scales;
+        f16::from_bits(
+            (s[0] >> 12) | ((s[1] >> 8) & 0x00F0) | ((s[2] >> 4) & 0x0F00) | (s[3] & 0xF000),
+        )
+    }
+}

@@ -22,6 +22,7 @@
 use half::{bf16, f16};
 
 use super::blocks::*;
+use super::iq_grids::*;
 
 /// A quantized block described as integers and scales (see the module doc).
 pub trait Unpack: Block {
@@ -353,6 +354,173 @@ impl Unpack for BlockIQ4_XS {
     }
 }
 
+// The IQ1–IQ3 types. Each scale ggml writes as `d · (0.5 + ls) · 2^-k` (or
+// `d · (2·ls + 1)`) is unpacked as `(d · 2^-(k+1)) · (2·ls + 1)`: the f16 `d` times a power
+// of two is exact in f32, and `d · (2·ls + 1)` (an 11-bit mantissa times a ≤ 5-bit odd
+// integer) is exact too, so `d_eff · sc` equals ggml's scale to the bit and
+// [`dequantize_block`]'s `(d_eff · sc) · q` is ggml's `scale · grid · sign`. IQ1's
+// `dl · (grid ± 1/8)` becomes `(dl / 8) · (8·grid ± 1)`: scaling by 1/8 commutes exactly
+// with the one rounding of the product.
+
+/// `q[..8]` = the 8 grid magnitudes, negated where the sign byte has a bit set.
+#[inline(always)]
+fn signed8(q: &mut [i8], grid: &[u8; 8], signs: u8) {
+    for j in 0..8 {
+        let v = grid[j] as i8;
+        q[j] = if signs >> j & 1 != 0 { -v } else { v };
+    }
+}
+
+impl Unpack for BlockIQ2_XXS {
+    const SUB: usize = 32;
+    const MINS: bool = false;
+    const MAX_ABS: i32 = 43;
+    #[inline(always)]
+    fn unpack(&self, q: &mut [i8], sc: &mut [i16], _: &mut [i16]) -> (f32, f32) {
+        for ib in 0..8 {
+            let q0 = self.qs[4 * ib] as u32 | (self.qs[4 * ib + 1] as u32) << 16;
+            let q1 = self.qs[4 * ib + 2] as u32 | (self.qs[4 * ib + 3] as u32) << 16;
+            for l in 0..4 {
+                let grid = &IQ2XXS_GRID[(q0 >> (8 * l) & 0xFF) as usize];
+                let signs = KSIGNS_IQ2XS[(q1 >> (7 * l) & 0x7F) as usize];
+                signed8(&mut q[32 * ib + 8 * l..], grid, signs);
+            }
+            sc[ib] = (2 * (q1 >> 28) + 1) as i16;
+        }
+        (self.d.to_f32_const() * 0.125, 0.0)
+    }
+}
+
+impl Unpack for BlockIQ2_XS {
+    const SUB: usize = 16;
+    const MINS: bool = false;
+    const MAX_ABS: i32 = 43;
+    #[inline(always)]
+    fn unpack(&self, q: &mut [i8], sc: &mut [i16], _: &mut [i16]) -> (f32, f32) {
+        for (g, &v) in self.qs.iter().enumerate() {
+            let grid = &IQ2XS_GRID[(v & 511) as usize];
+            signed8(&mut q[8 * g..], grid, KSIGNS_IQ2XS[(v >> 9) as usize]);
+        }
+        for (i, &b) in self.scales.iter().enumerate() {
+            sc[2 * i] = (2 * (b & 0xF) + 1) as i16;
+            sc[2 * i + 1] = (2 * (b >> 4) + 1) as i16;
+        }
+        (self.d.to_f32_const() * 0.125, 0.0)
+    }
+}
+
+impl Unpack for BlockIQ2_S {
+    const SUB: usize = 16;
+    const MINS: bool = false;
+    const MAX_ABS: i32 = 43;
+    #[inline(always)]
+    fn unpack(&self, q: &mut [i8], sc: &mut [i16], _: &mut [i16]) -> (f32, f32) {
+        for g in 0..QK_K / 8 {
+            let hi = (self.qh[g / 4] >> (2 * (g % 4)) & 3) as usize;
+            let grid = &IQ2S_GRID[self.qs[g] as usize | hi << 8];
+            signed8(&mut q[8 * g..], grid, self.signs[g]);
+        }
+        for (i, &b) in self.scales.iter().enumerate() {
+            sc[2 * i] = (2 * (b & 0xF) + 1) as i16;
+            sc[2 * i + 1] = (2 * (b >> 4) + 1) as i16;
+        }
+        (self.d.to_f32_const() * 0.125, 0.0)
+    }
+}
+
+impl Unpack for BlockIQ3_XXS {
+    const SUB: usize = 32;
+    const MINS: bool = false;
+    const MAX_ABS: i32 = 62;
+    #[inline(always)]
+    fn unpack(&self, q: &mut [i8], sc: &mut [i16], _: &mut [i16]) -> (f32, f32) {
+        let (grids, aux) = self.qs.split_at(QK_K / 4);
+        for ib in 0..8 {
+            let a = u32::from_le_bytes(aux[4 * ib..4 * ib + 4].try_into().unwrap());
+            for l in 0..4 {
+                let signs = KSIGNS_IQ2XS[(a >> (7 * l) & 0x7F) as usize];
+                let g1 = &IQ3XXS_GRID[grids[8 * ib + 2 * l] as usize];
+                let g2 = &IQ3XXS_GRID[grids[8 * ib + 2 * l + 1] as usize];
+                let mut grid = [0u8; 8];
+                grid[..4].copy_from_slice(g1);
+                grid[4..].copy_from_slice(g2);
+                signed8(&mut q[32 * ib + 8 * l..], &grid, signs);
+            }
+            sc[ib] = (2 * (a >> 28) + 1) as i16;
+        }
+        (self.d.to_f32_const() * 0.25, 0.0)
+    }
+}
+
+impl Unpack for BlockIQ3_S {
+    const SUB: usize = 32;
+    const MINS: bool = false;
+    const MAX_ABS: i32 = 15;
+    #[inline(always)]
+    fn unpack(&self, q: &mut [i8], sc: &mut [i16], _: &mut [i16]) -> (f32, f32) {
+        for g in 0..QK_K / 8 {
+            // Two grid points (4 magnitudes each) per 8 weights; index k's 9th bit is bit
+            // k % 8 of qh[k / 8].
+            let mut grid = [0u8; 8];
+            for h in 0..2 {
+                let k = 2 * g + h;
+                let idx = self.qs[k] as usize | ((self.qh[k / 8] >> (k % 8) & 1) as usize) << 8;
+                grid[4 * h..4 * h + 4].copy_from_slice(&IQ3S_GRID[idx]);
+            }
+            signed8(&mut q[8 * g..], &grid, self.signs[g]);
+        }
+        for ib in 0..8 {
+            sc[ib] = (2 * (self.scales[ib / 2] >> (4 * (ib % 2)) & 0xF) + 1) as i16;
+        }
+        (self.d.to_f32_const(), 0.0)
+    }
+}
+
+impl Unpack for BlockIQ1_S {
+    const SUB: usize = 32;
+    const MINS: bool = false;
+    const MAX_ABS: i32 = 9;
+    #[inline(always)]
+    fn unpack(&self, q: &mut [i8], sc: &mut [i16], _: &mut [i16]) -> (f32, f32) {
+        for ib in 0..8 {
+            let h = self.qh[ib];
+            let delta: i8 = if h & 0x8000 != 0 { -1 } else { 1 };
+            for l in 0..4 {
+                let idx = self.qs[4 * ib + l] as usize | ((h >> (3 * l) & 7) as usize) << 8;
+                for (o, &g) in q[32 * ib + 8 * l..32 * ib + 8 * l + 8]
+                    .iter_mut()
+                    .zip(&IQ1S_GRID[idx])
+                {
+                    *o = 8 * g + delta;
+                }
+            }
+            sc[ib] = (2 * (h >> 12 & 7) + 1) as i16;
+        }
+        (self.d.to_f32_const() * 0.125, 0.0)
+    }
+}
+
+impl Unpack for BlockIQ1_M {
+    const SUB: usize = 16;
+    const MINS: bool = false;
+    const MAX_ABS: i32 = 9;
+    #[inline(always)]
+    fn unpack(&self, q: &mut [i8], sc: &mut [i16], _: &mut [i16]) -> (f32, f32) {
+        for g in 0..QK_K / 8 {
+            let nib = self.qh[g / 2] >> (4 * (g % 2)) & 0xF;
+            let idx = self.qs[g] as usize | ((nib & 7) as usize) << 8;
+            let delta: i8 = if nib & 8 != 0 { -1 } else { 1 };
+            for (o, &v) in q[8 * g..8 * g + 8].iter_mut().zip(&IQ1S_GRID[idx]) {
+                *o = 8 * v + delta;
+            }
+        }
+        for s in 0..QK_K / 16 {
+            sc[s] = (2 * (self.scales[s / 4] >> (3 * (s % 4)) & 7) + 1) as i16;
+        }
+        (self.d().to_f32_const() * 0.125, 0.0)
+    }
+}
+
 /// A block type whose values can be read as f32: every quantized format through
 /// [`Unpack`], and the plain floats.
 pub trait Dequantize: Block {
@@ -383,7 +551,14 @@ dequantize_by_unpack!(
     BlockQ5_K,
     BlockQ6_K,
     BlockQ8_K,
-    BlockIQ4_XS
+    BlockIQ4_XS,
+    BlockIQ2_XXS,
+    BlockIQ2_XS,
+    BlockIQ2_S,
+    BlockIQ3_XXS,
+    BlockIQ3_S,
+    BlockIQ1_S,
+    BlockIQ1_M
 );
 
 impl Dequantize for f32 {

@@ -85,3 +85,29 @@ pub fn signal(n: usize, seed: u64) -> Vec<f32> {
         })
         .collect()
 }
+
+/// Random IQ1_M blocks like [`weight_blocks`]: IQ1_M has no f16 field of its own, its
+/// scale is the top nibbles of its four u16 scale words, set here to a moderate value
+/// (or the largest f16 with `max_scales`). `scale_offsets` is unused.
+#[allow(dead_code)]
+pub fn iq1m_blocks(
+    n: usize,
+    seed: u64,
+    _: &[usize],
+    (max_scales, pattern): (bool, Option<u8>),
+) -> Vec<BlockIQ1_M> {
+    let mut blocks: Vec<BlockIQ1_M> = weight_blocks(n, seed, &[], (max_scales, pattern));
+    let random = pattern_bytes(n, seed ^ 0x5eed);
+    for (b, r) in blocks.iter_mut().zip(random) {
+        let d: u16 = if max_scales {
+            0x7bff
+        } else {
+            ((r as u16 & 1) << 15) | ((8 + (r as u16 % 8)) << 10) | (r as u16 * 3)
+        };
+        for k in 0..4 {
+            b.scales[k] = (b.scales[k] & 0x0FFF) | ((d >> (4 * k)) & 0xF) << 12;
+        }
+        assert_eq!(b.d().to_bits(), d);
+    }
+    blocks
+}
