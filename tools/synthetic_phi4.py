@@ -235,7 +235,7 @@ def main():
     arch = args.layout
     w = gguf.GGUFWriter(args.out, arch)
     w.add_key_value("general.type", "model", VT.STRING)
-    w.add_key_value("general.name", f"Phi 4 (synthetic, random weights, {args.type}, {arch} layout)", VT.STRING)
+    w.add_key_value("general.name", f"Phi 4 (synthetic, random weights, {args.type})" if not llama else f"Phi 4 (synthetic, random weights, {args.type}, Llama layout)", VT.STRING)
     keys = [("context_length", CTX), ("embedding_length", N_EMBD), ("feed_forward_length", N_FF),
             ("block_count", n_layer), ("attention.head_count", N_HEAD), ("attention.head_count_kv", N_KV)]
     if not llama:

@@ -84,13 +84,14 @@ table! {
     BlockQ5_K   => dot_q5_k,   gemv_q5_k,      gemm_int;
     BlockQ6_K   => dot_q6_k,   gemv_q6_k,      gemm_int;
     BlockIQ4_XS => dot_iq4_xs, gemv_iq4_xs,    gemm_int;
-    // The IQ1–IQ3 types: the scalar reference dot (until SIMD ones land); prompts take
+    // The IQ1–IQ3 types: AVX-512 dots for IQ3_S, IQ3_XXS, IQ2_S (the base types of the
+    // IQ3_M, IQ3_XXS and IQ2_M presets), the scalar reference for the others; prompts take
     // the tile GEMM, which decodes each weight block once into int8 panels.
     BlockIQ2_XXS => none, none,         gemm_int;
     BlockIQ2_XS => none, none,           gemm_int;
-    BlockIQ2_S  => none,  none,           gemm_int;
-    BlockIQ3_XXS => none, none,         gemm_int;
-    BlockIQ3_S  => none,  none,           gemm_int;
+    BlockIQ2_S  => dot_iq2_s,  none,           gemm_int;
+    BlockIQ3_XXS => dot_iq3_xxs, none,         gemm_int;
+    BlockIQ3_S  => dot_iq3_s,  none,           gemm_int;
     BlockIQ1_S  => none,  none,           gemm_int;
     BlockIQ1_M  => none,  none,           gemm_int;
 }
@@ -140,6 +141,9 @@ dot!(dot_q2_k, BlockQ2_K, [Avx512 => avx512::dot::dot_q2_k, Avx2 => avx2::dot::d
 dot!(dot_q3_k, BlockQ3_K, [Avx512 => avx512::dot::dot_q3_k, Avx2 => avx2::dot::dot_q3_k]);
 dot!(dot_q4_k, BlockQ4_K, [Avx512 => avx512::dot::dot_q4_k, Avx2 => avx2::dot::dot_q4_k]);
 dot!(dot_q5_k, BlockQ5_K, [Avx512 => avx512::dot::dot_q5_k, Avx2 => avx2::dot::dot_q5_k]);
+dot!(dot_iq3_s, BlockIQ3_S, [Avx512 => avx512::dot::dot_iq3_s]);
+dot!(dot_iq3_xxs, BlockIQ3_XXS, [Avx512 => avx512::dot::dot_iq3_xxs]);
+dot!(dot_iq2_s, BlockIQ2_S, [Avx512 => avx512::dot::dot_iq2_s]);
 dot!(dot_q6_k, BlockQ6_K, [Avx512 => avx512::dot::dot_q6_k, Avx2 => avx2::dot::dot_q6_k]);
 
 /// BF16 × BF16: `vdpbf16ps` when the CPU has AVX512-BF16, else AVX2 widening.

@@ -362,13 +362,27 @@ impl Unpack for BlockIQ4_XS {
 // `dl · (grid ± 1/8)` becomes `(dl / 8) · (8·grid ± 1)`: scaling by 1/8 commutes exactly
 // with the one rounding of the product.
 
-/// `q[..8]` = the 8 grid magnitudes, negated where the sign byte has a bit set.
+/// `q[..8]` = the 8 grid magnitudes (bytes of `grid`, little-endian), negated where the
+/// sign byte has a bit set. Eight bytes at once (SWAR): the sign bits spread to 0xFF bytes
+/// `m`, then `(g ^ m) + (m & 1)` negates those bytes; no carry crosses a byte because
+/// every grid magnitude is at least 1 (so `g ^ 0xFF ≤ 0xFE`).
 #[inline(always)]
-fn signed8(q: &mut [i8], grid: &[u8; 8], signs: u8) {
-    for j in 0..8 {
-        let v = grid[j] as i8;
-        q[j] = if signs >> j & 1 != 0 { -v } else { v };
+fn signed8(q: &mut [i8], grid: u64, signs: u8) {
+    // Bit j of `signs` to the top bit of byte j, then to a whole 0xFF byte.
+    let spread = (signs as u64).wrapping_mul(0x0101_0101_0101_0101) & 0x8040_2010_0804_0201;
+    let top =
+        (spread + 0x7F7F_7F7F_7F7F_7F7F) & 0x8080_8080_8080_8080 | spread & 0x8080_8080_8080_8080;
+    let m = (top >> 7).wrapping_mul(0xFF);
+    let v = (grid ^ m).wrapping_add(m & 0x0101_0101_0101_0101);
+    for (o, b) in q[..8].iter_mut().zip(v.to_le_bytes()) {
+        *o = b as i8;
     }
+}
+
+/// Two 4-magnitude grid points as one 8-byte group.
+#[inline(always)]
+fn grid2(a: &[u8; 4], b: &[u8; 4]) -> u64 {
+    u32::from_le_bytes(*a) as u64 | (u32::from_le_bytes(*b) as u64) << 32
 }
 
 impl Unpack for BlockIQ2_XXS {
@@ -381,7 +395,7 @@ impl Unpack for BlockIQ2_XXS {
             let q0 = self.qs[4 * ib] as u32 | (self.qs[4 * ib + 1] as u32) << 16;
             let q1 = self.qs[4 * ib + 2] as u32 | (self.qs[4 * ib + 3] as u32) << 16;
             for l in 0..4 {
-                let grid = &IQ2XXS_GRID[(q0 >> (8 * l) & 0xFF) as usize];
+                let grid = u64::from_le_bytes(IQ2XXS_GRID[(q0 >> (8 * l) & 0xFF) as usize]);
                 let signs = KSIGNS_IQ2XS[(q1 >> (7 * l) & 0x7F) as usize];
                 signed8(&mut q[32 * ib + 8 * l..], grid, signs);
             }
@@ -398,7 +412,7 @@ impl Unpack for BlockIQ2_XS {
     #[inline(always)]
     fn unpack(&self, q: &mut [i8], sc: &mut [i16], _: &mut [i16]) -> (f32, f32) {
         for (g, &v) in self.qs.iter().enumerate() {
-            let grid = &IQ2XS_GRID[(v & 511) as usize];
+            let grid = u64::from_le_bytes(IQ2XS_GRID[(v & 511) as usize]);
             signed8(&mut q[8 * g..], grid, KSIGNS_IQ2XS[(v >> 9) as usize]);
         }
         for (i, &b) in self.scales.iter().enumerate() {
@@ -417,7 +431,7 @@ impl Unpack for BlockIQ2_S {
     fn unpack(&self, q: &mut [i8], sc: &mut [i16], _: &mut [i16]) -> (f32, f32) {
         for g in 0..QK_K / 8 {
             let hi = (self.qh[g / 4] >> (2 * (g % 4)) & 3) as usize;
-            let grid = &IQ2S_GRID[self.qs[g] as usize | hi << 8];
+            let grid = u64::from_le_bytes(IQ2S_GRID[self.qs[g] as usize | hi << 8]);
             signed8(&mut q[8 * g..], grid, self.signs[g]);
         }
         for (i, &b) in self.scales.iter().enumerate() {
@@ -439,12 +453,11 @@ impl Unpack for BlockIQ3_XXS {
             let a = u32::from_le_bytes(aux[4 * ib..4 * ib + 4].try_into().unwrap());
             for l in 0..4 {
                 let signs = KSIGNS_IQ2XS[(a >> (7 * l) & 0x7F) as usize];
-                let g1 = &IQ3XXS_GRID[grids[8 * ib + 2 * l] as usize];
-                let g2 = &IQ3XXS_GRID[grids[8 * ib + 2 * l + 1] as usize];
-                let mut grid = [0u8; 8];
-                grid[..4].copy_from_slice(g1);
-                grid[4..].copy_from_slice(g2);
-                signed8(&mut q[32 * ib + 8 * l..], &grid, signs);
+                let grid = grid2(
+                    &IQ3XXS_GRID[grids[8 * ib + 2 * l] as usize],
+                    &IQ3XXS_GRID[grids[8 * ib + 2 * l + 1] as usize],
+                );
+                signed8(&mut q[32 * ib + 8 * l..], grid, signs);
             }
             sc[ib] = (2 * (a >> 28) + 1) as i16;
         }
@@ -461,13 +474,10 @@ impl Unpack for BlockIQ3_S {
         for g in 0..QK_K / 8 {
             // Two grid points (4 magnitudes each) per 8 weights; index k's 9th bit is bit
             // k % 8 of qh[k / 8].
-            let mut grid = [0u8; 8];
-            for h in 0..2 {
-                let k = 2 * g + h;
-                let idx = self.qs[k] as usize | ((self.qh[k / 8] >> (k % 8) & 1) as usize) << 8;
-                grid[4 * h..4 * h + 4].copy_from_slice(&IQ3S_GRID[idx]);
-            }
-            signed8(&mut q[8 * g..], &grid, self.signs[g]);
+            let idx =
+                |k: usize| self.qs[k] as usize | ((self.qh[k / 8] >> (k % 8) & 1) as usize) << 8;
+            let grid = grid2(&IQ3S_GRID[idx(2 * g)], &IQ3S_GRID[idx(2 * g + 1)]);
+            signed8(&mut q[8 * g..], grid, self.signs[g]);
         }
         for ib in 0..8 {
             sc[ib] = (2 * (self.scales[ib / 2] >> (4 * (ib % 2)) & 0xF) + 1) as i16;

@@ -466,3 +466,134 @@ pub(crate) fn dot_iq4_xs(w: &[BlockIQ4_XS], a: &[BlockQ8_K]) -> f32 {
     }
     hsum(acc)
 }
+
+// ---------------------------------------------------------------------------------
+// The IQ types: each group of 4 or 8 weights is a grid point's magnitudes (u8) and sign
+// bits. The magnitudes go to `vpdpbusd` as the unsigned operand; the signs select which
+// of two accumulators a product lands in (magnitudes masked with `vmovdqu8`), and the
+// difference of the two is the signed sum. Negating the activations instead (ggml's
+// `sign_epi8`) would turn a Q8_K value of −128 into −128 again; this is exact.
+// ---------------------------------------------------------------------------------
+
+/// Σ sign·g·y over 32 weights as 8 i32 lanes: `g` the magnitudes, `neg` the sign mask
+/// (bit j: weight j negative), `y` the activations.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn signed_dot32(g: __m256i, neg: __mmask32, y: __m256i) -> __m256i {
+    let zero = _mm256_setzero_si256();
+    let pos = _mm256_dpbusd_epi32(zero, _mm256_maskz_mov_epi8(!neg, g), y);
+    let negs = _mm256_dpbusd_epi32(zero, _mm256_maskz_mov_epi8(neg, g), y);
+    _mm256_sub_epi32(pos, negs)
+}
+
+/// 32 activations of sub-block `ib`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn q8k32(y: &BlockQ8_K, ib: usize) -> __m256i {
+    // SAFETY: 32 bytes at qs[32ib..], ib < 8, in bounds of the 256.
+    unsafe { _mm256_loadu_si256(y.qs.as_ptr().add(32 * ib).cast()) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) fn dot_iq3_s(w: &[BlockIQ3_S], a: &[BlockQ8_K]) -> f32 {
+    use crate::format::iq_grids::IQ3S_GRID;
+    let grid = IQ3S_GRID.as_ptr().cast::<i32>();
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in w.iter().zip(a) {
+        let mut sum = _mm256_setzero_si256();
+        for ib in 0..8 {
+            // 8 grid indices: qs bytes, 9th bit = bit k of qh[ib].
+            // SAFETY: 8 bytes at qs[8ib..], ib < 8, in bounds of the 64.
+            let lo = unsafe { _mm_loadl_epi64(x.qs.as_ptr().add(8 * ib).cast()) };
+            let hi = _mm256_and_si256(
+                _mm256_srlv_epi32(_mm256_set1_epi32(x.qh[ib] as i32), lane),
+                _mm256_set1_epi32(1),
+            );
+            let idx = _mm256_or_si256(_mm256_cvtepu8_epi32(lo), _mm256_slli_epi32(hi, 8));
+            // SAFETY: every index is < 512 (8 bits | one bit << 8), the grid's length; each
+            // entry is 4 bytes, read as one i32.
+            let g = unsafe { _mm256_i32gather_epi32::<4>(grid, idx) };
+            let neg = u32::from_le_bytes(x.signs[4 * ib..4 * ib + 4].try_into().unwrap());
+            let s = signed_dot32(g, neg, q8k32(y, ib));
+            let sc = 2 * ((x.scales[ib / 2] >> (4 * (ib % 2))) & 0xF) as i32 + 1;
+            sum = _mm256_add_epi32(sum, _mm256_mullo_epi32(s, _mm256_set1_epi32(sc)));
+        }
+        let d = fp16(x.d) * y.d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
+    }
+    hsum(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) fn dot_iq3_xxs(w: &[BlockIQ3_XXS], a: &[BlockQ8_K]) -> f32 {
+    use crate::format::iq_grids::{IQ3XXS_GRID, KSIGNS_IQ2XS};
+    let grid = IQ3XXS_GRID.as_ptr().cast::<i32>();
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in w.iter().zip(a) {
+        let (grids, aux) = x.qs.split_at(64);
+        let mut sum = _mm256_setzero_si256();
+        for ib in 0..8 {
+            // SAFETY: 8 bytes at grids[8ib..], ib < 8, in bounds of the 64.
+            let idx =
+                _mm256_cvtepu8_epi32(unsafe { _mm_loadl_epi64(grids.as_ptr().add(8 * ib).cast()) });
+            // SAFETY: indices are bytes (< 256, the grid's length); 4-byte entries.
+            let g = unsafe { _mm256_i32gather_epi32::<4>(grid, idx) };
+            let a32 = u32::from_le_bytes(aux[4 * ib..4 * ib + 4].try_into().unwrap());
+            let neg = (0..4).fold(0u32, |m, l| {
+                m | (KSIGNS_IQ2XS[(a32 >> (7 * l) & 0x7F) as usize] as u32) << (8 * l)
+            });
+            let s = signed_dot32(g, neg, q8k32(y, ib));
+            let sc = 2 * (a32 >> 28) as i32 + 1;
+            sum = _mm256_add_epi32(sum, _mm256_mullo_epi32(s, _mm256_set1_epi32(sc)));
+        }
+        // d · (0.5 + ls) · 0.5 = (d / 4) · (2·ls + 1)
+        let d = fp16(x.d) * 0.25 * y.d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
+    }
+    hsum(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) fn dot_iq2_s(w: &[BlockIQ2_S], a: &[BlockQ8_K]) -> f32 {
+    use crate::format::iq_grids::IQ2S_GRID;
+    let grid = IQ2S_GRID.as_ptr().cast::<i64>();
+    let shifts = _mm_setr_epi32(0, 2, 4, 6);
+    let mut acc = _mm256_setzero_ps();
+    for (x, y) in w.iter().zip(a) {
+        let mut sum = _mm256_setzero_si256();
+        for ib in 0..8 {
+            // 4 grid indices of 8 weights: qs bytes, 2 high bits each from qh[ib].
+            let lo = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(i32::from_le_bytes(
+                x.qs[4 * ib..4 * ib + 4].try_into().unwrap(),
+            )));
+            let hi = _mm_and_si128(
+                _mm_srlv_epi32(_mm_set1_epi32(x.qh[ib] as i32), shifts),
+                _mm_set1_epi32(3),
+            );
+            let idx = _mm_or_si128(lo, _mm_slli_epi32(hi, 8));
+            // SAFETY: every index is < 1024 (8 bits | 2 bits << 8), the grid's length;
+            // each entry is 8 bytes, read as one i64.
+            let g = unsafe { _mm256_i32gather_epi64::<8>(grid, idx) };
+            let neg = u32::from_le_bytes(x.signs[4 * ib..4 * ib + 4].try_into().unwrap());
+            let s = signed_dot32(g, neg, q8k32(y, ib));
+            // Lanes 0–3 are the first 16 weights (scale nibble low), 4–7 the next 16.
+            let b = x.scales[ib] as i32;
+            let sc = _mm256_setr_epi32(
+                2 * (b & 0xF) + 1,
+                2 * (b & 0xF) + 1,
+                2 * (b & 0xF) + 1,
+                2 * (b & 0xF) + 1,
+                2 * (b >> 4) + 1,
+                2 * (b >> 4) + 1,
+                2 * (b >> 4) + 1,
+                2 * (b >> 4) + 1,
+            );
+            sum = _mm256_add_epi32(sum, _mm256_mullo_epi32(s, sc));
+        }
+        // d · (0.5 + ls) · 0.25 = (d / 8) · (2·ls + 1)
+        let d = fp16(x.d) * 0.125 * y.d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
+    }
+    hsum(acc)
+}
