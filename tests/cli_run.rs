@@ -172,7 +172,7 @@ fn full_context_is_said() {
     assert!(err.contains("the context of 16 tokens is full"), "{err}");
 }
 
-/// `phiq run` with standard input fed `input` (None: /dev/null).
+/// `phiq ARGS` with standard input fed `input` (None: /dev/null).
 fn phiq_stdin(args: &[&str], input: Option<&str>) -> (i32, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_phiq"))
         .args(args)
@@ -502,29 +502,15 @@ fn bench_reports_llama_bench_fields() {
 /// sends a message that starts with '/'.
 #[test]
 fn chat_drops_oldest_turns_and_checks_commands() {
-    use std::io::Write;
     let Some(m) = model() else { return };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phiq"))
-        .args([
-            "chat", "-m", &m, "-c", "128", "-n", "30", "--temp", "0", "-v",
-        ])
-        .args(["--system", "Alice in Wonderland"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            b"Alice was beginning\nDown, down, down\n/foo bar\nCuriouser and curiouser\n//etc\nThe rabbit\n",
-        )
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let (code, _, err) = phiq_stdin(
+        &[
+            "chat", "-m", &m, "-c", "128", "-n", "30", "--temp", "0", "-v", "--system",
+            "Alice in Wonderland",
+        ],
+        Some("Alice was beginning\nDown, down, down\n/foo bar\nCuriouser and curiouser\n//etc\nThe rabbit\n"),
+    );
+    assert_eq!(code, 0, "{err}");
     let answers = err.lines().filter(|l| l.starts_with("[prompt")).count();
     assert_eq!(answers, 5, "every message but /foo is answered: {err}");
     assert!(err.contains("unknown command /foo"), "{err}");
@@ -541,25 +527,13 @@ fn chat_drops_oldest_turns_and_checks_commands() {
 /// goes on).
 #[test]
 fn chat_message_too_long_for_the_context() {
-    use std::io::Write;
     let Some(m) = model() else { return };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phiq"))
-        .args(["chat", "-m", &m, "-c", "64", "-n", "4", "--temp", "0", "-v"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let long = "Alice was beginning to get very tired ".repeat(20);
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{long}\nAlice\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let (code, _, err) = phiq_stdin(
+        &["chat", "-m", &m, "-c", "64", "-n", "4", "--temp", "0", "-v"],
+        Some(&format!("{long}\nAlice\n")),
+    );
+    assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("does not fit the context of 64 tokens: shorten it, or raise -c"),
         "{err}"

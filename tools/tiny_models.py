@@ -196,35 +196,7 @@ def rope_factors(spec: ModelSpec) -> tuple[list[float], list[float]] | None:
 def hf_config(spec: ModelSpec) -> dict:
     """Keyword arguments for transformers' Phi3Config, or LlamaConfig for the llama layout
     (transformers 5 naming)."""
-    if spec.layout == "llama":
-        rope = {"rope_type": "default", "rope_theta": spec.rope_theta}
-        if spec.rope_linear_factor is not None:
-            rope.update(rope_type="linear", factor=spec.rope_linear_factor)
-        return dict(
-            vocab_size=spec.n_vocab,
-            hidden_size=spec.hidden,
-            intermediate_size=spec.ffn,
-            num_hidden_layers=spec.n_layer,
-            num_attention_heads=spec.n_head,
-            num_key_value_heads=spec.n_kv_head,
-            head_dim=spec.head_dim,
-            hidden_act="silu",
-            max_position_embeddings=spec.max_position_embeddings,
-            rms_norm_eps=spec.rms_norm_eps,
-            tie_word_embeddings=spec.tie_word_embeddings,
-            rope_parameters=rope,
-            attention_bias=False,
-            mlp_bias=False,
-            bos_token_id=100257,
-            eos_token_id=100265,
-            pad_token_id=100349,
-        )
-    rope = {"rope_type": "default", "rope_theta": spec.rope_theta,
-            "partial_rotary_factor": spec.partial_rotary_factor}
-    factors = rope_factors(spec)
-    if factors is not None:
-        rope.update(rope_type="longrope", short_factor=factors[0], long_factor=factors[1])
-    return dict(
+    common = dict(
         vocab_size=spec.n_vocab,
         hidden_size=spec.hidden,
         intermediate_size=spec.ffn,
@@ -233,15 +205,25 @@ def hf_config(spec: ModelSpec) -> dict:
         num_key_value_heads=spec.n_kv_head,
         hidden_act="silu",
         max_position_embeddings=spec.max_position_embeddings,
-        original_max_position_embeddings=spec.original_max_position_embeddings,
         rms_norm_eps=spec.rms_norm_eps,
         tie_word_embeddings=spec.tie_word_embeddings,
-        rope_parameters=rope,
-        sliding_window=spec.sliding_window,
         bos_token_id=100257,
         eos_token_id=100265,
         pad_token_id=100349,
     )
+    if spec.layout == "llama":
+        rope = {"rope_type": "default", "rope_theta": spec.rope_theta}
+        if spec.rope_linear_factor is not None:
+            rope.update(rope_type="linear", factor=spec.rope_linear_factor)
+        return dict(common, head_dim=spec.head_dim, rope_parameters=rope, attention_bias=False,
+                    mlp_bias=False)
+    rope = {"rope_type": "default", "rope_theta": spec.rope_theta,
+            "partial_rotary_factor": spec.partial_rotary_factor}
+    factors = rope_factors(spec)
+    if factors is not None:
+        rope.update(rope_type="longrope", short_factor=factors[0], long_factor=factors[1])
+    return dict(common, original_max_position_embeddings=spec.original_max_position_embeddings,
+                rope_parameters=rope, sliding_window=spec.sliding_window)
 
 
 def hf_weights(spec: ModelSpec) -> dict[str, np.ndarray]:
