@@ -12,7 +12,7 @@ use crate::matmul::{matmul_typed, MatmulScratch};
 /// Runs `$body` with `$B` bound to the block struct of `$ty`, or evaluates to
 /// `Err(KernelError::Unsupported)` for a type without one: every type phiq can write
 /// (quantize), activation formats included. The IQ1–IQ3 types, which phiq reads but does
-/// not write, are in [`with_any_block!`] and [`with_weight_block!`].
+/// not write, are in `with_any_block!` and `with_weight_block!`.
 #[macro_export]
 macro_rules! with_block {
     ($ty:expr, $B:ident => $body:expr) => {
