@@ -117,13 +117,8 @@ impl ReasoningSplitter {
                     continue;
                 }
                 State::Thinking => {
-                    if self.skip_ws {
-                        let t = self.held.trim_start().len();
-                        self.held.drain(..self.held.len() - t);
-                        if self.held.is_empty() {
-                            return out;
-                        }
-                        self.skip_ws = false;
+                    if !self.skip_leading_ws() {
+                        return out;
                     }
                     if let Some(at) = self.held.find(THINK_CLOSE) {
                         let end = at + THINK_CLOSE.len();
@@ -152,13 +147,8 @@ impl ReasoningSplitter {
                     return out;
                 }
                 State::Answer => {
-                    if self.skip_ws {
-                        let t = self.held.trim_start().len();
-                        self.held.drain(..self.held.len() - t);
-                        if self.held.is_empty() {
-                            return out;
-                        }
-                        self.skip_ws = false;
+                    if !self.skip_leading_ws() {
+                        return out;
                     }
                     emit(&mut out, Channel::Content, &self.held);
                     self.held.clear();
@@ -166,6 +156,20 @@ impl ReasoningSplitter {
                 }
             }
         }
+    }
+
+    /// Right after a tag (when trimming): drops the held text's leading whitespace; `false`
+    /// while nothing else has come yet.
+    fn skip_leading_ws(&mut self) -> bool {
+        if self.skip_ws {
+            let t = self.held.trim_start().len();
+            self.held.drain(..self.held.len() - t);
+            if self.held.is_empty() {
+                return false;
+            }
+            self.skip_ws = false;
+        }
+        true
     }
 
     /// The end of the text: whatever is held back, in the channel it was in.

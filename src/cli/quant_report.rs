@@ -96,7 +96,7 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 }
 
 /// Runs `phiq ARGS` and returns its stdout, or an error with its stderr. Its stderr lines
-/// are passed on (indented) as they come; `on_stdout` sees the stdout read so far, for
+/// are passed on (indented) as they come; `on_stdout` sees each new piece of stdout, for
 /// progress.
 fn phiq_child(
     args: &[String],
@@ -136,7 +136,7 @@ fn phiq_child(
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 out.extend_from_slice(&buf[..n]);
-                on_stdout(&String::from_utf8_lossy(&out));
+                on_stdout(&String::from_utf8_lossy(&buf[..n]));
             }
         }
     }
@@ -202,9 +202,7 @@ impl Args {
         // Chunks done: perplexity prints "[i]ppl," on stdout after each.
         // (its stderr's "N tokens, K chunks of C" sets the bar's length)
         let bar = bar(0, "perplexity chunks");
-        let out = phiq_child(&a, &bar, |so| {
-            bar.set_position(so.matches('[').count() as u64)
-        });
+        let out = phiq_child(&a, &bar, |so| bar.inc(so.matches('[').count() as u64));
         bar.finish_and_clear();
         out
     }
