@@ -12,15 +12,46 @@ use phiq_kernels::isa::Isa;
 use phiq_kernels::quant::Quantize;
 use phiq_kernels::select::Select;
 
-fn run<W: Select + Quantize>() {
-    let n = 5120;
-    let x: Vec<f32> = (0..n)
+const N: usize = 5120;
+
+fn signal() -> Vec<f32> {
+    (0..N)
         .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
+        .collect()
+}
+
+/// A row quantized from the signal.
+fn quantized<W: Select + Quantize>() -> Vec<W> {
+    let mut w = zeroed_blocks::<W>(N / W::QK);
+    W::quantize_row(&signal(), &mut w);
+    w
+}
+
+/// A row of pseudo-random blocks (the IQ1–IQ3 types, which phiq does not quantize to):
+/// every field random except the f16 scale at offset 0, set to 1/64 (IQ1_M keeps its
+/// scale in the top nibbles of `scales`: random there, harmless for timing).
+fn random<W: Select>() -> Vec<W> {
+    let size = std::mem::size_of::<W>();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut bytes: Vec<u8> = (0..N / W::QK * size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
         .collect();
-    let mut w = zeroed_blocks::<W>(n / W::QK);
-    W::quantize_row(&x, &mut w);
-    let mut a = zeroed_blocks::<W::Act>(n / W::Act::QK);
-    W::Act::quantize_row(&x, &mut a);
+    if W::TYPE != phiq_kernels::GgmlType::IQ1_M {
+        for b in bytes.chunks_exact_mut(size) {
+            b[..2].copy_from_slice(&half::f16::from_f32(1.0 / 64.0).to_bits().to_le_bytes());
+        }
+    }
+    blocks_from_bytes(&bytes)
+}
+
+fn run<W: Select>(w: Vec<W>) {
+    let mut a = zeroed_blocks::<W::Act>(N / W::Act::QK);
+    W::Act::quantize_row(&signal(), &mut a);
     let bytes = std::mem::size_of_val(&w[..]);
     for isa in Isa::all_supported().into_iter().skip(1) {
         let f = W::kernels(isa).dot;
@@ -70,10 +101,16 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let types = common::types(args.get(1), "Q4_0,Q8_0,Q4_K,Q5_K,Q6_K,IQ4_XS,BF16");
     for ty in types {
-        phiq_kernels::with_quantizable_weight_block!(ty, B => {
-            run::<B>();
+        let quantizable = phiq_kernels::with_quantizable_weight_block!(ty, B => {
+            run::<B>(quantized::<B>());
             Ok::<(), phiq_kernels::KernelError>(())
-        })
-        .expect("type");
+        });
+        if quantizable.is_err() {
+            phiq_kernels::with_weight_block!(ty, B => {
+                run::<B>(random::<B>());
+                Ok::<(), phiq_kernels::KernelError>(())
+            })
+            .expect("type");
+        }
     }
 }

@@ -84,16 +84,15 @@ table! {
     BlockQ5_K   => dot_q5_k,   gemv_q5_k,      gemm_int;
     BlockQ6_K   => dot_q6_k,   gemv_q6_k,      gemm_int;
     BlockIQ4_XS => dot_iq4_xs, gemv_iq4_xs,    gemm_int;
-    // The IQ1–IQ3 types: AVX-512 dots for IQ3_S, IQ3_XXS, IQ2_S (the base types of the
-    // IQ3_M, IQ3_XXS and IQ2_M presets), the scalar reference for the others; prompts take
-    // the tile GEMM, which decodes each weight block once into int8 panels.
-    BlockIQ2_XXS => none, none,         gemm_int;
-    BlockIQ2_XS => none, none,           gemm_int;
-    BlockIQ2_S  => dot_iq2_s,  none,           gemm_int;
-    BlockIQ3_XXS => dot_iq3_xxs, none,         gemm_int;
-    BlockIQ3_S  => dot_iq3_s,  none,           gemm_int;
-    BlockIQ1_S  => none,  none,           gemm_int;
-    BlockIQ1_M  => none,  none,           gemm_int;
+    // The IQ1–IQ3 types (arch/x86/avx512/gemv_iq.rs): prompts take the tile GEMM, which
+    // decodes each weight block once into int8 panels.
+    BlockIQ2_XXS => dot_iq2_xxs, gemv_iq2_xxs, gemm_int;
+    BlockIQ2_XS => dot_iq2_xs, gemv_iq2_xs,   gemm_int;
+    BlockIQ2_S  => dot_iq2_s,  gemv_iq2_s,     gemm_int;
+    BlockIQ3_XXS => dot_iq3_xxs, gemv_iq3_xxs, gemm_int;
+    BlockIQ3_S  => dot_iq3_s,  gemv_iq3_s,     gemm_int;
+    BlockIQ1_S  => dot_iq1_s,  gemv_iq1_s,     gemm_int;
+    BlockIQ1_M  => dot_iq1_m,  gemv_iq1_m,     gemm_int;
 }
 
 /// No kernel of this kind for the type.
@@ -141,9 +140,13 @@ dot!(dot_q2_k, BlockQ2_K, [Avx512 => avx512::dot::dot_q2_k, Avx2 => avx2::dot::d
 dot!(dot_q3_k, BlockQ3_K, [Avx512 => avx512::dot::dot_q3_k, Avx2 => avx2::dot::dot_q3_k]);
 dot!(dot_q4_k, BlockQ4_K, [Avx512 => avx512::dot::dot_q4_k, Avx2 => avx2::dot::dot_q4_k]);
 dot!(dot_q5_k, BlockQ5_K, [Avx512 => avx512::dot::dot_q5_k, Avx2 => avx2::dot::dot_q5_k]);
-dot!(dot_iq3_s, BlockIQ3_S, [Avx512 => avx512::dot::dot_iq3_s]);
-dot!(dot_iq3_xxs, BlockIQ3_XXS, [Avx512 => avx512::dot::dot_iq3_xxs]);
-dot!(dot_iq2_s, BlockIQ2_S, [Avx512 => avx512::dot::dot_iq2_s]);
+dot!(dot_iq3_s, BlockIQ3_S, [Avx512 => avx512::gemv_iq::dot_iq3_s]);
+dot!(dot_iq3_xxs, BlockIQ3_XXS, [Avx512 => avx512::gemv_iq::dot_iq3_xxs]);
+dot!(dot_iq2_s, BlockIQ2_S, [Avx512 => avx512::gemv_iq::dot_iq2_s]);
+dot!(dot_iq2_xs, BlockIQ2_XS, [Avx512 => avx512::gemv_iq::dot_iq2_xs]);
+dot!(dot_iq2_xxs, BlockIQ2_XXS, [Avx512 => avx512::gemv_iq::dot_iq2_xxs]);
+dot!(dot_iq1_s, BlockIQ1_S, [Avx512 => avx512::gemv_iq::dot_iq1_s]);
+dot!(dot_iq1_m, BlockIQ1_M, [Avx512 => avx512::gemv_iq::dot_iq1_m]);
 dot!(dot_q6_k, BlockQ6_K, [Avx512 => avx512::dot::dot_q6_k, Avx2 => avx2::dot::dot_q6_k]);
 
 /// BF16 × BF16: `vdpbf16ps` when the CPU has AVX512-BF16, else AVX2 widening.
@@ -173,9 +176,12 @@ fn dot_bf16(isa: Isa) -> Option<DotFn<bf16>> {
 // Multi-row (GEMV) kernels.
 // ---------------------------------------------------------------------------------
 
-/// `GemvKernel::Plain` from (minimum level, kernel) pairs, best first.
+/// `GemvKernel::Plain` (or `$variant`) from (minimum level, kernel) pairs, best first.
 macro_rules! gemv_plain {
-    ($isa:expr, $W:ty, [$($level:ident => $kernel:path),*]) => {{
+    ($isa:expr, $W:ty, [$($level:ident => $kernel:path),*]) => {
+        gemv_plain!($isa, $W, Plain, [$($level => $kernel),*])
+    };
+    ($isa:expr, $W:ty, $variant:ident, [$($level:ident => $kernel:path),*]) => {{
         #[cfg(target_arch = "x86_64")]
         {
             $(
@@ -188,7 +194,7 @@ macro_rules! gemv_plain {
                         // exists only on CPUs with these features (module doc).
                         unsafe { $kernel(w, a) }
                     }
-                    return Some(GemvKernel::Plain(wrapper));
+                    return Some(GemvKernel::$variant(wrapper));
                 }
             )*
         }
@@ -253,6 +259,41 @@ fn gemv_q6_k(isa: Isa) -> Option<GemvKernel<BlockQ6_K>> {
 fn gemv_iq4_xs(isa: Isa) -> Option<GemvKernel<BlockIQ4_XS>> {
     gemv_prepared!(isa, BlockIQ4_XS, Avx512 => avx512::gemv::rows_iq4_xs,
         avx512::gemv::prep_iq4_xs, avx512::gemv::prep_iq4_xs_bytes);
+    None
+}
+
+fn gemv_iq3_s(isa: Isa) -> Option<GemvKernel<BlockIQ3_S>> {
+    gemv_plain!(isa, BlockIQ3_S, Shared, [Avx512 => avx512::gemv_iq::rows_iq3_s]);
+    None
+}
+
+fn gemv_iq3_xxs(isa: Isa) -> Option<GemvKernel<BlockIQ3_XXS>> {
+    gemv_plain!(isa, BlockIQ3_XXS, Shared, [Avx512 => avx512::gemv_iq::rows_iq3_xxs]);
+    None
+}
+
+fn gemv_iq2_s(isa: Isa) -> Option<GemvKernel<BlockIQ2_S>> {
+    gemv_plain!(isa, BlockIQ2_S, Shared, [Avx512 => avx512::gemv_iq::rows_iq2_s]);
+    None
+}
+
+fn gemv_iq2_xs(isa: Isa) -> Option<GemvKernel<BlockIQ2_XS>> {
+    gemv_plain!(isa, BlockIQ2_XS, Shared, [Avx512 => avx512::gemv_iq::rows_iq2_xs]);
+    None
+}
+
+fn gemv_iq2_xxs(isa: Isa) -> Option<GemvKernel<BlockIQ2_XXS>> {
+    gemv_plain!(isa, BlockIQ2_XXS, Shared, [Avx512 => avx512::gemv_iq::rows_iq2_xxs]);
+    None
+}
+
+fn gemv_iq1_s(isa: Isa) -> Option<GemvKernel<BlockIQ1_S>> {
+    gemv_plain!(isa, BlockIQ1_S, Shared, [Avx512 => avx512::gemv_iq::rows_iq1_s]);
+    None
+}
+
+fn gemv_iq1_m(isa: Isa) -> Option<GemvKernel<BlockIQ1_M>> {
+    gemv_plain!(isa, BlockIQ1_M, Shared, [Avx512 => avx512::gemv_iq::rows_iq1_m]);
     None
 }
 

@@ -40,8 +40,12 @@ impl<W: VecDot> Copy for PreparedGemv<W> {}
 
 /// A type's multi-row kernel on some ISA.
 pub enum GemvKernel<W: VecDot> {
-    /// Reads the activation blocks as they are.
+    /// Reads the activation blocks as they are; only walks the rows together.
     Plain(GemvFn<W>),
+    /// Reads the activation blocks as they are and shares their loads between the rows,
+    /// where the per-row work is the larger part (the IQ grid lookups): wins at every
+    /// shape.
+    Shared(GemvFn<W>),
     /// Reads a layout of the activations prepared once per row.
     Prepared(PreparedGemv<W>),
 }
@@ -55,22 +59,22 @@ impl<W: VecDot> Copy for GemvKernel<W> {}
 
 impl<W: VecDot> GemvKernel<W> {
     /// Matrix × vector takes this kernel only when one activation row is at least this many
-    /// bytes. Kernels on prepared activations share work between their rows and win at
-    /// every shape (0); plain ones only walk the rows together (the block-wise driver) and
+    /// bytes. Kernels on prepared activations and [`GemvKernel::Shared`] ones share work
+    /// between their rows and win at every shape (0); plain ones only walk the rows together (the block-wise driver) and
     /// win when the activation row no longer fits in L1 beside the streaming weights
     /// (Phi-4's ffn_down, 17920 wide), losing a few % below it to one dot per row, which the
     /// hardware prefetcher follows well (examples/gemv_stream.rs).
     pub fn min_act_bytes(&self) -> usize {
         match self {
             GemvKernel::Plain(_) => 16 << 10,
-            GemvKernel::Prepared(_) => 0,
+            GemvKernel::Shared(_) | GemvKernel::Prepared(_) => 0,
         }
     }
 
     /// The prepared layout of activation row `a` (empty for a plain kernel).
     pub fn prepare(&self, a: &[W::Act]) -> Vec<u8> {
         match self {
-            GemvKernel::Plain(_) => Vec::new(),
+            GemvKernel::Plain(_) | GemvKernel::Shared(_) => Vec::new(),
             GemvKernel::Prepared(p) => {
                 // Not zeros: a byte the writer skipped must not pass for a plausible value.
                 let mut buf = vec![0xA5u8; (p.bytes)(a.len())];
@@ -84,7 +88,7 @@ impl<W: VecDot> GemvKernel<W> {
     #[inline]
     pub fn run(&self, rows: [&[W]; GEMV_ROWS], a: &[W::Act], prep: &[u8]) -> [f32; GEMV_ROWS] {
         match self {
-            GemvKernel::Plain(f) => f(rows, a),
+            GemvKernel::Plain(f) | GemvKernel::Shared(f) => f(rows, a),
             GemvKernel::Prepared(p) => (p.run)(rows, a, prep),
         }
     }

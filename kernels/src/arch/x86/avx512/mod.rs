@@ -1,5 +1,5 @@
 //! AVX-512 (F/BW/VL + VNNI, and BF16 where present) kernels, by role: [`dot`] one weight
-//! row · one activation row, [`gemv`] several weight rows · one activation row, [`gemm`]
+//! row · one activation row, [`gemv`] several weight rows · one activation row ([`gemv_iq`] for the IQ1–IQ3 grids), [`gemm`]
 //! the tile micro-kernels for batches, [`attend`] attention over an f16 KV cache, [`ops`]
 //! SwiGLU. This file holds the helpers more than one of them uses. Each kernel is checked
 //! against the scalar reference ([`crate::reference`]) by `kernels/tests/`.
@@ -16,6 +16,7 @@ pub(crate) mod attend;
 pub(crate) mod dot;
 pub(crate) mod gemm;
 pub(crate) mod gemv;
+pub(crate) mod gemv_iq;
 pub(crate) mod ops;
 
 /// Signed × signed bytes into 8 i32 sums: |x| as the unsigned operand, x's sign moved onto y.
