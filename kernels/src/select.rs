@@ -140,13 +140,13 @@ dot!(dot_q2_k, BlockQ2_K, [Avx512 => avx512::dot::dot_q2_k, Avx2 => avx2::dot::d
 dot!(dot_q3_k, BlockQ3_K, [Avx512 => avx512::dot::dot_q3_k, Avx2 => avx2::dot::dot_q3_k]);
 dot!(dot_q4_k, BlockQ4_K, [Avx512 => avx512::dot::dot_q4_k, Avx2 => avx2::dot::dot_q4_k]);
 dot!(dot_q5_k, BlockQ5_K, [Avx512 => avx512::dot::dot_q5_k, Avx2 => avx2::dot::dot_q5_k]);
-dot!(dot_iq3_s, BlockIQ3_S, [Avx512 => avx512::gemv_iq::dot_iq3_s]);
-dot!(dot_iq3_xxs, BlockIQ3_XXS, [Avx512 => avx512::gemv_iq::dot_iq3_xxs]);
-dot!(dot_iq2_s, BlockIQ2_S, [Avx512 => avx512::gemv_iq::dot_iq2_s]);
-dot!(dot_iq2_xs, BlockIQ2_XS, [Avx512 => avx512::gemv_iq::dot_iq2_xs]);
-dot!(dot_iq2_xxs, BlockIQ2_XXS, [Avx512 => avx512::gemv_iq::dot_iq2_xxs]);
-dot!(dot_iq1_s, BlockIQ1_S, [Avx512 => avx512::gemv_iq::dot_iq1_s]);
-dot!(dot_iq1_m, BlockIQ1_M, [Avx512 => avx512::gemv_iq::dot_iq1_m]);
+dot!(dot_iq3_s, BlockIQ3_S, [Avx512 => avx512::gemv_iq::dot_iq3_s, Avx2 => avx2::gemv_iq::dot_iq3_s]);
+dot!(dot_iq3_xxs, BlockIQ3_XXS, [Avx512 => avx512::gemv_iq::dot_iq3_xxs, Avx2 => avx2::gemv_iq::dot_iq3_xxs]);
+dot!(dot_iq2_s, BlockIQ2_S, [Avx512 => avx512::gemv_iq::dot_iq2_s, Avx2 => avx2::gemv_iq::dot_iq2_s]);
+dot!(dot_iq2_xs, BlockIQ2_XS, [Avx512 => avx512::gemv_iq::dot_iq2_xs, Avx2 => avx2::gemv_iq::dot_iq2_xs]);
+dot!(dot_iq2_xxs, BlockIQ2_XXS, [Avx512 => avx512::gemv_iq::dot_iq2_xxs, Avx2 => avx2::gemv_iq::dot_iq2_xxs]);
+dot!(dot_iq1_s, BlockIQ1_S, [Avx512 => avx512::gemv_iq::dot_iq1_s, Avx2 => avx2::gemv_iq::dot_iq1_s]);
+dot!(dot_iq1_m, BlockIQ1_M, [Avx512 => avx512::gemv_iq::dot_iq1_m, Avx2 => avx2::gemv_iq::dot_iq1_m]);
 dot!(dot_q6_k, BlockQ6_K, [Avx512 => avx512::dot::dot_q6_k, Avx2 => avx2::dot::dot_q6_k]);
 
 /// BF16 × BF16: `vdpbf16ps` when the CPU has AVX512-BF16, else AVX2 widening.

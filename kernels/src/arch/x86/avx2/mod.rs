@@ -1,6 +1,7 @@
 //! AVX2 + FMA + F16C kernels (every x86-64 laptop of the last decade), by role: [`dot`]
 //! one weight row · one activation row, [`gemv`] several weight rows · one activation
-//! row, [`gemm`] the tile micro-kernel for batches, [`ops`] attention's `axpy` and SwiGLU.
+//! row ([`gemv_iq`] both for the IQ1–IQ3 grids), [`gemm`] the tile micro-kernel for
+//! batches, [`ops`] attention's `axpy` and SwiGLU.
 //! This file holds the helpers more than one of them uses. Each kernel is checked against
 //! the scalar reference ([`crate::reference`]) by `kernels/tests/`.
 //!
@@ -16,6 +17,7 @@ use crate::format::blocks::*;
 pub(crate) mod dot;
 pub(crate) mod gemm;
 pub(crate) mod gemv;
+pub(crate) mod gemv_iq;
 pub(crate) mod ops;
 
 /// 32 signed × 32 signed int8 → 8 int32 partial sums.
