@@ -128,6 +128,58 @@ pub const PRESETS: &[Preset] = &[
         file_type: 30,
         base: GgmlType::IQ4_XS,
     },
+    // The IQ1–IQ3 presets (most need an importance matrix: see `needs_imatrix`).
+    Preset {
+        name: "IQ2_XXS",
+        file_type: 19,
+        base: GgmlType::IQ2_XXS,
+    },
+    Preset {
+        name: "IQ2_XS",
+        file_type: 20,
+        base: GgmlType::IQ2_XS,
+    },
+    Preset {
+        name: "IQ3_XS",
+        file_type: 22,
+        base: GgmlType::IQ3_S,
+    },
+    Preset {
+        name: "IQ3_XXS",
+        file_type: 23,
+        base: GgmlType::IQ3_XXS,
+    },
+    Preset {
+        name: "IQ1_S",
+        file_type: 24,
+        base: GgmlType::IQ1_S,
+    },
+    Preset {
+        name: "IQ3_S",
+        file_type: 26,
+        base: GgmlType::IQ3_S,
+    },
+    Preset {
+        name: "IQ3_M",
+        file_type: 27,
+        base: GgmlType::IQ3_S,
+    },
+    // (llama.cpp's IQ2_S preset is mostly IQ2_XS; IQ2_M is mostly IQ2_S)
+    Preset {
+        name: "IQ2_S",
+        file_type: 28,
+        base: GgmlType::IQ2_XS,
+    },
+    Preset {
+        name: "IQ2_M",
+        file_type: 29,
+        base: GgmlType::IQ2_S,
+    },
+    Preset {
+        name: "IQ1_M",
+        file_type: 31,
+        base: GgmlType::IQ1_M,
+    },
 ];
 
 impl Preset {
@@ -164,15 +216,8 @@ impl Preset {
             .copied()
             .ok_or_else(|| {
                 let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
-                let upper = name.to_ascii_uppercase();
-                let iq = ["IQ1_", "IQ2_", "IQ3_"].iter().any(|p| upper.starts_with(p));
                 Error::InvalidInput(format!(
-                    "{} (phiq writes: {})",
-                    if iq {
-                        format!("'{name}': phiq reads and runs the IQ1–IQ3 types but does not write them yet (llama-quantize --imatrix does)")
-                    } else {
-                        format!("unknown quantization type '{name}'")
-                    },
+                    "unknown quantization type '{name}' (phiq writes: {})",
                     names.join(", ")
                 ))
             })
@@ -250,69 +295,143 @@ fn rule_type(
     }
     let quantized_preset = !matches!(base, T::F32 | T::F16 | T::BF16);
     let has_imatrix = opts.imatrix.is_some();
-    if !opts.pure && quantized_preset {
-        let layer = layer_of(&t.name).unwrap_or(0);
-        let more = use_more_bits(layer, n_layer.max(1));
-        let name = preset.name;
-        if is_output {
-            if base != T::Q8_0 {
-                ty = T::Q6_K;
+    if opts.pure || !quantized_preset {
+        return ty;
+    }
+    let layer = layer_of(&t.name).unwrap_or(0);
+    let more = use_more_bits(layer, n_layer.max(1));
+    let name = preset.name;
+    // llama.cpp's very-low-bit family, which has its own rules for every tensor below.
+    let iq1_iq2 = matches!(
+        name,
+        "IQ2_XXS" | "IQ2_XS" | "IQ1_S" | "IQ2_S" | "IQ2_M" | "IQ1_M"
+    );
+    let iq2_s_m = matches!(name, "IQ2_S" | "IQ2_M");
+    let row_len = t.dims[0];
+    // llama.cpp gives a fused attn_qkv the attn_v rules (they decide V's share).
+    let attn_v = t.name.contains("attn_v.weight") || t.name.contains("attn_qkv.weight");
+    let ffn_down = t.name.contains("ffn_down.weight");
+    let attn_output = t.name.contains("attn_output.weight");
+    if is_output {
+        ty = if !row_len.is_multiple_of(base.block_size()) {
+            T::Q8_0
+        } else if iq1_iq2 || name == "IQ3_XXS" {
+            T::Q5_K
+        } else if base != T::Q8_0 {
+            T::Q6_K
+        } else {
+            base
+        };
+    } else if t.name == "token_embd.weight" {
+        ty = match name {
+            "IQ2_XXS" | "IQ2_XS" | "IQ1_S" | "IQ1_M" => T::Q2_K,
+            "IQ2_S" | "IQ2_M" | "IQ3_XXS" => T::IQ3_S,
+            _ => base,
+        };
+    } else if iq1_iq2 {
+        let more_bits = if iq2_s_m { T::IQ3_S } else { T::Q2_K };
+        if attn_v {
+            ty = if n_gqa >= 4 { T::Q4_K } else { more_bits };
+        } else if ffn_down {
+            if layer < n_layer / 8 {
+                ty = more_bits;
             }
-        } else if t.name.contains("attn_v.weight") || t.name.contains("attn_qkv.weight") {
-            // llama.cpp gives a fused attn_qkv the attn_v rules (they decide V's share).
+        } else if attn_output {
             ty = match name {
-                "Q2_K" => {
-                    if n_gqa >= 4 {
-                        T::Q4_K
-                    } else {
-                        T::Q3_K
-                    }
-                }
-                "IQ4_NL" | "IQ4_XS" if n_gqa >= 4 => T::Q5_K,
-                "Q3_K_M" => {
-                    if layer < 2 {
-                        T::Q5_K
-                    } else {
-                        T::Q4_K
-                    }
-                }
-                "Q3_K_L" => T::Q5_K,
-                "Q4_K_M" | "Q5_K_M" if more => T::Q6_K,
-                "Q4_K_S" if layer < 4 => T::Q5_K,
-                _ => base,
-            };
-        } else if t.name.contains("ffn_down.weight") {
-            ty = match name {
-                "Q2_K" => T::Q3_K,
-                // llama.cpp: Q4_K past the first sixteenth unless the model is Falcon.
-                "Q3_K_M" => {
-                    if layer < n_layer / 16 {
-                        T::Q5_K
-                    } else {
-                        T::Q4_K
-                    }
-                }
-                "Q3_K_L" => T::Q5_K,
-                "Q4_K_M" | "Q5_K_M" if more => T::Q6_K,
-                "Q4_K_S" if layer < n_layer / 8 => T::Q5_K,
-                // Without an imatrix the first eighth gets more bits; with one, not.
-                "IQ4_NL" | "IQ4_XS" if layer < n_layer / 8 && !has_imatrix => T::Q5_K,
-                // llama.cpp guards the first eighth of Q4_0/Q5_0 ffn_down only when an
-                // imatrix is given (so files made without one stay as they always were).
-                "Q4_0" if layer < n_layer / 8 && has_imatrix => T::Q4_1,
-                "Q5_0" if layer < n_layer / 8 && has_imatrix => T::Q5_1,
-                _ => base,
-            };
-        } else if t.name.contains("attn_output.weight") {
-            ty = match name {
-                "Q2_K" => T::Q3_K,
-                "Q3_K_M" => T::Q4_K,
-                "Q3_K_L" => T::Q5_K,
+                "IQ1_S" | "IQ1_M" => T::IQ2_XXS,
+                "IQ2_S" | "IQ2_M" => T::IQ3_S,
                 _ => base,
             };
         }
+    } else if attn_v {
+        ty = match name {
+            "Q2_K" => {
+                if n_gqa >= 4 {
+                    T::Q4_K
+                } else {
+                    T::Q3_K
+                }
+            }
+            "IQ3_XXS" if n_gqa >= 4 => T::Q4_K,
+            "IQ3_XXS" if !has_imatrix => T::IQ3_S,
+            "IQ3_XS" | "IQ3_S" if n_gqa >= 4 => T::Q4_K,
+            "IQ3_M" => T::Q4_K,
+            "IQ4_NL" | "IQ4_XS" if n_gqa >= 4 => T::Q5_K,
+            "Q3_K_M" => {
+                if layer < 2 {
+                    T::Q5_K
+                } else {
+                    T::Q4_K
+                }
+            }
+            "Q3_K_L" => T::Q5_K,
+            "Q4_K_M" | "Q5_K_M" if more => T::Q6_K,
+            "Q4_K_S" if layer < 4 => T::Q5_K,
+            _ => base,
+        };
+    } else if t.name.contains("attn_k.weight") || t.name.contains("attn_q.weight") {
+        ty = match name {
+            "IQ3_XS" => T::IQ3_XXS,
+            "IQ3_XXS" => T::IQ2_S,
+            _ => base,
+        };
+    } else if ffn_down {
+        ty = match name {
+            "Q2_K" => T::Q3_K,
+            "IQ3_XXS" if !has_imatrix => {
+                if layer < n_layer / 8 {
+                    T::Q4_K
+                } else {
+                    T::Q3_K
+                }
+            }
+            // llama.cpp: Q4_K past the first sixteenth unless the model is Falcon.
+            "Q3_K_M" => {
+                if layer < n_layer / 16 {
+                    T::Q5_K
+                } else {
+                    T::Q4_K
+                }
+            }
+            "IQ3_M" if layer < n_layer / 8 => T::Q4_K,
+            "Q3_K_L" => T::Q5_K,
+            "Q4_K_M" | "Q5_K_M" if more => T::Q6_K,
+            "Q4_K_S" if layer < n_layer / 8 => T::Q5_K,
+            // Without an imatrix the first eighth gets more bits; with one, not.
+            "IQ4_NL" | "IQ4_XS" if layer < n_layer / 8 && !has_imatrix => T::Q5_K,
+            // llama.cpp guards the first eighth of Q4_0/Q5_0 ffn_down only when an
+            // imatrix is given (so files made without one stay as they always were).
+            "Q4_0" if layer < n_layer / 8 && has_imatrix => T::Q4_1,
+            "Q5_0" if layer < n_layer / 8 && has_imatrix => T::Q5_1,
+            _ => base,
+        };
+    } else if attn_output {
+        ty = match name {
+            "Q2_K" => T::Q3_K,
+            "IQ3_XXS" => T::IQ3_S,
+            "Q3_K_M" | "IQ3_M" => T::Q4_K,
+            "Q3_K_L" => T::Q5_K,
+            _ => base,
+        };
+    } else if t.name.contains("ffn_up") || t.name.contains("ffn_gate") {
+        // IQ3_XS: the middle three quarters of the layers' FFN inputs one step lower.
+        if name == "IQ3_XS" && layer >= n_layer / 8 && layer < 7 * n_layer / 8 {
+            ty = T::IQ3_XXS;
+        }
     }
     ty
+}
+
+/// Whether quantizing tensor `name` to `ty` needs importance weights. llama-quantize
+/// refuses the IQ1/IQ2 types and IQ3_XXS without them, except for `token_embd.weight` and
+/// `output.weight` (`tensor_requires_imatrix`); ggml cannot quantize IQ2_XXS, IQ2_XS and
+/// IQ1_S at all without them (`ggml_quantize_requires_imatrix`: llama-quantize aborts
+/// even for those two tensors).
+pub fn needs_imatrix(name: &str, ty: GgmlType) -> bool {
+    use GgmlType as T;
+    let embd_or_output = name == "token_embd.weight" || name == "output.weight";
+    matches!(ty, T::IQ2_XXS | T::IQ2_XS | T::IQ1_S)
+        || (!embd_or_output && matches!(ty, T::IQ3_XXS | T::IQ2_S | T::IQ1_M))
 }
 
 /// The type rows of `row_len` elements get when `ty`'s blocks do not divide them: llama.cpp's
@@ -322,6 +441,9 @@ pub fn fallback_type(mut ty: GgmlType, row_len: u64) -> GgmlType {
     if !row_len.is_multiple_of(ty.block_size()) {
         ty = match ty {
             T::Q2_K | T::Q3_K => T::Q4_0,
+            T::IQ1_S | T::IQ1_M | T::IQ2_XXS | T::IQ2_XS | T::IQ2_S | T::IQ3_XXS | T::IQ3_S => {
+                T::IQ4_NL
+            }
             T::IQ4_XS => T::IQ4_NL,
             T::Q4_K => T::Q5_0,
             T::Q5_K => T::Q5_1,
@@ -465,6 +587,27 @@ pub fn quantize_file(
                 tensor: t.name.clone(),
                 ty: t.type_name(),
             });
+        }
+    }
+    // The types that need importance weights, before any work (llama-quantize refuses
+    // these plans too, at the start or at the tensor).
+    for (t, to) in &plan {
+        if t.dims.len() < 2 || t.ty == Some(*to) || !needs_imatrix(&t.name, *to) {
+            continue;
+        }
+        let Some((im, file_name)) = &opts.imatrix else {
+            return Err(Error::InvalidInput(format!(
+                "{}: tensor '{}' would be {to}, which needs an importance matrix: pass --imatrix FILE (made by llama-imatrix), as llama-quantize requires",
+                preset.name, t.name
+            )));
+        };
+        let (row_len, _) = t.rows();
+        let n_mat = t.dims.get(2..).map_or(1, |d| d.iter().product::<u64>());
+        if im.weights_for(&t.name, row_len, n_mat)?.is_none() {
+            return Err(Error::InvalidInput(format!(
+                "{}: tensor '{}' would be {to}, which needs importance weights, and {file_name} has no entry for it (llama-quantize refuses this too; for output.weight, make the imatrix with llama-imatrix --process-output)",
+                preset.name, t.name
+            )));
         }
     }
 

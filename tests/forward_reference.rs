@@ -473,6 +473,67 @@ fn k_quant_and_iq4_kl_no_worse_than_llama_cpp() {
     assert_eq!(checked, 30);
 }
 
+/// The IQ1–IQ3 presets with an importance matrix: phiq quantizes tiny-phi4 with
+/// tests/fixtures/reference/imatrix/tiny-phi4.imatrix.gguf (tests/quantize.rs checks the
+/// bytes equal llama-quantize --imatrix's), evaluates the file on the `chat` sequence, and
+/// its mean KL divergence and top-1 agreement against transformers must be no worse than
+/// llama.cpp's on its own file of the same preset (tools/imatrix_kl_ref.py:
+/// llamacpp-imatrix-kl.json, `kv_f32`: llama.cpp with an f32 KV cache, as we run here).
+#[test]
+fn iq_imatrix_kl_no_worse_than_llama_cpp() {
+    use phiq::quantize::{quantize_file, Preset, QuantizeOptions};
+    let Some(dir) = tiny_models_dir() else { return };
+    let refdir = repo_root().join("tests/fixtures/reference/imatrix");
+    let path = refdir.join("llamacpp-imatrix-kl.json");
+    let r: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let tmp = std::env::temp_dir().join(format!("phiq-iq-kl-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let seq = ids(&reference("tiny-phi4")["sequences"]["chat"]["ids"]);
+    let (_, want) = read_npy("tiny-phi4.chat.logits.npy");
+    let mut checked = 0;
+    for (key, run) in r["runs"].as_object().unwrap() {
+        let preset = Preset::from_name(run["preset"].as_str().unwrap()).unwrap();
+        let im_name = run["imatrix"].as_str().unwrap();
+        let im = phiq::imatrix::Imatrix::load(&refdir.join(im_name)).unwrap();
+        let opts = QuantizeOptions {
+            imatrix: Some((std::sync::Arc::new(im), im_name.to_string())),
+            ..Default::default()
+        };
+        let out = tmp.join(format!("{key}.gguf"));
+        quantize_file(&dir.join("tiny-phi4-F32.gguf"), &out, preset, &opts, |_| {}).unwrap();
+        let model = Model::load(
+            &out,
+            &ModelOptions {
+                cache_type: CacheType::F32,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let (kl, top1) = kl_and_top1(&our_logits(&model, &seq), &want, model.n_vocab());
+        let bar = &run["kv_f32"];
+        let (bkl, btop) = (
+            bar["mean_kl"].as_f64().unwrap(),
+            bar["top1_agreement"].as_f64().unwrap(),
+        );
+        eprintln!("{key}: mean KL {kl:.4} (llama.cpp {bkl:.4}), top-1 {top1:.3} ({btop:.3})");
+        // As for the K-quants: the same bytes, so only the arithmetic order differs.
+        assert!(
+            kl <= bkl * 1.1 + 1e-5,
+            "{key}: KL {kl:.4} vs llama.cpp {bkl:.4}"
+        );
+        // One flipped position of the 10 between near-tied logits.
+        let slack = 1.0 / seq.len() as f64 + 1e-9;
+        assert!(
+            top1 >= btop - slack,
+            "{key}: top-1 {top1} vs llama.cpp {btop}"
+        );
+        std::fs::remove_file(&out).unwrap();
+        checked += 1;
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+    assert_eq!(checked, 10);
+}
+
 /// A sliding window (`phi3.attention.sliding_window`, 4 keys here): transformers applies
 /// it (q − k < window) and so do we. tools/ref_logits.py checked that the window changes
 /// its logits from position 4 on. (llama.cpp ignores the key for Phi-3 models with a

@@ -219,9 +219,12 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// `phiq quantize --imatrix` against `llama-quantize --imatrix` (tools/imatrix_ref.py,
 /// tests/fixtures/reference/imatrix/): the same importance matrix files (GGUF and legacy
-/// .dat, made by llama-imatrix on tiny-phi4), the same presets; every tensor's type and
-/// bytes must equal llama.cpp's. The reference also differs from llama.cpp's output without
-/// an imatrix (llamacpp-quantize.json), so the weights demonstrably took effect.
+/// .dat, made by llama-imatrix on tiny-phi4), the same presets (K-quants, IQ4, legacy, and
+/// every IQ1–IQ3 preset, mixed and pure); every tensor's type and bytes must equal
+/// llama.cpp's. The reference also differs from llama.cpp's output without an imatrix
+/// (llamacpp-quantize.json), so the weights demonstrably took effect. The runs without an
+/// imatrix: phiq writes the same file where llama-quantize does (IQ3_S, IQ3_M) and refuses,
+/// naming --imatrix and leaving no file, where it refuses.
 #[test]
 fn imatrix_presets_equal_llama_quantize() {
     let Some(dir) = tiny_models_dir() else { return };
@@ -247,24 +250,37 @@ fn imatrix_presets_equal_llama_quantize() {
     }
     let input = dir.join("tiny-phi4-F32.gguf");
     let mut checked = 0;
+    let mut refused = 0;
     let mut differs_from_plain = 0;
     for (key, run) in r["files"].as_object().unwrap() {
         let preset = run["preset"].as_str().unwrap();
         let pure = run["pure"].as_bool().unwrap();
-        let imatrix = refdir.join(run["imatrix"].as_str().unwrap());
+        let imatrix = run["imatrix"].as_str().map(|f| refdir.join(f));
         let out = tmp(&format!("imatrix-{key}.gguf"));
         let mut args = vec![
             "quantize",
             input.to_str().unwrap(),
             out.to_str().unwrap(),
             preset,
-            "--imatrix",
-            imatrix.to_str().unwrap(),
         ];
+        if let Some(imatrix) = &imatrix {
+            args.extend(["--imatrix", imatrix.to_str().unwrap()]);
+        }
         if pure {
             args.push("--pure");
         }
+        let extra = run["args"]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap()));
+        args.extend(extra.into_iter().flatten());
         let (code, err) = phiq(&args);
+        if run["refused"].as_bool() == Some(true) {
+            assert_ne!(code, 0, "{key}: llama-quantize refuses this, phiq wrote it");
+            assert!(err.contains("--imatrix"), "{key}: {err}");
+            assert!(!out.exists(), "{key}: an output file was left");
+            refused += 1;
+            continue;
+        }
         assert_eq!(code, 0, "{key}: {err}");
         let f = GgufFile::open(&out).unwrap();
         let want_tensors = run["tensors"].as_object().unwrap();
@@ -291,16 +307,46 @@ fn imatrix_presets_equal_llama_quantize() {
             }
         }
         let md = &f.header.metadata;
-        assert_eq!(
-            md.get_u32("quantize.imatrix.entries_count").unwrap(),
-            9,
-            "{key}"
-        );
+        let entries = md.get_u32("quantize.imatrix.entries_count").ok();
+        assert_eq!(entries, imatrix.as_ref().map(|_| 9), "{key}");
         std::fs::remove_file(out).unwrap();
         checked += 1;
     }
-    assert!(checked >= 14, "{checked}");
+    assert!(checked >= 34 && refused >= 8, "{checked} {refused}");
     assert!(differs_from_plain > 20, "{differs_from_plain}");
+}
+
+/// IQ2_XXS, IQ2_XS and IQ1_S cannot be quantized without importance weights (ggml asserts
+/// them; llama-quantize aborts): a tensor the imatrix has no entry for (token_embd.weight
+/// under --pure), or an --output-tensor-type of one of them without --imatrix, is an error
+/// naming the tensor, before any work, with no file left.
+#[test]
+fn iq_types_without_importance_weights_are_refused() {
+    let Some(dir) = tiny_models_dir() else { return };
+    let input = dir.join("tiny-phi4-F32.gguf");
+    let imatrix = repo_root().join("tests/fixtures/reference/imatrix/tiny-phi4.imatrix.gguf");
+    let out = tmp("iq-refused.gguf");
+    let runs: [&[&str]; 3] = [
+        &["IQ2_XXS", "--pure", "--imatrix", imatrix.to_str().unwrap()],
+        &["IQ1_S", "--pure", "--imatrix", imatrix.to_str().unwrap()],
+        &["Q4_K_M", "--output-tensor-type", "iq2_xs"],
+    ];
+    for extra in runs {
+        let mut args = vec!["quantize", input.to_str().unwrap(), out.to_str().unwrap()];
+        args.extend(extra);
+        let (code, err) = phiq(&args);
+        assert_ne!(code, 0, "{extra:?}");
+        let tensor = if extra[0] == "Q4_K_M" {
+            "output.weight"
+        } else {
+            "token_embd.weight"
+        };
+        assert!(
+            err.contains(tensor) && err.contains("importance"),
+            "{extra:?}: {err}"
+        );
+        assert!(!out.exists(), "{extra:?}");
+    }
 }
 
 /// Malformed importance matrices: a clear error naming the file (and offset or entry), no

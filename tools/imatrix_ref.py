@@ -13,6 +13,8 @@
 2. `llama-quantize --imatrix FILE tiny-phi4-F32.gguf OUT PRESET [--pure]` for every run of
    RUNS; per tensor, the type llama.cpp chose and the sha256 of its data bytes go to
    tests/fixtures/reference/imatrix/llamacpp-imatrix-quantize.json (the expected outputs).
+   Runs without an imatrix record the file too, or `"refused": true` where llama-quantize
+   refuses the preset without one.
 
 Needs numpy (nothing else: the GGUF header is parsed here) and llama.cpp's tools
 (tools/build_llamacpp.sh). Deterministic: llama-quantize's output does not depend on its
@@ -53,15 +55,56 @@ RUNS = [
     ("Q5_0", True, "gguf"),
     ("Q5_1", True, "gguf"),
     ("Q8_0", False, "gguf"),
+    # The IQ1-IQ3 presets, each with llama.cpp's mix (IQ2_S is mostly IQ2_XS, IQ2_M mostly
+    # IQ2_S; IQ1_S gives attn_output IQ2_XXS; the IQ2 presets give token_embd Q2_K or
+    # IQ3_S, IQ3_XXS gives it IQ3_S: quantized without weights, as the imatrix has no entry).
+    ("IQ3_M", False, "gguf"),
+    ("IQ3_S", False, "gguf"),
+    ("IQ3_XS", False, "gguf"),
+    ("IQ3_XXS", False, "gguf"),
+    ("IQ2_M", False, "gguf"),
+    ("IQ2_S", False, "gguf"),
+    ("IQ2_XS", False, "gguf"),
+    ("IQ2_XXS", False, "gguf"),
+    ("IQ1_M", False, "gguf"),
+    ("IQ1_S", False, "gguf"),
+    ("IQ1_M", False, "dat"),
+    # Every IQ block type pure: output.weight with weights, token_embd.weight without
+    # (IQ3_XXS, IQ3_S, IQ2_S, IQ1_M have a weight-less path). ggml cannot quantize IQ2_XXS,
+    # IQ2_XS, IQ1_S without weights (llama-quantize aborts on token_embd), so those three
+    # runs give token_embd another type.
+    ("IQ3_XXS", True, "gguf"),
+    ("IQ3_S", True, "gguf"),
+    ("IQ2_M", True, "gguf"),
+    ("IQ1_M", True, "gguf"),
+    ("IQ2_XXS", True, "gguf", ["--token-embedding-type", "q8_0"]),
+    ("IQ2_XS", True, "gguf", ["--token-embedding-type", "q8_0"]),
+    ("IQ1_S", True, "gguf", ["--token-embedding-type", "q8_0"]),
+    # Without an importance matrix (fmt None): llama-quantize refuses the presets whose
+    # plan has IQ1/IQ2/IQ3_XXS tensors (besides token_embd and output); IQ3_S and IQ3_M
+    # quantize (without weights, and IQ3_XXS's attn_v rule changes).
+    ("IQ3_M", False, None),
+    ("IQ3_S", False, None),
+    ("IQ3_XS", False, None),
+    ("IQ3_XXS", False, None),
+    ("IQ2_M", False, None),
+    ("IQ2_S", False, None),
+    ("IQ2_XS", False, None),
+    ("IQ2_XXS", False, None),
+    ("IQ1_M", False, None),
+    ("IQ1_S", False, None),
 ]
 
 GGML_TYPE_NAMES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0",
-                   10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 20: "IQ4_NL",
-                   23: "IQ4_XS", 30: "BF16"}
+                   10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 16: "IQ2_XXS",
+                   17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S",
+                   22: "IQ2_S", 23: "IQ4_XS", 29: "IQ1_M", 30: "BF16"}
 # (block size, bytes per block)
 GGML_TYPE_SIZES = {0: (1, 4), 1: (1, 2), 30: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22),
                    7: (32, 24), 8: (32, 34), 10: (256, 84), 11: (256, 110), 12: (256, 144),
-                   13: (256, 176), 14: (256, 210), 20: (32, 18), 23: (256, 136)}
+                   13: (256, 176), 14: (256, 210), 16: (256, 66), 17: (256, 74),
+                   18: (256, 98), 19: (256, 50), 20: (32, 18), 21: (256, 110), 22: (256, 82),
+                   23: (256, 136), 29: (256, 56)}
 _SCALAR_SIZE = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 
 
@@ -170,24 +213,42 @@ def main():
                                   f"tests/fixtures/reference/imatrix/tiny-phi4.imatrix.{fmt}"])
 
     files = {}
-    for preset, pure, fmt in RUNS:
-        key = f"{preset}{'-pure' if pure else ''}-{fmt}"
+    for preset, pure, fmt, *extra in RUNS:
+        extra = extra[0] if extra else []
+        key = f"{preset}{'-pure' if pure else ''}-{fmt or 'noimatrix'}"
+        if extra:
+            key += "-" + "-".join(a.lstrip("-") for a in extra)
         out = os.path.join(args.workdir, f"tiny-phi4-{key}.gguf")
-        cmd = [os.path.join(args.llamacpp, "llama-quantize"), "--imatrix", imatrix[fmt]]
+        cmd = [os.path.join(args.llamacpp, "llama-quantize")]
+        if fmt:
+            cmd += ["--imatrix", imatrix[fmt]]
         if pure:
             cmd.append("--pure")
-        cmd += [model, out, preset, "2"]
-        run(cmd, log)
-        tensors = read_tensors(out)
-        files[key] = {
+        cmd += extra + [model, out, preset, "2"]
+        shown = " ".join(["llama-quantize"] + (["--imatrix", f"tiny-phi4.imatrix.{fmt}"] if fmt else [])
+                         + (["--pure"] if pure else []) + extra
+                         + ["tiny-phi4-F32.gguf", "OUT.gguf", preset, "2"])
+        entry = {
             "preset": preset,
             "pure": pure,
-            "imatrix": f"tiny-phi4.imatrix.{fmt}",
-            "command": f"llama-quantize --imatrix tiny-phi4.imatrix.{fmt} "
-                       f"{'--pure ' if pure else ''}tiny-phi4-F32.gguf OUT.gguf {preset} 2",
-            "tensors": {name: {"type": ty, "sha256": hashlib.sha256(data).hexdigest()}
-                        for name, (ty, data) in tensors.items()},
+            "imatrix": f"tiny-phi4.imatrix.{fmt}" if fmt else None,
+            "command": shown,
         }
+        if extra:
+            entry["args"] = extra
+        try:
+            run(cmd, log)
+        except subprocess.CalledProcessError:
+            if fmt:
+                raise
+            # llama-quantize refused the plan: the test expects phiq to refuse it too.
+            entry["refused"] = True
+            files[key] = entry
+            continue
+        tensors = read_tensors(out)
+        entry["tensors"] = {name: {"type": ty, "sha256": hashlib.sha256(data).hexdigest()}
+                            for name, (ty, data) in tensors.items()}
+        files[key] = entry
         os.remove(out)
     version = subprocess.run([os.path.join(args.llamacpp, "llama-quantize"), "--version"],
                              capture_output=True, text=True)
@@ -195,6 +256,7 @@ def main():
         "made_by": "python tools/imatrix_ref.py (see tests/fixtures/reference/README.md)",
         "llama_cpp": "llama.cpp vendored in llama-cpp-python 0.3.36, built by "
                      "tools/build_llamacpp.sh; " + (version.stdout + version.stderr).strip()
+                     .replace(os.path.join(args.llamacpp, "llama-quantize"), "llama-quantize")
                      .replace("\n", "; "),
         "model": "tiny-phi4-F32.gguf (tools/tiny_models.py), sha256 " + want,
         "text": "tests/fixtures/text/alice-ch3.txt, sha256 " + sha256_file(TEXT),

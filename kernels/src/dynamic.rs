@@ -11,12 +11,12 @@ use crate::matmul::{matmul_typed, MatmulScratch};
 
 /// Runs `$body` with `$B` bound to the block struct of `$ty`, or evaluates to
 /// `Err(KernelError::Unsupported)` for a type without one: every type phiq can write
-/// (quantize), activation formats included. The IQ1–IQ3 types, which phiq reads but does
-/// not write, are in `with_any_block!` and `with_weight_block!`.
+/// (quantize) without an importance matrix, activation formats included. IQ2_XXS, IQ2_XS
+/// and IQ1_S, which ggml quantizes only with one, are in `with_imatrix_block!`.
 #[macro_export]
 macro_rules! with_block {
     ($ty:expr, $B:ident => $body:expr) => {
-        $crate::__block_dispatch!($ty, $B => $body, [Q8_1 => BlockQ8_1, Q8_K => BlockQ8_K])
+        $crate::__block_dispatch!($ty, $B => $body, [Q8_1 => BlockQ8_1, Q8_K => BlockQ8_K, IQ2_S => BlockIQ2_S, IQ3_XXS => BlockIQ3_XXS, IQ3_S => BlockIQ3_S, IQ1_M => BlockIQ1_M])
     };
 }
 
@@ -37,11 +37,19 @@ macro_rules! with_weight_block {
     };
 }
 
-/// Weight types phiq quantizes to with an importance matrix.
+/// Weight types phiq quantizes to without an importance matrix (no activation formats).
 #[macro_export]
 macro_rules! with_quantizable_weight_block {
     ($ty:expr, $B:ident => $body:expr) => {
-        $crate::__block_dispatch!($ty, $B => $body, [])
+        $crate::__block_dispatch!($ty, $B => $body, [IQ2_S => BlockIQ2_S, IQ3_XXS => BlockIQ3_XXS, IQ3_S => BlockIQ3_S, IQ1_M => BlockIQ1_M])
+    };
+}
+
+/// Weight types phiq quantizes to with an importance matrix: every weight type.
+#[macro_export]
+macro_rules! with_imatrix_block {
+    ($ty:expr, $B:ident => $body:expr) => {
+        $crate::__block_dispatch!($ty, $B => $body, [IQ2_XXS => BlockIQ2_XXS, IQ2_XS => BlockIQ2_XS, IQ2_S => BlockIQ2_S, IQ3_XXS => BlockIQ3_XXS, IQ3_S => BlockIQ3_S, IQ1_S => BlockIQ1_S, IQ1_M => BlockIQ1_M])
     };
 }
 
@@ -111,7 +119,7 @@ pub fn quantize(ty: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), KernelErr
 
 /// Quantizes one row with importance weights `qw` (one per value, from an importance
 /// matrix) into a new byte vector of blocks of `ty`: ggml's weighted `_impl` quantizers
-/// for the K-quants, IQ4 and Q4_0/Q4_1/Q5_0/Q5_1; the other types ignore the weights.
+/// for the K-quants, IQ1–IQ4 and Q4_0/Q4_1/Q5_0/Q5_1; the other types ignore the weights.
 pub fn quantize_to_vec_imatrix(
     ty: GgmlType,
     x: &[f32],
@@ -124,7 +132,7 @@ pub fn quantize_to_vec_imatrix(
             found: qw.len(),
         });
     }
-    crate::with_quantizable_weight_block!(ty, B => {
+    crate::with_imatrix_block!(ty, B => {
         let n = x.len() / B::QK;
         if n * B::QK != x.len() {
             return Err(KernelError::Length { expected: (n + 1) * B::QK, found: x.len() });

@@ -19,8 +19,10 @@ pub struct Args {
     /// error or Ctrl-C).
     output: PathBuf,
     /// Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K
-    /// IQ4_NL IQ4_XS F16 BF16 F32, or llama-quantize's number for one (2 = Q4_0, 15 =
-    /// Q4_K_M, …; the list is in the error for an unknown one).
+    /// IQ4_NL IQ4_XS IQ3_M IQ3_S IQ3_XS IQ3_XXS IQ2_M IQ2_S IQ2_XS IQ2_XXS IQ1_M IQ1_S F16
+    /// BF16 F32, or llama-quantize's number for one (2 = Q4_0, 15 = Q4_K_M, …; the list is
+    /// in the error for an unknown one). IQ1–IQ3 presets other than IQ3_S and IQ3_M need
+    /// --imatrix, as in llama-quantize.
     #[arg(value_name = "TYPE")]
     preset: String,
     /// Every 2-D tensor gets the base type (no "more bits" rules).
@@ -60,14 +62,6 @@ fn ggml_type(name: &str) -> phiq::Result<GgmlType> {
         .ok_or_else(|| {
             Error::InvalidInput(format!("unknown or unsupported tensor type '{name}'"))
         })?;
-    if matches!(
-        ty,
-        T::IQ1_S | T::IQ1_M | T::IQ2_XXS | T::IQ2_XS | T::IQ2_S | T::IQ3_XXS | T::IQ3_S
-    ) {
-        return Err(Error::InvalidInput(format!(
-            "tensor type {ty}: phiq reads and runs the IQ1–IQ3 types but does not write them yet (llama-quantize does)"
-        )));
-    }
     Ok(ty)
 }
 

@@ -41,7 +41,7 @@ use crate::format::blocks::{
 /// then improves one level at a time (up to 5 passes) on the weighted least-squares fit.
 /// Levels are stored as C's `uint8_t L[]` (a negative level wraps, as C's store does).
 /// Returns the least-squares scale `Σwxl / Σwl²`.
-fn make_qp_quants(x: &[f32], nmax: i32, levels: &mut [u8], qw: &[f32]) -> f32 {
+pub(crate) fn make_qp_quants(x: &[f32], nmax: i32, levels: &mut [u8], qw: &[f32]) -> f32 {
     let n = x.len();
     let mut max = 0.0f32;
     for &v in x {
@@ -121,7 +121,7 @@ fn make_qp_quants(x: &[f32], nmax: i32, levels: &mut [u8], qw: &[f32]) -> f32 {
 }
 
 /// Σx² of `x` in order (C's `float` accumulation).
-fn sum_sq(x: &[f32]) -> f32 {
+pub(crate) fn sum_sq(x: &[f32]) -> f32 {
     let mut s = 0.0f32;
     for &v in x {
         s += v * v;
@@ -136,7 +136,7 @@ fn importance(x: &[f32], qw: &[f32], sigma2: f32, weight: &mut [f32]) {
     }
 }
 
-fn check_weights(x: &[f32], qw: &[f32]) {
+pub(crate) fn check_weights(x: &[f32], qw: &[f32]) {
     assert_eq!(
         qw.len(),
         x.len(),

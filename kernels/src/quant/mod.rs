@@ -5,13 +5,15 @@
 //!   with the signed absolute maximum mapped to -127, as `quantize_row_q8_K_ref`).
 //! - Weight formats Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16, BF16: ggml's reference quantizers,
 //!   bit-exact with gguf-py's `gguf.quants.quantize` (tested). The K-quants and IQ4 live
-//!   in [`k`]; the importance-weighted quantizers in [`imatrix`].
+//!   in [`k`]; the importance-weighted quantizers in [`imatrix`]; the IQ1–IQ3 formats
+//!   (most of which need importance weights) in [`iq`].
 
 use half::{bf16, f16};
 
 use crate::format::blocks::*;
 
 pub mod imatrix;
+pub mod iq;
 pub mod k;
 
 use k::{check_len, inverse_or_zero, signed_absmax};
