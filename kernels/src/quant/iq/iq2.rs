@@ -3,7 +3,7 @@
 //! `quantize_row_iq2_xxs_impl`, `quantize_row_iq2_xs_impl` and `quantize_row_iq2_s_impl`.
 //!
 //! All three fit each sub-block (32 weights for IQ2_XXS, 16 for the others) with
-//! [`fit_sub_block`], then quantize the sub-block scales to 4 bits against one f16 scale
+//! `fit_sub_block`, then quantize the sub-block scales to 4 bits against one f16 scale
 //! `d = max_scale / 31` per 256 weights. They differ in how they start (IQ2_XXS from
 //! `make_qp_quants` with 4 levels, its sweep relative to that fit's maximum) and in the
 //! signs (7 bits per group for IQ2_XXS and IQ2_XS, 8 explicit bits for IQ2_S).

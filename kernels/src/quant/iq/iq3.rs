@@ -2,7 +2,7 @@
 //! ggml's `quantize_row_iq3_xxs_impl` (with `grid_size` 256) and `quantize_row_iq3_s_impl`
 //! (block size 32).
 //!
-//! Each sub-block of 32 is fitted by [`fit_sub_block`] (levels 0..8, trial steps of 0.2);
+//! Each sub-block of 32 is fitted by `fit_sub_block` (levels 0..8, trial steps of 0.2);
 //! its scale is then quantized to 4 bits against `d = max_scale / 31`, stored with a fudge
 //! factor (×1.0125 for IQ3_XXS, ×1.033 for IQ3_S). IQ3_XXS keeps 7 sign bits per 8 weights
 //! (the 8th making the count of negatives even), IQ3_S 8 explicit bits and a 9th index bit

@@ -18,12 +18,12 @@
 //! | IQ1_M   | `quantize_row_iq1_m_impl`    | `qw·sqrt(2Σx²/256 + x²)`       | `x²`                   | [`iq1`] |
 //!
 //! (Σx² over the 256-weight super-block.) The grids' lookup maps and neighbour lists
-//! (`iq2xs_init_impl`, `iq3xs_init_impl`) are [`grid`]'s, built once on first use; the
-//! IQ2/IQ3 sub-block search they share is [`search`]'s.
+//! (`iq2xs_init_impl`, `iq3xs_init_impl`) are `grid`'s, built once on first use; the
+//! IQ2/IQ3 sub-block search they share is `search`'s.
 //!
 //! The types without a weight-less path implement only
-//! [`QuantizeImatrix`](super::imatrix::QuantizeImatrix); the others also
-//! [`Quantize`](super::Quantize) (llama-quantize uses it for `token_embd.weight`, which
+//! [`QuantizeImatrix`]; the others also
+//! [`Quantize`] (llama-quantize uses it for `token_embd.weight`, which
 //! an importance matrix has no entry for).
 //!
 //! # Exact float semantics
