@@ -121,7 +121,7 @@ pub fn attention<T: SelectKv>(
                 for i in 0..g {
                     if cmax[i] > m[i] {
                         // exp(-inf) = 0 on the first chunk: nothing accumulated yet.
-                        let rescale = (m[i] - cmax[i]).exp();
+                        let rescale = crate::reference::ops::exp_flush(m[i] - cmax[i]);
                         if rescale != 1.0 {
                             accs[i * hd..(i + 1) * hd]
                                 .iter_mut()
@@ -134,7 +134,7 @@ pub fn attention<T: SelectKv>(
                 for j in start..end {
                     let v = &v_cache[layout.at(j, kvh)..layout.at(j, kvh) + hd];
                     for i in 0..g {
-                        let p = (scores[i][j - start] - m[i]).exp();
+                        let p = crate::reference::ops::exp_flush(scores[i][j - start] - m[i]);
                         l[i] += p;
                         axpy(&mut accs[i * hd..(i + 1) * hd], p, v);
                     }

@@ -29,7 +29,7 @@ pub(crate) fn axpy_f16(acc: &mut [f32], p: f32, v: &[f16]) {
 
 /// [`exp512`](crate::arch::x86::avx512::ops::exp512) for 8 lanes. AVX2 has no `scalef`: 2^n is built in the exponent field, so
 /// x is also clamped above at 88 (e^88 ≈ 1.7e38 < f32::MAX; silu needs no more) and
-/// NaN lanes are put back at the end.
+/// NaN lanes are put back at the end. Inputs below −87 give 0, as there.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 pub(crate) fn exp256(x: __m256) -> __m256 {
@@ -54,7 +54,9 @@ pub(crate) fn exp256(x: __m256) -> __m256 {
         _mm256_cvtps_epi32(n),
         _mm256_set1_epi32(127),
     )));
-    _mm256_blendv_ps(_mm256_mul_ps(p, pow2), x, nan)
+    let tiny = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(-87.0));
+    let e = _mm256_andnot_ps(tiny, _mm256_mul_ps(p, pow2));
+    _mm256_blendv_ps(e, x, nan)
 }
 
 /// [`swiglu_avx512`](crate::arch::x86::avx512::ops::swiglu_avx512) with 8 lanes; the tail (< 8) in scalar code, as the reference does it.

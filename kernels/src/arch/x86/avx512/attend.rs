@@ -158,7 +158,7 @@ unsafe fn group<const G: usize>(job: AttendJob<'_>) {
                 .fold(f32::NEG_INFINITY, f32::max);
             if cmax > m[h] {
                 // exp(−inf) = 0 on the first chunk: nothing accumulated yet.
-                rescale[h] = (m[h] - cmax).exp();
+                rescale[h] = crate::reference::ops::exp_flush(m[h] - cmax);
                 l[h] *= rescale[h];
                 m[h] = cmax;
             }
