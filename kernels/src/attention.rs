@@ -1,5 +1,11 @@
-//! Causal grouped-query attention over a KV cache of f16 (the default, as llama.cpp's)
-//! or f32 values.
+//! Causal grouped-query attention over a KV cache of f16 (the default, as llama.cpp's),
+//! f32, bf16, Q8_0 or Q4_0 keys and values (each its own type, as llama.cpp's
+//! `-ctk`/`-ctv`).
+//!
+//! A query head is converted once per call to the key type's activation format (Q8_0 for
+//! Q8_0 and Q4_0 keys, so scores are int8 dot products read straight from the cache), and
+//! value rows are dequantized inside the `p · v` accumulation: no dequantized copy of the
+//! cache is ever made.
 //!
 //! For each query token and head: scores against every cached key up to the token's own
 //! position, softmax, weighted sum of the values — in one pass over K and V, with an
@@ -9,6 +15,7 @@
 
 use crate::contract::attend::{AttendJob, MAX_GROUP_HEADS};
 pub use crate::contract::attend::{KvElem, KvLayout};
+use crate::format::blocks::Block;
 use crate::isa::Isa;
 use crate::select::SelectKv;
 
@@ -32,12 +39,14 @@ pub struct AttnShape {
 const CHUNK: usize = 64;
 
 /// `q`: `[n_tokens][n_head · head_dim]` (already rotated); `k_cache`, `v_cache`: rows
-/// for positions `..n_past + n_tokens` laid out as `shape.layout` says, the current
-/// tokens' rows already written; `out`: `[n_tokens][n_head · head_dim]`.
-pub fn attention<T: SelectKv>(
+/// for positions `..n_past + n_tokens` laid out as `shape.layout` says (in values: a row
+/// of a block type starts at `layout.at(..) / QK` blocks), the current tokens' rows
+/// already written; `out`: `[n_tokens][n_head · head_dim]`. A block type needs `head_dim`
+/// and the layout's strides to be whole blocks (checked).
+pub fn attention<K: SelectKv, V: SelectKv>(
     q: &[f32],
-    k_cache: &[T],
-    v_cache: &[T],
+    k_cache: &[K],
+    v_cache: &[V],
     shape: AttnShape,
     out: &mut [f32],
     isa: Isa,
@@ -60,17 +69,26 @@ pub fn attention<T: SelectKv>(
     let n_tokens = q.len() / q_stride;
     assert_eq!(out.len(), q.len());
     assert!(layout.pos_stride >= hd || n_past + n_tokens <= 1);
+    let (kqk, vqk, aqk) = (K::QK, V::QK, <K::Act as Block>::QK);
+    for (qk, name) in [(kqk, K::NAME), (vqk, V::NAME), (aqk, K::NAME)] {
+        assert!(
+            hd % qk == 0 && layout.pos_stride % qk == 0 && layout.head_stride % qk == 0,
+            "a {name} cache needs head_dim and the cache strides in whole blocks of {qk}: head_dim {hd}"
+        );
+    }
     if n_tokens > 0 {
         let end = layout.at(n_past + n_tokens - 1, n_kv_head - 1) + hd;
         assert!(
-            k_cache.len() >= end && v_cache.len() >= end,
+            k_cache.len() * kqk >= end && v_cache.len() * vqk >= end,
             "caches too short"
         );
     }
-    let dot = T::dot(isa);
-    let axpy = T::axpy(isa);
+    let dot = K::dot(isa);
+    let axpy = V::axpy(isa);
+    let quantize = crate::select::quantize::<K::Act>(isa);
     // The whole-group kernel where there is one (its shape limits: AttendJob::check).
-    let attend = T::attend(isa).filter(|_| hd.is_multiple_of(16));
+    let attend = K::attend::<V>(isa).filter(|_| hd.is_multiple_of(16));
+    let (krow, vrow, arow) = (hd / kqk, hd / vqk, hd / aqk);
 
     // One task per (token, KV head): the query heads that share the KV head run side by
     // side over its keys, so each K and V row is read from memory once for all of them
@@ -102,6 +120,11 @@ pub fn attention<T: SelectKv>(
                 });
                 continue;
             }
+            // The queries in the key type's activation format, once per task.
+            let mut qa = vec![<K::Act as Default>::default(); g * arow];
+            quantize(&q[q0..q0 + g * hd], &mut qa);
+            let krow_at = |j: usize| layout.at(j, kvh) / kqk;
+            let vrow_at = |j: usize| layout.at(j, kvh) / vqk;
             accs.fill(0.0);
             let mut m = [f32::NEG_INFINITY; MAX_GROUP_HEADS];
             let mut l = [0.0f32; MAX_GROUP_HEADS];
@@ -110,10 +133,9 @@ pub fn attention<T: SelectKv>(
                 let end = (start + CHUNK).min(pos + 1);
                 let mut cmax = [f32::NEG_INFINITY; MAX_GROUP_HEADS];
                 for j in start..end {
-                    let k = &k_cache[layout.at(j, kvh)..layout.at(j, kvh) + hd];
+                    let k = &k_cache[krow_at(j)..krow_at(j) + krow];
                     for i in 0..g {
-                        let qh = &q[q0 + i * hd..q0 + (i + 1) * hd];
-                        let s = dot(k, qh) * scale;
+                        let s = dot(k, &qa[i * arow..(i + 1) * arow]) * scale;
                         scores[i][j - start] = s;
                         cmax[i] = cmax[i].max(s);
                     }
@@ -132,7 +154,7 @@ pub fn attention<T: SelectKv>(
                     }
                 }
                 for j in start..end {
-                    let v = &v_cache[layout.at(j, kvh)..layout.at(j, kvh) + hd];
+                    let v = &v_cache[vrow_at(j)..vrow_at(j) + vrow];
                     for i in 0..g {
                         let p = crate::reference::ops::exp_flush(scores[i][j - start] - m[i]);
                         l[i] += p;

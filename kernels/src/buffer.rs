@@ -6,7 +6,9 @@
 
 use std::ops::{Deref, DerefMut};
 
-use half::f16;
+use half::{bf16, f16};
+
+use crate::format::blocks::{BlockQ4_0, BlockQ8_0};
 
 /// Element types for which every bit pattern is a valid value and all-zero bits are 0.0,
 /// so a zero-filled mapping can be viewed as a slice of them.
@@ -18,6 +20,13 @@ pub unsafe trait Plain: Copy + Default {}
 unsafe impl Plain for f32 {}
 // SAFETY: as f32 (binary16).
 unsafe impl Plain for f16 {}
+// SAFETY: as f32 (bfloat16).
+unsafe impl Plain for bf16 {}
+// SAFETY: repr(C) blocks of an f16 scale and bytes, no padding (their `Block` impls);
+// any bits are a value, zero bits are a block of zeros.
+unsafe impl Plain for BlockQ8_0 {}
+// SAFETY: as BlockQ8_0.
+unsafe impl Plain for BlockQ4_0 {}
 
 /// `len` zeroed values of `T`, in 2 MiB pages where the kernel grants them, else a `Vec`.
 pub enum HugeBuf<T: Plain> {

@@ -456,9 +456,15 @@ pub fn quantize<A: Quantize>(isa: Isa) -> fn(&[f32], &mut [A]) {
 pub trait SelectKv: KvElem + Select {
     /// `acc += p · v`, the fastest the ISA allows.
     fn axpy(isa: Isa) -> AxpyFn<Self>;
-    /// A SIMD kernel for a whole (token, KV head) group, if the ISA has one for this
-    /// cache type (only f16 on AVX-512; else the portable loop in [`crate::attention`]).
-    fn attend(_isa: Isa) -> Option<AttendFn<Self>> {
+    /// A SIMD kernel for a whole (token, KV head) group over keys of this type and values
+    /// of type `V`, if the ISA has one (only f16 keys and values on AVX-512; else the
+    /// portable loop in [`crate::attention`]).
+    fn attend<V: SelectKv>(_isa: Isa) -> Option<AttendFn<Self, V>> {
+        None
+    }
+    /// The whole-group kernel for f16 keys and values of this type (the second half of
+    /// [`SelectKv::attend`]'s choice for f16 keys).
+    fn attend_after_f16_keys(_isa: Isa) -> Option<AttendFn<f16, Self>> {
         None
     }
 }
@@ -476,7 +482,11 @@ impl SelectKv for f16 {
         reference::attention::axpy_f16
     }
 
-    fn attend(isa: Isa) -> Option<AttendFn<f16>> {
+    fn attend<V: SelectKv>(isa: Isa) -> Option<AttendFn<f16, V>> {
+        V::attend_after_f16_keys(isa)
+    }
+
+    fn attend_after_f16_keys(isa: Isa) -> Option<AttendFn<f16>> {
         #[cfg(target_arch = "x86_64")]
         if isa.level() >= Level::Avx512 {
             fn wrapper(job: AttendJob<'_, f16>) {
@@ -496,6 +506,32 @@ impl SelectKv for f32 {
     fn axpy(_: Isa) -> AxpyFn<f32> {
         reference::attention::axpy_f32
     }
+}
+
+/// The value-row kernels of the other cache types: an AVX2 one (which AVX-512 CPUs run
+/// too: the row is short and the loads, not the width, bound it), else the reference.
+macro_rules! kv_axpy {
+    ($($T:ty => $avx2:ident;)*) => {$(
+        impl SelectKv for $T {
+            fn axpy(isa: Isa) -> AxpyFn<$T> {
+                #[cfg(target_arch = "x86_64")]
+                if isa.level() >= Level::Avx2 {
+                    fn wrapper(acc: &mut [f32], p: f32, v: &[$T]) {
+                        // SAFETY: level ≥ Avx2 means avx2+fma+f16c were detected.
+                        unsafe { avx2::ops::$avx2(acc, p, v) }
+                    }
+                    return wrapper;
+                }
+                reference::attention::axpy_dequant::<$T>
+            }
+        }
+    )*};
+}
+
+kv_axpy! {
+    bf16 => axpy_bf16;
+    BlockQ8_0 => axpy_q8_0;
+    BlockQ4_0 => axpy_q4_0;
 }
 
 /// SwiGLU over a fused `[gate | up]` row (see [`crate::ops::swiglu`]): a vector `exp`

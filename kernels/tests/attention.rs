@@ -97,3 +97,112 @@ fn attention_case(n_head: usize, n_kv: usize, hd: usize) {
         }
     }
 }
+
+/// Every combination of key and value cache types (f32, f16, bf16, Q8_0, Q4_0, as
+/// llama.cpp's `-ctk`/`-ctv`) on every ISA, against the naive f64 attention over what the
+/// kernels are given: the cache's rows dequantized, and the query rounded to the key
+/// type's activation format (Q8_0 for Q8_0 and Q4_0 keys, whose scores are int8 dot
+/// products). So the only differences left are f32 rounding: a wrong block, nibble or
+/// scale anywhere shows up as an error of order 1.
+#[test]
+fn every_cache_type_pair_matches_naive_softmax_over_its_values() {
+    use phiq_kernels::format::blocks::{BlockQ4_0, BlockQ8_0};
+    use phiq_kernels::half::bf16;
+    macro_rules! pairs {
+        ($($K:ty),*) => {$(
+            pairs!(@v $K; f32, f16, bf16, BlockQ8_0, BlockQ4_0);
+        )*};
+        (@v $K:ty; $($V:ty),*) => {$(
+            for (n_head, n_kv, hd) in [(8, 2, 32), (8, 2, 128), (4, 1, 64)] {
+                typed_case::<$K, $V>(n_head, n_kv, hd);
+            }
+        )*};
+    }
+    pairs!(f32, f16, bf16, BlockQ8_0, BlockQ4_0);
+}
+
+fn typed_case<K: phiq_kernels::select::SelectKv, V: phiq_kernels::select::SelectKv>(
+    n_head: usize,
+    n_kv: usize,
+    hd: usize,
+) {
+    use phiq_kernels::format::blocks::Block;
+    use phiq_kernels::format::unpack::Dequantize;
+    use phiq_kernels::quant::Quantize;
+
+    /// Rows of `hd` values stored as `T` (head-major, `n_ctx` positions per head), and
+    /// the values they hold, position-major, for the naive attention.
+    fn store<T: phiq_kernels::attention::KvElem>(
+        x: &[f32],
+        total: usize,
+        n_ctx: usize,
+        n_kv: usize,
+        hd: usize,
+    ) -> (Vec<T>, Vec<f32>) {
+        let row = hd / T::QK;
+        let mut cache = vec![T::default(); n_kv * n_ctx * row];
+        let mut held = vec![0f32; x.len()];
+        for j in 0..total {
+            for h in 0..n_kv {
+                let src = &x[(j * n_kv + h) * hd..][..hd];
+                let dst = &mut cache[(h * n_ctx + j) * row..][..row];
+                T::store(src, dst);
+                for (b, out) in dst
+                    .iter()
+                    .zip(held[(j * n_kv + h) * hd..][..hd].chunks_exact_mut(T::QK))
+                {
+                    b.dequantize(out);
+                }
+            }
+        }
+        (cache, held)
+    }
+
+    for (n_past, n_tokens, window) in [(0, 1, 0), (0, 5, 0), (130, 3, 0), (70, 2, 20)] {
+        let total = n_past + n_tokens;
+        let n_ctx = total + 2;
+        let q: Vec<f32> = signal(n_tokens * n_head * hd, 11);
+        let (k, k_held) = store::<K>(&signal(total * n_kv * hd, 12), total, n_ctx, n_kv, hd);
+        let (v, v_held) = store::<V>(&signal(total * n_kv * hd, 14), total, n_ctx, n_kv, hd);
+        // The query as the scores see it: rounded to the key type's activation format.
+        let aqk = <K::Act as Block>::QK;
+        let mut qa = vec![K::Act::default(); q.len() / aqk];
+        K::Act::quantize_row(&q, &mut qa);
+        let mut q_held = vec![0f32; q.len()];
+        for (b, out) in qa.iter().zip(q_held.chunks_exact_mut(aqk)) {
+            b.dequantize(out);
+        }
+        let scale = 1.0 / (hd as f32).sqrt();
+        let naive = NaiveShape {
+            n_head,
+            n_kv_head: n_kv,
+            head_dim: hd,
+            n_past,
+            scale,
+            window,
+        };
+        let want =
+            phiq_kernels::reference::attention::attention_f64_f32(&q_held, &k_held, &v_held, naive);
+        for isa in Isa::all_variants() {
+            let mut out = vec![0f32; q.len()];
+            let shape = AttnShape {
+                n_head,
+                n_kv_head: n_kv,
+                head_dim: hd,
+                n_past,
+                scale,
+                window,
+                layout: KvLayout::head_major(n_ctx, hd),
+            };
+            attention(&q, &k, &v, shape, &mut out, isa);
+            for (i, (a, b)) in out.iter().zip(&want).enumerate() {
+                assert!(
+                    (*a as f64 - b).abs() < 5e-5,
+                    "{isa} K {} V {} heads {n_head}/{n_kv}×{hd} n_past={n_past} window={window} [{i}]: {a} vs {b}",
+                    K::NAME,
+                    V::NAME,
+                );
+            }
+        }
+    }
+}

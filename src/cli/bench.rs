@@ -8,7 +8,6 @@
 
 use std::time::Instant;
 
-use phiq::model::CacheType;
 use phiq::{Error, Model, ModelOptions};
 use serde_json::json;
 
@@ -34,9 +33,8 @@ pub struct Args {
         value_name = "N"
     )]
     batch_size: usize,
-    /// KV cache element type: f16 or f32.
-    #[arg(long = "cache-type", default_value = "f16", value_name = "f16|f32")]
-    cache_type: CacheType,
+    #[command(flatten)]
+    cache: super::common::CacheArgs,
     /// Prompt lengths to test (comma-separated; 0 skips pp).
     #[arg(
         short = 'p',
@@ -203,11 +201,9 @@ fn bytes_per_token(model: &Model, depth: usize) -> f64 {
         .filter_map(|t| t.n_bytes)
         .sum();
     let c = &model.config;
-    let elem = match model.cache_type() {
-        phiq::model::CacheType::F16 => 2,
-        phiq::model::CacheType::F32 => 4,
-    };
-    let kv = 2 * c.n_layer * c.n_kv_head * c.head_dim * elem * depth;
+    let (k, v) = model.cache_types();
+    let values = c.n_layer * c.n_kv_head * c.head_dim * depth;
+    let kv = k.bytes_for(values) + v.bytes_for(values);
     (weights as usize + kv) as f64
 }
 
@@ -323,7 +319,8 @@ pub fn run(args: Args) -> phiq::Result<()> {
         let opts = ModelOptions {
             threads: t,
             batch_size: Some(args.batch_size.max(1)),
-            cache_type: args.cache_type,
+            cache_type_k: args.cache.types().0,
+            cache_type_v: args.cache.types().1,
         };
         let model = Model::load(&path, &opts)?;
         let h = &model.file.header;

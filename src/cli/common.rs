@@ -37,9 +37,31 @@ pub struct ModelArgs {
         value_name = "N"
     )]
     pub batch_size: usize,
-    /// KV cache element type: f16 (half the memory) or f32.
-    #[arg(long = "cache-type", default_value = "f16", value_name = "f16|f32")]
-    pub cache_type: CacheType,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+/// The KV cache's element types, as llama.cpp's `-ctk`/`-ctv` (which phiq takes too).
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct CacheArgs {
+    /// KV cache type of the keys: f16 (default), f32, bf16, q8_0 (53% of f16's memory) or
+    /// q4_0 (28%). Also -ctk.
+    #[arg(long = "cache-type-k", value_name = "TYPE")]
+    pub k: Option<CacheType>,
+    /// KV cache type of the values: as --cache-type-k. Also -ctv.
+    #[arg(long = "cache-type-v", value_name = "TYPE")]
+    pub v: Option<CacheType>,
+    /// One KV cache type for keys and values (where --cache-type-k/-v are not given).
+    #[arg(long = "cache-type", value_name = "TYPE")]
+    pub both: Option<CacheType>,
+}
+
+impl CacheArgs {
+    /// (keys, values): each its own flag, else --cache-type, else f16.
+    pub fn types(&self) -> (CacheType, CacheType) {
+        let both = self.both.unwrap_or_default();
+        (self.k.unwrap_or(both), self.v.unwrap_or(both))
+    }
 }
 
 /// Which model a subcommand reads: `-m FILE|NAME` or `-hf REPO[:QUANT]`, else
@@ -127,7 +149,8 @@ impl ModelArgs {
         let opts = ModelOptions {
             threads: self.threads,
             batch_size: Some(self.batch_size.max(1)),
-            cache_type: self.cache_type,
+            cache_type_k: self.cache.types().0,
+            cache_type_v: self.cache.types().1,
         };
         Model::load(self.model_path()?, &opts)
     }

@@ -6,8 +6,7 @@
 //!   the CPU only);
 //! - `-fa [on|off|auto]` / `--flash-attn`: accepted and ignored (phiq's attention is always
 //!   one fused pass over the KV cache);
-//! - `-ctk T` / `--cache-type-k T`, `-ctv T` / `--cache-type-v T`: `--cache-type T` (one type
-//!   for K and V; two different ones are an error);
+//! - `-ctk T`, `-ctv T`: `--cache-type-k T`, `--cache-type-v T`;
 //! - `-hf R` / `-hfr R` / `--hf-repo R`: `--hf-repo R` (download from the Hugging Face hub),
 //!   `-hff F` / `--hf-file F`: `--hf-file F`;
 //! - `-cnv` / `--conversation` and `-hft` / `--hf-token`: a clear error saying what to use
@@ -19,7 +18,6 @@ use std::ffi::OsString;
 pub fn translate(args: Vec<OsString>) -> Result<(Vec<OsString>, Vec<String>), String> {
     let mut out = Vec::with_capacity(args.len());
     let mut notes = Vec::new();
-    let mut cache_type: Option<String> = None;
     let mut it = args.into_iter().peekable();
     // Everything after `--` is positional text, never a flag.
     let mut positional = false;
@@ -65,21 +63,13 @@ pub fn translate(args: Vec<OsString>) -> Result<(Vec<OsString>, Vec<String>), St
                     "{shown} ignored: phiq's attention is always one fused pass over the KV cache"
                 ));
             }
-            "-ctk" | "--cache-type-k" | "-ctv" | "--cache-type-v" => {
-                let t = value("f16 or f32")?;
-                match &cache_type {
-                    Some(prev) if *prev != t => {
-                        return Err(format!(
-                            "{name} {t}: phiq keeps K and V in one type; got {prev} and {t} (use --cache-type f16|f32)"
-                        ))
-                    }
-                    Some(_) => {}
-                    None => {
-                        out.push("--cache-type".into());
-                        out.push(t.clone().into());
-                        cache_type = Some(t);
-                    }
-                }
+            "-ctk" | "--cache-type-k" => {
+                out.push("--cache-type-k".into());
+                out.push(value("f16, f32, bf16, q8_0 or q4_0")?.into());
+            }
+            "-ctv" | "--cache-type-v" => {
+                out.push("--cache-type-v".into());
+                out.push(value("f16, f32, bf16, q8_0 or q4_0")?.into());
             }
             "-cnv" | "--conversation" => {
                 return Err(format!(
@@ -119,11 +109,21 @@ mod tests {
         let (a, n) = t(&["phiq", "run", "-ngl", "99", "-p", "x", "-fa", "-n", "4"]).unwrap();
         assert_eq!(a, ["phiq", "run", "-p", "x", "-n", "4"]);
         assert_eq!(n.len(), 2);
-        let (a, _) = t(&["phiq", "run", "-fa", "on", "-ctk", "f16", "-ctv", "f16"]).unwrap();
-        assert_eq!(a, ["phiq", "run", "--cache-type", "f16"]);
+        let (a, _) = t(&["phiq", "run", "-fa", "on", "-ctk", "q8_0", "-ctv", "f16"]).unwrap();
+        assert_eq!(
+            a,
+            [
+                "phiq",
+                "run",
+                "--cache-type-k",
+                "q8_0",
+                "--cache-type-v",
+                "f16"
+            ]
+        );
         let (a, _) = t(&["phiq", "run", "--n-gpu-layers=40", "-ctk=f32"]).unwrap();
-        assert_eq!(a, ["phiq", "run", "--cache-type", "f32"]);
-        assert!(t(&["phiq", "run", "-ctk", "f16", "-ctv", "f32"]).is_err());
+        assert_eq!(a, ["phiq", "run", "--cache-type-k", "f32"]);
+        assert!(t(&["phiq", "run", "-ctk"]).is_err());
         assert!(t(&["phiq", "run", "-cnv"])
             .unwrap_err()
             .contains("phiq chat"));

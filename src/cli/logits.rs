@@ -38,9 +38,8 @@ pub struct Args {
     /// Threads (default: physical cores).
     #[arg(short = 't', long)]
     threads: Option<usize>,
-    /// KV cache element type: f16 (llama.cpp's default) or f32 (exact).
-    #[arg(long = "cache-type", default_value = "f16")]
-    cache_type: phiq::model::CacheType,
+    #[command(flatten)]
+    cache: super::common::CacheArgs,
     /// Output .npy file.
     #[arg(short = 'o', long = "output")]
     output: PathBuf,
@@ -50,7 +49,8 @@ pub fn run(args: Args) -> phiq::Result<()> {
     let opts = ModelOptions {
         threads: args.threads,
         batch_size: Some(args.batch_size),
-        cache_type: args.cache_type,
+        cache_type_k: args.cache.types().0,
+        cache_type_v: args.cache.types().1,
     };
     let model = Model::load(args.source.path()?, &opts)?;
     let ids = match &args.prompt {

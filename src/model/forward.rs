@@ -13,7 +13,7 @@ use phiq_kernels::ops;
 use phiq_kernels::par;
 
 use super::config::RopeStyle;
-use super::kv_cache::{CacheType, KvCache};
+use super::kv_cache::{with_store, CacheType, KvCache, Store};
 use super::weights::{GateUp, Matrix, Qkv};
 use super::Model;
 use crate::error::{Error, Result};
@@ -208,7 +208,7 @@ impl<'m> Session<'m> {
         model: &'m Model,
         n_ctx: usize,
         batch: usize,
-        cache: CacheType,
+        cache: (CacheType, CacheType),
     ) -> Result<Session<'m>> {
         let c = &model.config;
         if n_ctx == 0 {
@@ -237,12 +237,14 @@ impl<'m> Session<'m> {
             tokens: Vec::new(),
             batch: batch.max(1),
             kv: KvCache::new(
-                cache,
+                cache.0,
+                cache.1,
                 c.n_layer,
                 n_ctx,
                 c.n_kv_head * c.head_dim,
                 c.head_dim,
-            ),
+            )
+            .map_err(Error::InvalidInput)?,
             rope_factors,
             buf: Buffers::default(),
             profile: None,
@@ -592,15 +594,21 @@ impl Pass<'_> {
             layout: kv.layout(),
         };
         let isa = self.model.isa;
-        self.model.team.install(|| match kv {
-            KvCache::F16(c) => {
-                let (k, v) = c.layer(l);
-                attention(q, k, v, shape, attn, isa)
-            }
-            KvCache::F32(c) => {
-                let (k, v) = c.layer(l);
-                attention(q, k, v, shape, attn, isa)
-            }
+        let per_layer = kv.layer_values();
+        // The typed slices of layer `l` (each in its own elements: values / QK).
+        fn layer<T: phiq_kernels::attention::KvElem>(b: &[T], l: usize, n: usize) -> &[T] {
+            let n = n / T::QK;
+            &b[l * n..(l + 1) * n]
+        }
+        self.model.team.install(|| {
+            with_store!(&kv.k, kb => with_store!(&kv.v, vb => attention(
+                q,
+                layer(kb, l, per_layer),
+                layer(vb, l, per_layer),
+                shape,
+                attn,
+                isa,
+            )))
         });
         self.lap.mark(Part::Attention);
     }

@@ -36,8 +36,10 @@ pub struct ModelOptions {
     pub threads: Option<usize>,
     /// Tokens per batch when evaluating a prompt (default 512).
     pub batch_size: Option<usize>,
-    /// Element type of the KV cache (default f16, as llama.cpp).
-    pub cache_type: CacheType,
+    /// Element type of the KV cache's keys (default f16, as llama.cpp's `-ctk`).
+    pub cache_type_k: CacheType,
+    /// Element type of the KV cache's values (default f16, as llama.cpp's `-ctv`).
+    pub cache_type_v: CacheType,
 }
 
 /// A loaded model: the mapped file, its config and weight views, and the thread pool
@@ -53,7 +55,7 @@ pub struct Model {
     pub(crate) team: Threads,
     threads: usize,
     batch: usize,
-    cache_type: CacheType,
+    cache_types: (CacheType, CacheType),
 }
 
 /// The threads of a model's forward passes: by default a [`phiq_kernels::par::Team`]
@@ -146,7 +148,7 @@ impl Model {
             team,
             threads,
             batch: opts.batch_size.unwrap_or(forward::DEFAULT_BATCH).max(1),
-            cache_type: opts.cache_type,
+            cache_types: (opts.cache_type_k, opts.cache_type_v),
         })
     }
 
@@ -158,7 +160,7 @@ impl Model {
                 self.config.n_ctx_train
             )));
         }
-        Session::new(self, n_ctx, self.batch, self.cache_type)
+        Session::new(self, n_ctx, self.batch, self.cache_types)
     }
 
     /// The model's tokenizer, or an error if the file carries none.
@@ -171,9 +173,9 @@ impl Model {
     pub fn n_vocab(&self) -> usize {
         self.weights.n_vocab
     }
-    /// The element type of the sessions' KV caches.
-    pub fn cache_type(&self) -> CacheType {
-        self.cache_type
+    /// The element types of the sessions' KV caches: (keys, values).
+    pub fn cache_types(&self) -> (CacheType, CacheType) {
+        self.cache_types
     }
     pub fn threads(&self) -> usize {
         self.threads

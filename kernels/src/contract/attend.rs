@@ -2,10 +2,11 @@
 //! types it may hold ([`KvElem`]), and the job a whole-group SIMD kernel receives
 //! ([`AttendJob`], checked once per call so the kernel can use raw pointers).
 
-use half::f16;
+use half::{bf16, f16};
 
 use super::dot::VecDot;
 use crate::buffer::Plain;
+use crate::format::blocks::{BlockQ4_0, BlockQ8_0};
 
 /// Where a cache slice keeps the row of (position, KV head): its element d is at
 /// `head · head_stride + pos · pos_stride + d`.
@@ -44,10 +45,10 @@ impl KvLayout {
 
 /// One (token, KV head) pair for the SIMD attention kernels: the `g` query heads of a
 /// group (`q`, `out`: `g · head_dim` values) over the cached positions `keys`.
-pub struct AttendJob<'a, T = f16> {
+pub struct AttendJob<'a, K = f16, V = K> {
     pub q: &'a [f32],
-    pub k: &'a [T],
-    pub v: &'a [T],
+    pub k: &'a [K],
+    pub v: &'a [V],
     /// Elements between consecutive positions of one head ([`KvLayout::pos_stride`]).
     pub stride: usize,
     /// Position 0 of this KV head ([`KvLayout::at`]`(0, kv_head)`).
@@ -58,7 +59,7 @@ pub struct AttendJob<'a, T = f16> {
     pub out: &'a mut [f32],
 }
 
-impl<T> AttendJob<'_, T> {
+impl<K, V> AttendJob<'_, K, V> {
     /// Panics unless the kernels' assumptions hold (cheap: once per call): a head size
     /// that is a multiple of 16, 1..=8 heads, a non-empty range of positions whose rows
     /// are inside both caches.
@@ -96,7 +97,7 @@ impl<T> AttendJob<'_, T> {
 }
 
 /// The SIMD attention kernel for one [`AttendJob`].
-pub type AttendFn<T> = fn(AttendJob<'_, T>);
+pub type AttendFn<K, V = K> = fn(AttendJob<'_, K, V>);
 
 /// Query heads of one KV group processed together (larger groups go in several passes).
 pub const MAX_GROUP_HEADS: usize = 8;
@@ -104,20 +105,40 @@ pub const MAX_GROUP_HEADS: usize = 8;
 /// `acc += p · v` over one cached value row (attention's V accumulation).
 pub type AxpyFn<T> = fn(&mut [f32], f32, &[T]);
 
-/// An element type of the KV cache: f16 or f32 (plain data, so a cache can live in a
-/// [`crate::buffer::HugeBuf`]; scores are its dot with f32 queries).
-pub trait KvElem: VecDot<Act = f32> + Plain {
-    fn from_f32(x: f32) -> Self;
+/// An element type of the KV cache: f32, f16, bf16, or a block of 32 values in Q8_0 or
+/// Q4_0 (llama.cpp's `--cache-type-k/-v` types; plain data, so a cache can live in a
+/// [`crate::buffer::HugeBuf`]). A cached row of `head_dim` values is `head_dim / QK`
+/// elements ([`crate::format::Block::QK`]: 1 for the float types). Scores are the key
+/// type's dot product with the query quantized to its activation format ([`VecDot::Act`]:
+/// f32 for f32 and f16 keys, bf16 for bf16, Q8_0 for Q8_0 and Q4_0: int8 dot products, as
+/// llama.cpp's flash attention does).
+pub trait KvElem: VecDot<Act: Plain> + Plain + crate::quant::Quantize {
+    /// The cache type's name as llama.cpp's flags spell it (`f16`, `q8_0`, ...).
+    const NAME: &'static str;
+    /// Converts (or quantizes) one row of `head_dim` values into `out` (`head_dim / QK`
+    /// elements): round to nearest even for the float types, ggml's reference quantizer
+    /// for the blocks.
+    fn store(x: &[f32], out: &mut [Self]) {
+        <Self as crate::quant::Quantize>::quantize_row(x, out)
+    }
 }
 
 impl KvElem for f16 {
-    fn from_f32(x: f32) -> f16 {
-        f16::from_f32(x)
-    }
+    const NAME: &'static str = "f16";
 }
 
 impl KvElem for f32 {
-    fn from_f32(x: f32) -> f32 {
-        x
-    }
+    const NAME: &'static str = "f32";
+}
+
+impl KvElem for bf16 {
+    const NAME: &'static str = "bf16";
+}
+
+impl KvElem for BlockQ8_0 {
+    const NAME: &'static str = "q8_0";
+}
+
+impl KvElem for BlockQ4_0 {
+    const NAME: &'static str = "q4_0";
 }

@@ -130,7 +130,7 @@ unsafe impl Block for bf16 {
 /// Q4_0 — 4.5 bits per weight. `y = (q - 8) * d`, q in 0..16.
 /// `qs[j]` holds element j in its low nibble and element j + 16 in its high nibble.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct BlockQ4_0 {
     pub d: f16,
     pub qs: [u8; QK4_0 / 2],
@@ -196,7 +196,7 @@ unsafe impl Block for BlockQ5_1 {
 /// Q8_0 — 8.5 bits per weight. `y = q * d`, q in -128..128, element j in `qs[j]`.
 /// Also the activation format paired with Q4_0, Q5_0, Q8_0 and IQ4_NL.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct BlockQ8_0 {
     pub d: f16,
     pub qs: [i8; QK8_0],

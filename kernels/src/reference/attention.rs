@@ -4,6 +4,8 @@
 
 use half::f16;
 
+use crate::format::unpack::Dequantize;
+
 /// `acc += p · v` over an f16 row.
 pub fn axpy_f16(acc: &mut [f32], p: f32, v: &[f16]) {
     for (a, x) in acc.iter_mut().zip(v) {
@@ -15,6 +17,19 @@ pub fn axpy_f16(acc: &mut [f32], p: f32, v: &[f16]) {
 pub fn axpy_f32(acc: &mut [f32], p: f32, v: &[f32]) {
     for (a, x) in acc.iter_mut().zip(v) {
         *a += p * x;
+    }
+}
+
+/// `acc += p · v` over a row of blocks (bf16, Q8_0, Q4_0 caches): each block dequantized
+/// as ggml does, then multiplied in. `acc.len() == QK · v.len()`.
+pub fn axpy_dequant<B: Dequantize>(acc: &mut [f32], p: f32, v: &[B]) {
+    assert!(B::QK <= 256 && acc.len() == B::QK * v.len());
+    let mut tmp = [0f32; 256];
+    for (a, b) in acc.chunks_exact_mut(B::QK).zip(v) {
+        b.dequantize(&mut tmp[..B::QK]);
+        for (x, y) in a.iter_mut().zip(&tmp) {
+            *x += p * y;
+        }
     }
 }
 
@@ -36,6 +51,12 @@ pub struct NaiveShape {
 /// `[n_tokens][n_head][head_dim]`, `k` and `v` are `[position][n_kv_head][head_dim]`
 /// (position-major); returns `[n_tokens][n_head][head_dim]`.
 pub fn attention_f64(q: &[f32], k: &[f16], v: &[f16], shape: NaiveShape) -> Vec<f64> {
+    let widen = |x: &[f16]| x.iter().map(|v| v.to_f32()).collect::<Vec<f32>>();
+    attention_f64_f32(q, &widen(k), &widen(v), shape)
+}
+
+/// [`attention_f64`] over f32 keys and values (e.g. a quantized cache's dequantized rows).
+pub fn attention_f64_f32(q: &[f32], k: &[f32], v: &[f32], shape: NaiveShape) -> Vec<f64> {
     let NaiveShape {
         n_head,
         n_kv_head: n_kv,
@@ -56,7 +77,7 @@ pub fn attention_f64(q: &[f32], k: &[f16], v: &[f16], shape: NaiveShape) -> Vec<
                 .iter()
                 .map(|&j| {
                     (0..hd)
-                        .map(|i| qh[i] as f64 * k[(j * n_kv + kvh) * hd + i].to_f64())
+                        .map(|i| qh[i] as f64 * k[(j * n_kv + kvh) * hd + i] as f64)
                         .sum::<f64>()
                         * scale as f64
                 })
@@ -66,8 +87,7 @@ pub fn attention_f64(q: &[f32], k: &[f16], v: &[f16], shape: NaiveShape) -> Vec<
             let sum: f64 = e.iter().sum();
             for (&j, p) in visible.iter().zip(&e) {
                 for i in 0..hd {
-                    out[(t * n_head + h) * hd + i] +=
-                        p / sum * v[(j * n_kv + kvh) * hd + i].to_f64();
+                    out[(t * n_head + h) * hd + i] += p / sum * v[(j * n_kv + kvh) * hd + i] as f64;
                 }
             }
         }

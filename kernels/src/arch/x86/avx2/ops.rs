@@ -1,9 +1,11 @@
-//! AVX2 element-wise kernels: attention's `acc += p · v` over f16 rows, and SwiGLU with a
+//! AVX2 element-wise kernels: attention's `acc += p · v` over f16, bf16, Q8_0 and Q4_0 rows, and SwiGLU with a
 //! vector `e^x` (see `avx512/ops.rs` for the method).
 
 use std::arch::x86_64::*;
 
-use half::f16;
+use half::{bf16, f16};
+
+use crate::format::blocks::{BlockQ4_0, BlockQ8_0};
 
 use crate::arch::x86::common::fp16;
 use crate::quant::Quantize;
@@ -24,6 +26,75 @@ pub(crate) fn axpy_f16(acc: &mut [f32], p: f32, v: &[f16]) {
     }
     for j in i..n {
         acc[j] += p * fp16(v[j]);
+    }
+}
+
+/// `acc += p · v` over a Q8_0 row (attention's values in a q8_0 cache): per block of 32,
+/// `p · d` once and the 32 int8 values widened to f32 in four groups of 8, so the cache
+/// is read as it is stored (no dequantized copy). `acc.len() == 32 · v.len()`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn axpy_q8_0(acc: &mut [f32], p: f32, v: &[BlockQ8_0]) {
+    assert_eq!(acc.len(), 32 * v.len());
+    for (a, b) in acc.chunks_exact_mut(32).zip(v) {
+        let pd = _mm256_set1_ps(p * fp16(b.d));
+        for g in 0..4 {
+            // SAFETY: g · 8 + 8 ≤ 32 bytes of `qs` and floats of `a`.
+            unsafe {
+                let q = _mm_loadl_epi64(b.qs.as_ptr().add(8 * g).cast());
+                let x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+                let dst = a.as_mut_ptr().add(8 * g);
+                _mm256_storeu_ps(dst, _mm256_fmadd_ps(pd, x, _mm256_loadu_ps(dst)));
+            }
+        }
+    }
+}
+
+/// `acc += p · v` over a Q4_0 row: per block, the low nibbles are values 0..16 and the
+/// high ones 16..32, each minus 8, times `p · d`. `acc.len() == 32 · v.len()`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn axpy_q4_0(acc: &mut [f32], p: f32, v: &[BlockQ4_0]) {
+    assert_eq!(acc.len(), 32 * v.len());
+    for (a, b) in acc.chunks_exact_mut(32).zip(v) {
+        let pd = _mm256_set1_ps(p * fp16(b.d));
+        // SAFETY: `qs` is 16 bytes.
+        let raw = unsafe { _mm_loadu_si128(b.qs.as_ptr().cast()) };
+        let m = _mm_set1_epi8(0x0f);
+        let eight = _mm_set1_epi8(8);
+        let lo = _mm_sub_epi8(_mm_and_si128(raw, m), eight);
+        let hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16::<4>(raw), m), eight);
+        for (g, q) in [lo, _mm_srli_si128::<8>(lo), hi, _mm_srli_si128::<8>(hi)]
+            .into_iter()
+            .enumerate()
+        {
+            let x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+            // SAFETY: g · 8 + 8 ≤ 32 floats of `a`.
+            unsafe {
+                let dst = a.as_mut_ptr().add(8 * g);
+                _mm256_storeu_ps(dst, _mm256_fmadd_ps(pd, x, _mm256_loadu_ps(dst)));
+            }
+        }
+    }
+}
+
+/// `acc += p · v` over a bf16 row: bf16 is the top half of an f32, so a widening shift
+/// by 16 is the conversion.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn axpy_bf16(acc: &mut [f32], p: f32, v: &[bf16]) {
+    let n = acc.len().min(v.len());
+    let pv = _mm256_set1_ps(p);
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n, within both slices.
+        unsafe {
+            let h = _mm_loadu_si128(v.as_ptr().add(i).cast());
+            let x = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)));
+            let dst = acc.as_mut_ptr().add(i);
+            _mm256_storeu_ps(dst, _mm256_fmadd_ps(pv, x, _mm256_loadu_ps(dst)));
+        }
+        i += 8;
+    }
+    for j in i..n {
+        acc[j] += p * v[j].to_f32();
     }
 }
 
