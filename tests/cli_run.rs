@@ -117,7 +117,8 @@ fn llama_cpp_negative_values() {
 }
 
 /// llama.cpp's multi-letter flags are understood, not split into letters: -ngl and -fa
-/// accepted with a note, -ctk/-ctv as --cache-type, -cnv and -hf a clear pointer; a
+/// accepted with a note, -ctk/-ctv as --cache-type-k/-v (each its own type; an unknown
+/// type is an error naming the flag's supported values), -cnv and -hf a clear pointer; a
 /// repeated flag takes its last value while --stop collects every one.
 #[test]
 fn llama_cpp_flags_and_repeats() {
@@ -144,8 +145,13 @@ fn llama_cpp_flags_and_repeats() {
             "{flag}: {err}"
         );
     }
-    let (code, _, err) = run(&["-ctk", "f16", "-ctv", "f32"]);
-    assert!(code != 0 && err.contains("one type"), "{err}");
+    let (code, out, err) = run(&["-ctk", "q8_0", "-ctv", "f32", "-n", "6"]);
+    assert!(code == 0 && !out.is_empty(), "{err}");
+    let (code, _, err) = run(&["-ctk", "q3_k", "-n", "6"]);
+    assert!(
+        code != 0 && err.contains("q3_k") && err.contains("q8_0 or q4_0"),
+        "{err}"
+    );
 }
 
 /// A full context ends generation with a sentence on stderr, not silently.

@@ -82,11 +82,25 @@ const char *phiq_last_error(void);
 const char *phiq_version(void);
 
 // Maps `path` (a GGUF file) and writes the model to `*out`. `n_threads` 0: one per
-// physical core. Free it with [`phiq_model_free`].
+// physical core. Free it with [`phiq_model_free`]. Its KV caches are f16 (as
+// [`phiq_model_load_with_cache`] with NULL types).
 //
 // # Safety
 // `path`: NULL or a NUL-terminated string; `out`: NULL or writable.
 enum phiq_status phiq_model_load(const char *path, uint32_t n_threads, struct phiq_model **out);
+
+// As [`phiq_model_load`], with the KV cache's element types for keys and values, as
+// llama.cpp's `-ctk`/`-ctv` name them: "f16" (NULL: the default), "f32", "bf16",
+// "q8_0" or "q4_0". Another name is `PHIQ_ERR_INVALID`, naming the supported types.
+//
+// # Safety
+// `path`: NULL or a NUL-terminated string; `cache_type_k`, `cache_type_v`: NULL or
+// NUL-terminated strings; `out`: NULL or writable.
+enum phiq_status phiq_model_load_with_cache(const char *path,
+                                            uint32_t n_threads,
+                                            const char *cache_type_k,
+                                            const char *cache_type_v,
+                                            struct phiq_model **out);
 
 // Frees a model from [`phiq_model_load`]. NULL is ignored.
 //

@@ -187,7 +187,8 @@ pub extern "C" fn phiq_version() -> *const c_char {
 }
 
 /// Maps `path` (a GGUF file) and writes the model to `*out`. `n_threads` 0: one per
-/// physical core. Free it with [`phiq_model_free`].
+/// physical core. Free it with [`phiq_model_free`]. Its KV caches are f16 (as
+/// [`phiq_model_load_with_cache`] with NULL types).
 ///
 /// # Safety
 /// `path`: NULL or a NUL-terminated string; `out`: NULL or writable.
@@ -197,14 +198,46 @@ pub unsafe extern "C" fn phiq_model_load(
     n_threads: u32,
     out: *mut *mut phiq_model,
 ) -> phiq_status {
+    // SAFETY: forwarded contract; NULL cache types are allowed.
+    unsafe { phiq_model_load_with_cache(path, n_threads, std::ptr::null(), std::ptr::null(), out) }
+}
+
+/// As [`phiq_model_load`], with the KV cache's element types for keys and values, as
+/// llama.cpp's `-ctk`/`-ctv` name them: "f16" (NULL: the default), "f32", "bf16",
+/// "q8_0" or "q4_0". Another name is `PHIQ_ERR_INVALID`, naming the supported types.
+///
+/// # Safety
+/// `path`: NULL or a NUL-terminated string; `cache_type_k`, `cache_type_v`: NULL or
+/// NUL-terminated strings; `out`: NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn phiq_model_load_with_cache(
+    path: *const c_char,
+    n_threads: u32,
+    cache_type_k: *const c_char,
+    cache_type_v: *const c_char,
+    out: *mut *mut phiq_model,
+) -> phiq_status {
     guard(|| {
         if out.is_null() {
             return Err((PHIQ_ERR_NULL, "out is NULL".into()));
         }
         // SAFETY: the caller's contract on `path`.
         let path = unsafe { str_arg(path, "path") }?;
+        let cache_type = |s: *const c_char,
+                          name: &str|
+         -> Result<phiq::model::CacheType, (phiq_status, String)> {
+            if s.is_null() {
+                return Ok(Default::default());
+            }
+            // SAFETY: the caller's contract on the cache type strings.
+            let t = unsafe { str_arg(s, name) }?;
+            t.parse()
+                .map_err(|e| (PHIQ_ERR_INVALID, format!("{name}: {e}")))
+        };
         let opts = ModelOptions {
             threads: (n_threads > 0).then_some(n_threads as usize),
+            cache_type_k: cache_type(cache_type_k, "cache_type_k")?,
+            cache_type_v: cache_type(cache_type_v, "cache_type_v")?,
             ..ModelOptions::default()
         };
         let model = Model::load(path, &opts).map_err(|e| (PHIQ_ERR_LOAD, e.to_string()))?;

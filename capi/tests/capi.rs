@@ -167,3 +167,109 @@ fn python_ctypes_example_matches_the_rust_library() {
         "{err}"
     );
 }
+
+/// `phiq_model_load_with_cache` honours the KV cache types: seeded text at temperature 1.5
+/// (where the cache's rounding moves the samples; greedy text of the demo model does not
+/// change) through the C interface with q8_0 keys and q4_0 values equals the Rust
+/// library's with the same types and differs from the f16 cache's, so the types were not
+/// ignored; an unknown type is `PHIQ_ERR_INVALID` naming the supported ones.
+#[test]
+fn kv_cache_types_through_the_c_interface() {
+    use phiq_capi::*;
+    use std::ffi::{c_char, c_void, CStr, CString};
+
+    unsafe extern "C" fn collect(
+        text: *const c_char,
+        len: usize,
+        _t: u32,
+        user: *mut c_void,
+    ) -> i32 {
+        // SAFETY: phiq passes `len` bytes of UTF-8 text and our String as user data.
+        unsafe {
+            let bytes = std::slice::from_raw_parts(text.cast::<u8>(), len);
+            (*user.cast::<String>()).push_str(std::str::from_utf8(bytes).unwrap());
+        }
+        0
+    }
+    let path = CString::new(demo_model().to_str().unwrap()).unwrap();
+    let prompt = CString::new(PROMPT).unwrap();
+    let c_text = |k: &str, v: &str| -> Result<String, (phiq_status, String)> {
+        let (k, v) = (CString::new(k).unwrap(), CString::new(v).unwrap());
+        let mut model = std::ptr::null_mut();
+        // SAFETY: valid strings and out pointer.
+        let st = unsafe {
+            phiq_model_load_with_cache(path.as_ptr(), 1, k.as_ptr(), v.as_ptr(), &mut model)
+        };
+        if st != phiq_status::PHIQ_OK {
+            // SAFETY: phiq_last_error never returns NULL.
+            let msg = unsafe { CStr::from_ptr(phiq_last_error()) };
+            return Err((st, msg.to_string_lossy().into_owned()));
+        }
+        let mut params = phiq_generate_default_params();
+        params.max_tokens = MAX_TOKENS as u32;
+        params.temperature = 1.5;
+        params.top_k = 0;
+        params.top_p = 1.0;
+        params.min_p = 0.0;
+        params.seed = 7;
+        let mut out = String::new();
+        let mut reason = phiq_stop_reason::PHIQ_STOP_MAX_TOKENS;
+        // SAFETY: a model from phiq_model_load_with_cache, valid strings and pointers.
+        let st = unsafe {
+            phiq_generate(
+                model,
+                prompt.as_ptr(),
+                &params,
+                Some(collect),
+                (&mut out as *mut String).cast(),
+                &mut reason,
+            )
+        };
+        // SAFETY: the model from above, freed once.
+        unsafe { phiq_model_free(model) };
+        assert_eq!(st, phiq_status::PHIQ_OK);
+        Ok(out)
+    };
+    let rust_text = |k: &str, v: &str| -> String {
+        let opts = ModelOptions {
+            threads: Some(1),
+            cache_type_k: k.parse().unwrap(),
+            cache_type_v: v.parse().unwrap(),
+            ..Default::default()
+        };
+        let model = Model::load(demo_model(), &opts).unwrap();
+        let ids = model.tokenizer().unwrap().encode(PROMPT, true, false);
+        let mut session = model.session(ids.len() + MAX_TOKENS).unwrap();
+        let params = GenerateParams {
+            max_tokens: MAX_TOKENS,
+            sampler: SamplerParams {
+                temperature: 1.5,
+                top_k: 0,
+                top_p: 1.0,
+                min_p: 0.0,
+                seed: 7,
+                ..SamplerParams::default()
+            },
+            ..GenerateParams::default()
+        };
+        let pieces: Vec<String> = session
+            .generate(&ids, params)
+            .unwrap()
+            .map(|p| p.unwrap().text)
+            .collect();
+        pieces.concat()
+    };
+    let quantized = c_text("q8_0", "q4_0").unwrap();
+    assert_eq!(quantized, rust_text("q8_0", "q4_0"));
+    assert_ne!(
+        quantized,
+        rust_text("f16", "f16"),
+        "quantized K/V change the sampled text"
+    );
+    let (st, msg) = c_text("q3_k", "f16").unwrap_err();
+    assert_eq!(st, phiq_status::PHIQ_ERR_INVALID);
+    assert!(
+        msg.contains("cache_type_k") && msg.contains("q8_0 or q4_0"),
+        "{msg}"
+    );
+}

@@ -457,14 +457,24 @@ pub trait SelectKv: KvElem + Select {
     /// `acc += p · v`, the fastest the ISA allows.
     fn axpy(isa: Isa) -> AxpyFn<Self>;
     /// A SIMD kernel for a whole (token, KV head) group over keys of this type and values
-    /// of type `V`, if the ISA has one (only f16 keys and values on AVX-512; else the
-    /// portable loop in [`crate::attention`]).
-    fn attend<V: SelectKv>(_isa: Isa) -> Option<AttendFn<Self, V>> {
-        None
-    }
-    /// The whole-group kernel for f16 keys and values of this type (the second half of
-    /// [`SelectKv::attend`]'s choice for f16 keys).
-    fn attend_after_f16_keys(_isa: Isa) -> Option<AttendFn<f16, Self>> {
+    /// of type `V`, if the ISA has one (AVX-512, for every pair of f16, bf16, q8_0 and
+    /// q4_0; else, and for f32, the portable loop in [`crate::attention`]).
+    fn attend<V: SelectKv>(isa: Isa) -> Option<AttendFn<Self, V>> {
+        #[cfg(target_arch = "x86_64")]
+        if isa.level() >= Level::Avx512
+            && avx512::attend::reads(Self::KIND)
+            && avx512::attend::reads(V::KIND)
+        {
+            fn wrapper<K: KvElem, V: KvElem>(job: AttendJob<'_, K, V>) {
+                job.check();
+                // SAFETY: only returned for an `Isa` at level Avx512, which exists only on
+                // CPUs with these features (module doc), and for types it reads; `check`
+                // passed.
+                unsafe { avx512::attend::attend(job) }
+            }
+            return Some(wrapper::<Self, V>);
+        }
+        let _ = isa;
         None
     }
 }
@@ -480,24 +490,6 @@ impl SelectKv for f16 {
             return wrapper;
         }
         reference::attention::axpy_f16
-    }
-
-    fn attend<V: SelectKv>(isa: Isa) -> Option<AttendFn<f16, V>> {
-        V::attend_after_f16_keys(isa)
-    }
-
-    fn attend_after_f16_keys(isa: Isa) -> Option<AttendFn<f16>> {
-        #[cfg(target_arch = "x86_64")]
-        if isa.level() >= Level::Avx512 {
-            fn wrapper(job: AttendJob<'_, f16>) {
-                job.check();
-                // SAFETY: only returned for an `Isa` at level Avx512, which exists only on
-                // CPUs with these features (module doc); `check` passed.
-                unsafe { avx512::attend::attend_f16(job) }
-            }
-            return Some(wrapper);
-        }
-        None
     }
 }
 

@@ -21,7 +21,9 @@ use std::arch::x86_64::*;
 use half::f16;
 
 use super::ops::exp512 as exp_ps;
-use crate::contract::attend::AttendJob;
+use crate::arch::x86::common::fp16;
+use crate::contract::attend::{AttendJob, KvElem, KvKind};
+use crate::format::blocks::{BlockQ4_0, BlockQ8_0};
 
 /// Positions per chunk: the scores of 8 heads × 64 positions (2 KiB) stay in L1, as do the
 /// chunk's V rows (64 × 256 bytes for head_dim 128) while they are read once per
@@ -44,20 +46,76 @@ const AHEAD: usize = 2 * CHUNK;
 /// # Safety
 /// The job passed `check`, and the CPU has AVX-512 F/BW/VL, AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-pub(crate) unsafe fn attend_f16(job: AttendJob<'_>) {
+pub(crate) unsafe fn attend<K: KvElem, V: KvElem>(job: AttendJob<'_, K, V>) {
     // SAFETY (each arm): forwarded from this function's contract; `check` bounds the
     // group to 1..=MAX_GROUP_HEADS.
     unsafe {
         match job.out.len() / job.head_dim {
-            1 => group::<1>(job),
-            2 => group::<2>(job),
-            3 => group::<3>(job),
-            4 => group::<4>(job),
-            5 => group::<5>(job),
-            6 => group::<6>(job),
-            7 => group::<7>(job),
-            _ => group::<8>(job),
+            1 => group::<1, K, V>(job),
+            2 => group::<2, K, V>(job),
+            3 => group::<3, K, V>(job),
+            4 => group::<4, K, V>(job),
+            5 => group::<5, K, V>(job),
+            6 => group::<6, K, V>(job),
+            7 => group::<7, K, V>(job),
+            _ => group::<8, K, V>(job),
         }
+    }
+}
+
+/// Whether [`attend`] reads this cache type (all but f32, which keeps the portable
+/// loop: it is the exact setting the float references are compared with).
+pub(crate) fn reads(kind: KvKind) -> bool {
+    kind != KvKind::F32
+}
+
+/// 16 values of a cached row as f32: those at value offset `o` (a multiple of 16) of the
+/// row starting at `row`. Q8_0 and Q4_0 are widened and scaled by their block's `d` in
+/// registers (the query stays f32, so the scores are no less exact than with f16 keys).
+///
+/// # Safety
+/// `row` points into a cache of `T` with at least `o + 16` values from it, whole blocks;
+/// `T` is not f32 ([`reads`]).
+#[inline(always)]
+unsafe fn load16<T: KvElem>(row: *const T, o: usize) -> __m512 {
+    // SAFETY: the function's contract; each arm reads 16 values' bytes of the row.
+    unsafe {
+        match T::KIND {
+            KvKind::F16 => _mm512_cvtph_ps(_mm256_loadu_si256(row.cast::<f16>().add(o).cast())),
+            KvKind::Bf16 => {
+                let h = _mm256_loadu_si256(row.cast::<u16>().add(o).cast());
+                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+            }
+            KvKind::Q8_0 => {
+                let b = row.cast::<BlockQ8_0>().add(o / 32);
+                let q = _mm_loadu_si128((*b).qs.as_ptr().add(o % 32).cast());
+                let x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+                _mm512_mul_ps(x, _mm512_set1_ps(fp16((*b).d)))
+            }
+            KvKind::Q4_0 => {
+                let b = row.cast::<BlockQ4_0>().add(o / 32);
+                let raw = _mm_loadu_si128((*b).qs.as_ptr().cast());
+                let nib = if o.is_multiple_of(32) {
+                    raw
+                } else {
+                    _mm_srli_epi16::<4>(raw)
+                };
+                let q = _mm_sub_epi8(_mm_and_si128(nib, _mm_set1_epi8(0x0f)), _mm_set1_epi8(8));
+                let x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+                _mm512_mul_ps(x, _mm512_set1_ps(fp16((*b).d)))
+            }
+            KvKind::F32 => _mm512_loadu_ps(row.cast::<f32>().add(o)),
+        }
+    }
+}
+
+/// Prefetches (into L2) the `bytes` bytes of a row from `row`: a hint, never a fault.
+#[inline(always)]
+fn prefetch_row<T>(row: *const T, bytes: usize) {
+    let p = row.cast::<u8>();
+    for o in (0..bytes).step_by(64) {
+        // SAFETY: a prefetch never faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(o).cast()) };
     }
 }
 
@@ -65,7 +123,7 @@ pub(crate) unsafe fn attend_f16(job: AttendJob<'_>) {
 /// 4 or 8) per position, so a position's scores of four heads are one 128-bit store.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-unsafe fn group<const G: usize>(job: AttendJob<'_>) {
+unsafe fn group<const G: usize, K: KvElem, V: KvElem>(job: AttendJob<'_, K, V>) {
     let AttendJob {
         q,
         k,
@@ -81,10 +139,21 @@ unsafe fn group<const G: usize>(job: AttendJob<'_>) {
     let nv = hd / 16;
     out.fill(0.0);
     let (qp, op) = (q.as_ptr(), out.as_mut_ptr());
-    // SAFETY: `check` proved offset + (keys.end − 1) · stride + hd ≤ len of k and v, so
-    // every row read below (offset + pos · stride .. + hd for pos in `keys`) is inside
-    // the caches; q and out hold G · hd values.
-    let (kp, vp) = unsafe { (k.as_ptr().add(offset), v.as_ptr().add(offset)) };
+    // SAFETY: `check` proved offset + (keys.end − 1) · stride + hd ≤ the values of k and
+    // v, in whole blocks, so every row read below (offset + pos · stride .. + hd for pos
+    // in `keys`, in each type's elements) is inside the caches; q and out hold G · hd
+    // values.
+    let (kp, vp) = unsafe {
+        (
+            k.as_ptr().add(offset / K::QK),
+            v.as_ptr().add(offset / V::QK),
+        )
+    };
+    let (kstride, vstride) = (stride / K::QK, stride / V::QK);
+    let (krow_bytes, vrow_bytes) = (
+        hd / K::QK * std::mem::size_of::<K>(),
+        hd / V::QK * std::mem::size_of::<V>(),
+    );
     let mut m = [f32::NEG_INFINITY; G];
     let mut l = [0.0f32; G];
     // Scores, then probabilities: [position][gp].
@@ -107,19 +176,19 @@ unsafe fn group<const G: usize>(job: AttendJob<'_>) {
             // the requests are spread over both phases.
             if start + AHEAD + j + 1 < keys.end {
                 for r in [start + AHEAD + j, start + AHEAD + j + 1] {
-                    for o in (0..hd).step_by(32) {
-                        _mm_prefetch::<_MM_HINT_T1>(kp.wrapping_add(r * stride + o).cast());
-                    }
+                    prefetch_row(kp.wrapping_add(r * kstride), krow_bytes);
                 }
             }
             for quad in 0..gp / 4 {
                 // SAFETY: see above; start + j2 < keys.end; j2 · gp + 4 · quad + 4 ≤ len(p).
                 unsafe {
-                    let row = [kp.add((start + j) * stride), kp.add((start + j2) * stride)];
+                    let row = [
+                        kp.add((start + j) * kstride),
+                        kp.add((start + j2) * kstride),
+                    ];
                     let mut acc = [[_mm512_setzero_ps(); 4]; 2];
                     for c in 0..nv {
-                        let kc =
-                            row.map(|r| _mm512_cvtph_ps(_mm256_loadu_si256(r.add(16 * c).cast())));
+                        let kc = row.map(|r| load16(r, 16 * c));
                         for t in 0..4 {
                             let h = 4 * quad + t;
                             if h < G {
@@ -192,26 +261,31 @@ unsafe fn group<const G: usize>(job: AttendJob<'_>) {
                 let w = if nv - c >= 4 { 4 } else { 1 };
                 // SAFETY: heads h0..h0 + h < G, vectors c..c + w ≤ nv, rows as above.
                 unsafe {
-                    let rows = vp.add(start * stride + 16 * c);
+                    let rows = vp.add(start * vstride);
                     let o = op.add(h0 * hd + 16 * c);
                     let pp = p.as_ptr().add(h0);
                     let sc = rescale.as_ptr().add(h0);
-                    // V rows AHEAD later, for this call's dimensions (see step 1).
+                    // V rows AHEAD later, for this call's dimensions (see step 1): the
+                    // bytes of values 16·c .. 16·(c + w) of each.
                     let ahead = (start + AHEAD).min(keys.end);
+                    let (b0, b1) = (16 * c * vrow_bytes / hd, 16 * (c + w) * vrow_bytes / hd);
                     let pf = (
-                        vp.wrapping_add(ahead * stride + 16 * c),
+                        vp.wrapping_add(ahead * vstride)
+                            .cast::<u8>()
+                            .wrapping_add(b0),
+                        b1 - b0,
                         (keys.end - ahead).min(len),
                     );
-                    let a = (rows, stride, len, pp, gp, sc, o, hd, pf);
+                    let a = (rows, vstride, 16 * c, len, pp, gp, sc, o, hd, pf);
                     match (h, w) {
-                        (1, 4) => values::<1, 4>(a),
-                        (2, 4) => values::<2, 4>(a),
-                        (3, 4) => values::<3, 4>(a),
-                        (4, 4) => values::<4, 4>(a),
-                        (1, _) => values::<1, 1>(a),
-                        (2, _) => values::<2, 1>(a),
-                        (3, _) => values::<3, 1>(a),
-                        _ => values::<4, 1>(a),
+                        (1, 4) => values::<1, 4, V>(a),
+                        (2, 4) => values::<2, 4, V>(a),
+                        (3, 4) => values::<3, 4, V>(a),
+                        (4, 4) => values::<4, 4, V>(a),
+                        (1, _) => values::<1, 1, V>(a),
+                        (2, _) => values::<2, 1, V>(a),
+                        (3, _) => values::<3, 1, V>(a),
+                        _ => values::<4, 1, V>(a),
                     }
                 }
                 c += w;
@@ -266,11 +340,13 @@ fn lanes(n: usize) -> __mmask16 {
     }
 }
 
-/// `out[h][0..16·W] = out · rescale[h] + Σ_j p[j][h] · V[j][0..16·W]` for `H` heads:
-/// V rows `stride` apart, probability rows `gp` apart, `out` rows `hd` apart; the
-/// same slice of the first `pf.1` rows at `pf.0` (same stride) is prefetched.
-type ValuesArgs = (
-    *const f16,
+/// `out[h][0..16·W] = out · rescale[h] + Σ_j p[j][h] · V[j][o..o + 16·W]` for `H`
+/// heads: V rows `stride` elements apart, probability rows `gp` apart, `out` rows `hd`
+/// apart; the `pf.1` bytes at `pf.0` of the first `pf.2` rows (same stride) are
+/// prefetched.
+type ValuesArgs<V> = (
+    *const V,
+    usize,
     usize,
     usize,
     *const f32,
@@ -278,17 +354,19 @@ type ValuesArgs = (
     *const f32,
     *mut f32,
     usize,
-    (*const f16, usize),
+    (*const u8, usize, usize),
 );
 
 /// # Safety
-/// `rows` has `len` readable rows of 16·W f16 at `stride`; `p` has `len` rows of H at
-/// `gp`; `rescale` H values; `out` H rows of 16·W f32 at `hd`.
+/// `rows` has `len` readable rows at `stride` elements with values `o..o + 16·W`
+/// (whole blocks, `V` not f32); `p` has `len` rows of H at `gp`; `rescale` H values;
+/// `out` H rows of 16·W f32 at `hd`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-unsafe fn values<const H: usize, const W: usize>(
-    (rows, stride, len, p, gp, rescale, out, hd, (pf, pf_rows)): ValuesArgs,
+unsafe fn values<const H: usize, const W: usize, V: KvElem>(
+    (rows, stride, o, len, p, gp, rescale, out, hd, (pf, pf_bytes, pf_rows)): ValuesArgs<V>,
 ) {
+    let row_bytes = stride * std::mem::size_of::<V>();
     // SAFETY: the function's contract.
     unsafe {
         let mut acc = [[_mm512_setzero_ps(); W]; H];
@@ -300,15 +378,11 @@ unsafe fn values<const H: usize, const W: usize>(
         }
         for j in 0..len {
             if j < pf_rows {
-                // A hint (never faults): the same 16·W values of a row AHEAD later.
-                for l in (0..W).step_by(2) {
-                    _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(j * stride + 16 * l).cast());
-                }
+                // A hint (never faults): the same values of a row AHEAD later.
+                prefetch_row(pf.wrapping_add(j * row_bytes), pf_bytes);
             }
             let row = rows.add(j * stride);
-            let vj: [__m512; W] = std::array::from_fn(|w| {
-                _mm512_cvtph_ps(_mm256_loadu_si256(row.add(16 * w).cast()))
-            });
+            let vj: [__m512; W] = std::array::from_fn(|w| load16(row, o + 16 * w));
             for (h, a) in acc.iter_mut().enumerate() {
                 let ph = _mm512_set1_ps(*p.add(j * gp + h));
                 for (w, a) in a.iter_mut().enumerate() {
