@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use phiq::model::memory::{self, Footprint};
 use phiq::model::CacheType;
 use phiq::{Error, Model, ModelOptions, SamplerParams};
 
@@ -39,6 +40,12 @@ pub struct ModelArgs {
     pub batch_size: usize,
     #[command(flatten)]
     pub cache: CacheArgs,
+    /// Check before starting that the weights, the KV cache and the scratch fit in the
+    /// available memory (MemAvailable, the cgroup's limit, or $PHIQ_MEM_AVAILABLE): a
+    /// context that does not is an error saying what would fit; with -c 0 (or no -c) the
+    /// context shrinks to what fits. off: start anyway.
+    #[arg(long = "fit", value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
+    pub fit: String,
 }
 
 /// The KV cache's element types, as llama.cpp's `-ctk`/`-ctv` (which phiq takes too).
@@ -158,17 +165,61 @@ impl ModelArgs {
     /// The context size to use: `-c` (else `default`, or the model's own length when that
     /// is shorter), 0 meaning the model's own. An explicit `-c` beyond the model's training
     /// length is refused, in every subcommand alike: phiq does not extend a model's context
-    /// past what it was trained for.
+    /// past what it was trained for. Then memory is checked (unless `--fit off`): an
+    /// explicit `-c` that does not fit is an error naming what would; the default and
+    /// `-c 0` shrink to the largest context that fits, with a note.
     pub fn n_ctx_or(&self, model: &Model, default: usize) -> phiq::Result<usize> {
+        self.n_ctx_sessions(model, default, 1)
+    }
+
+    /// [`Self::n_ctx_or`] for `sessions` sessions of that context at once (serve's slots).
+    pub fn n_ctx_sessions(
+        &self,
+        model: &Model,
+        default: usize,
+        sessions: usize,
+    ) -> phiq::Result<usize> {
         let train = model.config.n_ctx_train;
-        match self.ctx_size {
-            None => Ok(default.min(train)),
-            Some(0) => Ok(train),
-            Some(n) if n > train => Err(Error::InvalidInput(format!(
+        let (n, explicit) = match self.ctx_size {
+            None => (default.min(train), false),
+            Some(0) => (train, false),
+            Some(n) if n > train => return Err(Error::InvalidInput(format!(
                 "-c/--ctx-size {n} is more than this model's context length, {train} tokens (use -c {train} or less; -c 0 is the model's own)"
             ))),
-            Some(n) => Ok(n),
+            Some(n) => (n, true),
+        };
+        if self.fit == "off" {
+            return Ok(n);
         }
+        let Some(avail) = memory::available()? else {
+            return Ok(n);
+        };
+        let fp = Footprint::of(&model.file)?;
+        let types = model.cache_types();
+        let batch = self.batch_size.max(1);
+        if fp.need(n, types, batch, sessions).total() <= avail.bytes {
+            return Ok(n);
+        }
+        let what = match self.ctx_size {
+            Some(0) => format!("-c 0 (the model's {train} tokens)"),
+            Some(n) => format!("-c {n}"),
+            None => format!("the default context of {n} tokens"),
+        };
+        if !explicit {
+            if let Some(fit) = fp.largest_fit(avail.bytes, types, batch, sessions) {
+                eprintln!(
+                    "phiq: context {fit} tokens, not {n}: the most that fits in the {} available ({}) with a {}/{} KV cache (-c N and -ctk/-ctv choose; --fit off skips the check)",
+                    memory::human(avail.bytes),
+                    avail.source,
+                    types.0.name(),
+                    types.1.name(),
+                );
+                return Ok(fit);
+            }
+        }
+        Err(Error::InvalidInput(memory::shortfall(
+            &fp, &what, n, types, batch, sessions, avail,
+        )))
     }
 
     /// [`Self::n_ctx_or`] with the default of run, chat and serve, [`DEFAULT_CTX`].

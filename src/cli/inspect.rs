@@ -1,4 +1,4 @@
-//! `phiq inspect [FILE | -m FILE] [--json] [--kv] [--tensors]`
+//! `phiq inspect [FILE | -m FILE] [--json] [--kv] [--tensors] [--memory [-c N] [-ctk T -ctv T]]`
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use phiq::gguf::{Array, GgufFile, TensorInfo, Value};
 use serde_json::{json, Map, Value as Json};
 
-use super::common::ModelSource;
+use phiq::model::memory::{self, Available, Footprint};
+use phiq::model::CacheType;
+
+use super::common::{CacheArgs, ModelSource};
 
 /// Arrays longer than this are summarised (length and first items) unless `--kv`.
 const ARRAY_HEAD: usize = 8;
@@ -29,6 +32,33 @@ pub struct Args {
     /// Also print the tensor table (always included with --json).
     #[arg(long)]
     tensors: bool,
+    /// Print what running the model costs in memory instead: the weights, the KV cache of
+    /// each type at context sizes up to the model's length, the scratch, and what fits in
+    /// the memory available now (with -c N: that context's full account).
+    #[arg(long)]
+    memory: bool,
+    /// With --memory: the context to account for [default: the model's own].
+    #[arg(short = 'c', long = "ctx-size", value_name = "N", requires = "memory")]
+    ctx_size: Option<usize>,
+    /// With --memory: tokens per prompt batch (the scratch grows with it).
+    #[arg(
+        short = 'b',
+        long = "batch-size",
+        default_value_t = 512,
+        value_name = "N",
+        requires = "memory"
+    )]
+    batch_size: usize,
+    /// With --memory: the sessions that would run at once (phiq serve's --parallel).
+    #[arg(
+        long = "parallel",
+        default_value_t = 1,
+        value_name = "N",
+        requires = "memory"
+    )]
+    parallel: usize,
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 pub fn run(args: Args) -> phiq::Result<()> {
@@ -41,7 +71,9 @@ pub fn run(args: Args) -> phiq::Result<()> {
     };
     let path = source.path()?;
     let file = GgufFile::open(&path)?;
-    let out = if args.json {
+    let out = if args.memory {
+        memory_report(&file, &args)?
+    } else if args.json {
         let mut s = serde_json::to_string_pretty(&to_json(&file, args.kv))
             .map_err(|e| phiq::Error::Resource(format!("JSON output failed: {e}")))?;
         s.push('\n');
@@ -269,4 +301,214 @@ fn to_text(file: &GgufFile, args: &Args) -> String {
         let _ = writeln!(s, "(use --tensors for the tensor table)");
     }
     s
+}
+
+/// The context sizes `--memory` tabulates: powers of two from 1024 up to the model's
+/// length, that length, and the one asked for.
+fn memory_contexts(train: usize, asked: Option<usize>) -> Vec<usize> {
+    let mut v: Vec<usize> = (10..=20)
+        .map(|p| 1usize << p)
+        .filter(|&n| n < train)
+        .collect();
+    v.push(train);
+    if let Some(n) = asked.filter(|&n| n > 0) {
+        v.push(n);
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// `phiq inspect --memory`: text, or JSON with `--json`.
+fn memory_report(file: &GgufFile, args: &Args) -> phiq::Result<String> {
+    use std::fmt::Write as _;
+    if args.parallel == 0 || args.batch_size == 0 {
+        return Err(phiq::Error::InvalidInput(
+            "--parallel and -b/--batch-size must be at least 1".into(),
+        ));
+    }
+    let fp = Footprint::of(file)?;
+    let train = fp.config.n_ctx_train;
+    let n_ctx = match args.ctx_size {
+        None | Some(0) => train,
+        Some(n) => n,
+    };
+    let asked = args.cache.types();
+    let mut pairs: Vec<(CacheType, CacheType)> = [
+        CacheType::F32,
+        CacheType::F16,
+        CacheType::Bf16,
+        CacheType::Q8_0,
+        CacheType::Q4_0,
+    ]
+    .iter()
+    .map(|&t| (t, t))
+    .collect();
+    if !pairs.contains(&asked) {
+        pairs.push(asked);
+    }
+    let (batch, sessions) = (args.batch_size, args.parallel);
+    let avail = memory::available()?;
+    let contexts = memory_contexts(train, Some(n_ctx));
+    let pair_name = |p: (CacheType, CacheType)| format!("{}/{}", p.0.name(), p.1.name());
+    let need = fp.need(n_ctx, asked, batch, sessions);
+    let fits = |a: &Available| need.total() <= a.bytes;
+    if args.json {
+        let kv: Vec<Json> = contexts
+            .iter()
+            .map(|&n| {
+                let mut row = Map::new();
+                row.insert("n_ctx".into(), json!(n));
+                for &p in &pairs {
+                    row.insert(pair_name(p), json!(fp.need(n, p, batch, sessions).kv));
+                }
+                Json::Object(row)
+            })
+            .collect();
+        let largest: Map<String, Json> = pairs
+            .iter()
+            .map(|&p| {
+                let fit = avail.and_then(|a| fp.largest_fit(a.bytes, p, batch, sessions));
+                (pair_name(p), json!(fit))
+            })
+            .collect();
+        let v = json!({
+            "file": file.name(),
+            "n_ctx_train": train,
+            "n_ctx": n_ctx,
+            "cache_type_k": asked.0.name(),
+            "cache_type_v": asked.1.name(),
+            "batch_size": batch,
+            "parallel": sessions,
+            "weights": need.weights,
+            "kv_cache": need.kv,
+            "scratch": need.scratch,
+            "total": need.total(),
+            "available": avail.map(|a| a.bytes),
+            "available_source": avail.map(|a| a.source),
+            "fits": avail.map(|a| fits(&a)),
+            "kv_cache_by_context": kv,
+            "largest_context_that_fits": largest,
+        });
+        let mut s = serde_json::to_string_pretty(&v)
+            .map_err(|e| phiq::Error::Resource(format!("JSON output failed: {e}")))?;
+        s.push('\n');
+        return Ok(s);
+    }
+    let mut s = String::new();
+    let c = &fp.config;
+    let _ = writeln!(
+        s,
+        "memory of {} ({}, {} layers, {} KV heads × {}, context length {train})",
+        file.name(),
+        c.arch,
+        c.n_layer,
+        c.n_kv_head,
+        c.head_dim
+    );
+    let _ = writeln!(
+        s,
+        "  weights    {:>10}  file-backed: the page cache holds them, not the heap",
+        memory::human(need.weights)
+    );
+    let _ = writeln!(
+        s,
+        "  scratch    {:>10}  batch {batch}{}: activations, logits, tokenizer, runtime",
+        memory::human(need.scratch),
+        if sessions > 1 {
+            format!(", {sessions} sessions")
+        } else {
+            String::new()
+        }
+    );
+    match avail {
+        Some(a) => {
+            let _ = writeln!(
+                s,
+                "  available  {:>10}  {}",
+                memory::human(a.bytes),
+                a.source
+            );
+        }
+        None => {
+            let _ = writeln!(s, "  available  {:>10}  (not known on this system)", "?");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nKV cache{} (keys/values):",
+        if sessions > 1 {
+            format!(" of {sessions} sessions")
+        } else {
+            String::new()
+        }
+    );
+    let _ = write!(s, "  {:>8}", "context");
+    for &p in &pairs {
+        let _ = write!(s, " {:>11}", pair_name(p));
+    }
+    s.push('\n');
+    for &n in &contexts {
+        let _ = write!(s, "  {n:>8}");
+        for &p in &pairs {
+            let _ = write!(
+                s,
+                " {:>11}",
+                memory::human(fp.need(n, p, batch, sessions).kv)
+            );
+        }
+        s.push('\n');
+    }
+    if let Some(a) = avail {
+        let _ = write!(s, "  {:>8}", "fits");
+        for &p in &pairs {
+            let fit = fp.largest_fit(a.bytes, p, batch, sessions);
+            let cell = match fit {
+                Some(n) if n == train => format!("all {n}"),
+                Some(n) => n.to_string(),
+                None => "none".into(),
+            };
+            let _ = write!(s, " {cell:>11}");
+        }
+        s.push_str("  (the largest context whose total fits now)\n");
+    }
+    let _ = writeln!(
+        s,
+        "\n-c {n_ctx} with a {} cache: {} weights + {} KV cache + {} scratch = {}",
+        pair_name(asked),
+        memory::human(need.weights),
+        memory::human(need.kv),
+        memory::human(need.scratch),
+        memory::human(need.total()),
+    );
+    match avail {
+        Some(a) if fits(&a) => {
+            let _ = writeln!(
+                s,
+                "fits: {} of the {} available remain",
+                memory::human(a.bytes - need.total()),
+                memory::human(a.bytes)
+            );
+        }
+        Some(a) => {
+            let why = memory::shortfall(
+                &fp,
+                &format!("-c {n_ctx}"),
+                n_ctx,
+                asked,
+                batch,
+                sessions,
+                a,
+            );
+            let _ = writeln!(s, "does not fit: {why}");
+        }
+        None => {}
+    }
+    if n_ctx > train {
+        let _ = writeln!(
+            s,
+            "note: -c {n_ctx} is past the model's context length ({train}): run/chat/serve refuse it"
+        );
+    }
+    Ok(s)
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use phiq::server::{serve, ServerOptions};
 use phiq::Error;
 
-use super::common::ModelArgs;
+use super::common::{ModelArgs, DEFAULT_CTX};
 
 #[derive(clap::Args)]
 #[command(
@@ -67,7 +67,9 @@ pub fn run(args: Args) -> phiq::Result<()> {
     }
     let path = args.model.model_path()?;
     let model = Arc::new(args.model.load()?);
-    let n_ctx = args.model.n_ctx(&model)?;
+    let n_ctx = args
+        .model
+        .n_ctx_sessions(&model, DEFAULT_CTX, args.parallel)?;
     let model_id = args.alias.clone().unwrap_or_else(|| {
         path.file_stem()
             .map(|s| s.to_string_lossy().into_owned())

@@ -122,6 +122,14 @@ pub struct Session<'m> {
     profile: Option<Profile>,
 }
 
+/// Which rows of a batch get logits.
+#[derive(Clone, Copy, Debug)]
+enum Logits {
+    None,
+    Row(usize),
+    All,
+}
+
 /// The parts of the forward pass that [`Profile`] times.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
@@ -306,9 +314,13 @@ impl<'m> Session<'m> {
         let n_vocab = self.model.weights.n_vocab;
         let n_chunks = tokens.len().div_ceil(self.batch);
         for (i, chunk) in tokens.chunks(self.batch).enumerate() {
-            // Logits are needed for the very last token only.
-            let last = i + 1 == n_chunks;
-            self.forward(chunk, last.then_some(chunk.len() - 1))?;
+            // Logits are needed for the very last token only: none for earlier chunks.
+            let rows = if i + 1 == n_chunks {
+                Logits::Row(chunk.len() - 1)
+            } else {
+                Logits::None
+            };
+            self.forward(chunk, rows)?;
         }
         Ok(&self.buf.logits[..n_vocab])
     }
@@ -329,7 +341,7 @@ impl<'m> Session<'m> {
         let n_vocab = self.model.weights.n_vocab;
         let mut out = Vec::with_capacity(tokens.len() * n_vocab);
         for chunk in tokens.chunks(self.batch) {
-            self.forward(chunk, None)?;
+            self.forward(chunk, Logits::All)?;
             out.extend_from_slice(&self.buf.logits[..chunk.len() * n_vocab]);
         }
         Ok(out)
@@ -345,11 +357,11 @@ impl<'m> Session<'m> {
         Ok(())
     }
 
-    /// One batch. `only_row`: compute logits for that row only (`None`: every row).
+    /// One batch, with the logits `rows` asks for.
     ///
     /// Each step below is one call; the steps book their time to the profile's parts
     /// themselves (see [`Pass`]).
-    fn forward(&mut self, tokens: &[u32], only_row: Option<usize>) -> Result<()> {
+    fn forward(&mut self, tokens: &[u32], rows: Logits) -> Result<()> {
         let model = self.model;
         let (c, w) = (&model.config, &model.weights);
         let d = Dims::new(c, tokens.len());
@@ -406,17 +418,22 @@ impl<'m> Session<'m> {
             p.check_finite(l, &b.x)?;
         }
 
-        // Only the rows whose logits are wanted: one, or all.
-        let rows = match only_row {
-            Some(r) => r..r + 1,
-            None => 0..d.n,
+        // Only the rows whose logits are wanted: one, all, or none (a prompt's chunks
+        // before its last: a 512-token chunk's logits would be 200 MiB and 4% of its
+        // arithmetic, all thrown away).
+        let rows = match rows {
+            Logits::Row(r) => Some(r..r + 1),
+            Logits::All => Some(0..d.n),
+            Logits::None => None,
         };
-        let x = &b.x[rows.start * d.n_embd..rows.end * d.n_embd];
-        let xn = &mut b.xn[..x.len()];
-        // xn = rms_norm(x) * output_norm
-        p.rms_norm(x, &w.output_norm, xn);
-        // logits = xn · outputᵀ
-        p.matmul(Part::Output, &w.output, xn, &mut b.logits)?;
+        if let Some(rows) = rows {
+            let x = &b.x[rows.start * d.n_embd..rows.end * d.n_embd];
+            let xn = &mut b.xn[..x.len()];
+            // xn = rms_norm(x) * output_norm
+            p.rms_norm(x, &w.output_norm, xn);
+            // logits = xn · outputᵀ
+            p.matmul(Part::Output, &w.output, xn, &mut b.logits)?;
+        }
 
         if let Some(profile) = &mut self.profile {
             profile.add(&p.lap, d.n);
@@ -730,9 +747,8 @@ impl Session<'_> {
             .chunks(self.batch)
             .zip(out.chunks_mut(self.batch * e))
         {
-            // `forward` leaves the chunk's final residual stream in `buf.x`; asking for
-            // one row of logits is its cheapest mode (they are not used).
-            self.forward(chunk, Some(chunk.len() - 1))?;
+            // `forward` leaves the chunk's final residual stream in `buf.x`.
+            self.forward(chunk, Logits::None)?;
             rms_norm_rows(
                 &self.buf.x[..chunk.len() * e],
                 &w.output_norm,

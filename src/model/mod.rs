@@ -13,6 +13,7 @@
 pub mod config;
 pub mod forward;
 pub mod kv_cache;
+pub mod memory;
 pub mod weights;
 
 use std::path::Path;
