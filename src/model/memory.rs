@@ -25,7 +25,7 @@ impl Need {
     }
 }
 
-/// What [`need`] computes from: a model's shapes, its weights' size and its vocabulary.
+/// What [`Footprint::need`] computes from: a model's shapes, its weights' size and its vocabulary.
 #[derive(Clone, Debug)]
 pub struct Footprint {
     pub config: Config,
@@ -66,7 +66,7 @@ impl Footprint {
 
     /// The scratch of a pass over `batch` tokens keeping `logit_rows` rows of logits
     /// (1 for generation), with the context's attention scores: every buffer of the
-    /// forward pass at its largest, plus [`FIXED_OVERHEAD`].
+    /// forward pass at its largest, plus a fixed overhead (tokenizer, threads, runtime: 96 MiB).
     pub fn scratch(&self, batch: usize, logit_rows: usize, n_ctx: usize) -> u64 {
         let c = &self.config;
         let (e, ff) = (c.n_embd as u64, c.n_ff as u64);
