@@ -116,6 +116,10 @@ pub struct Timings {
     pub generated_tokens: usize,
     pub generation_time: Duration,
     pub sampling_time: Duration,
+    /// Context shifts during the answer ([`Generator::shift_with`]), and the tokens they
+    /// evaluated again (their time is in `generation_time`).
+    pub context_shifts: usize,
+    pub shift_tokens: usize,
 }
 
 /// The streaming generator: an iterator of text pieces. See the module doc.
@@ -133,7 +137,14 @@ pub struct Generator<'s, 'm> {
     /// With `Some(n)`, the log-probabilities of each generated token (and the n best).
     logprobs: Option<usize>,
     logprob_log: Vec<TokenLogprob>,
+    /// The tokens generated so far (stop tokens excluded).
+    generated: Vec<u32>,
+    /// Called when the context is full: the tokens to go on from, or `None` to stop.
+    shift: Option<ShiftFn<'s>>,
 }
+
+/// What [`Generator::shift_with`] takes: the answer so far → the tokens to continue from.
+type ShiftFn<'s> = Box<dyn FnMut(&[u32]) -> Result<Option<Vec<u32>>> + Send + 's>;
 
 impl<'m> Session<'m> {
     /// Evaluates `prompt` (reusing whatever prefix of it is already in the cache) and
@@ -173,11 +184,28 @@ impl<'m> Session<'m> {
             timings,
             logprobs: None,
             logprob_log: Vec::new(),
+            generated: Vec::new(),
+            shift: None,
         })
     }
 }
 
-impl Generator<'_, '_> {
+impl<'s> Generator<'s, '_> {
+    /// Instead of stopping when the context is full, ask `f` what to continue from: given
+    /// the tokens generated so far, it returns the whole token sequence the cache should
+    /// hold next (a shorter prompt followed by those tokens, e.g.
+    /// [`crate::ContextShift::shift`]), or `None` to stop with
+    /// [`StopReason::ContextFull`]. The cache keeps the prefix it shares with the old one
+    /// and evaluates the rest; generation goes on from its logits.
+    pub fn shift_with(&mut self, f: impl FnMut(&[u32]) -> Result<Option<Vec<u32>>> + Send + 's) {
+        self.shift = Some(Box::new(f));
+    }
+
+    /// The tokens generated so far (stop tokens excluded).
+    pub fn tokens(&self) -> &[u32] {
+        &self.generated
+    }
+
     /// Why generation ended (`None` while it goes on).
     pub fn stop_reason(&self) -> Option<&StopReason> {
         self.stop.as_ref()
@@ -210,6 +238,30 @@ impl Generator<'_, '_> {
     fn is_stop_token(&self, id: u32) -> bool {
         self.params.stop_tokens.contains(&id)
             || (!self.params.ignore_eos && self.tokenizer.is_stop(id))
+    }
+
+    /// The context is full and the last generated token is not evaluated yet: with a
+    /// shift function, move to the sequence it gives (the prefix shared with the cache
+    /// kept, the rest evaluated) and take its logits. `false`: no shift, stop.
+    fn shift_context(&mut self) -> Result<bool> {
+        let Some(f) = self.shift.as_mut() else {
+            return Ok(false);
+        };
+        let Some(ids) = f(&self.generated)? else {
+            return Ok(false);
+        };
+        if ids.is_empty() || ids.len() > self.session.n_ctx() {
+            return Ok(false);
+        }
+        let t = Instant::now();
+        let cached = self.session.reuse_prefix(&ids);
+        let logits = self.session.eval(&ids[cached..])?;
+        self.logits.clear();
+        self.logits.extend_from_slice(logits);
+        self.timings.generation_time += t.elapsed();
+        self.timings.context_shifts += 1;
+        self.timings.shift_tokens += ids.len() - cached;
+        Ok(true)
     }
 
     /// Splits `held` into what can be emitted now and what must wait: text that could
@@ -273,6 +325,7 @@ impl Iterator for Generator<'_, '_> {
                 continue;
             }
             self.timings.generated_tokens += 1;
+            self.generated.push(id);
             if let Some(top_n) = self.logprobs {
                 // Before the eval below replaces the logits of this position.
                 let entry = TokenLogprob::from_logits(&self.logits, id, top_n);
@@ -285,7 +338,11 @@ impl Iterator for Generator<'_, '_> {
             // Evaluate the token now, so the next call has its logits (and the cache
             // holds the whole generated text when the caller stops).
             if self.session.n_past() >= self.session.n_ctx() {
-                self.stop = Some(StopReason::ContextFull);
+                match self.shift_context() {
+                    Ok(true) => {}
+                    Ok(false) => self.stop = Some(StopReason::ContextFull),
+                    Err(e) => return Some(Err(e)),
+                }
             } else {
                 let t1 = Instant::now();
                 match self.session.eval(&[id]) {

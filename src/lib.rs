@@ -8,6 +8,7 @@
 //! adds `phiq::server`, the OpenAI-compatible HTTP server (axum/tokio); `cli` (the default)
 //! adds the `phiq` binary's command line on top of it.
 
+pub mod context_shift;
 pub mod embedding;
 pub mod error;
 pub mod generate;
@@ -21,6 +22,7 @@ pub mod sampling;
 pub mod server;
 pub mod tokenizer;
 
+pub use context_shift::ContextShift;
 pub use error::{Error, Result};
 pub use generate::{GenerateParams, Generator, Piece, StopReason, Timings, TokenLogprob};
 pub use model::{Model, ModelOptions, Session};

@@ -503,19 +503,33 @@ fn bench_reports_llama_bench_fields() {
     assert!(code != 0 && err.contains("nothing to measure"), "{err}");
 }
 
-/// A full context in `chat`: the oldest turns are dropped (and the user told), so every
-/// message still gets an answer; an unknown /command is an error, not a message; `//`
-/// sends a message that starts with '/'.
+/// A full context in `chat`: by default a message that no longer fits is refused with
+/// what to do (/clear, --context-shift, -c); with `--context-shift` the oldest turns are
+/// dropped (and the user told), so every message gets an answer. An unknown /command is
+/// an error, not a message; `//` sends a message that starts with '/'.
 #[test]
-fn chat_drops_oldest_turns_and_checks_commands() {
+fn chat_full_context_and_commands() {
     let Some(m) = model() else { return };
-    let (code, _, err) = phiq_stdin(
-        &[
-            "chat", "-m", &m, "-c", "128", "-n", "30", "--temp", "0", "-v", "--system",
+    let input = "Alice was beginning\nDown, down, down\n/foo bar\nCuriouser and curiouser\n//etc\nThe rabbit\n";
+    let chat = |extra: &[&str]| {
+        let mut args = vec![
+            "chat",
+            "-m",
+            &m,
+            "-c",
+            "128",
+            "-n",
+            "30",
+            "--temp",
+            "0",
+            "-v",
+            "--system",
             "Alice in Wonderland",
-        ],
-        Some("Alice was beginning\nDown, down, down\n/foo bar\nCuriouser and curiouser\n//etc\nThe rabbit\n"),
-    );
+        ];
+        args.extend_from_slice(extra);
+        phiq_stdin(&args, Some(input))
+    };
+    let (code, _, err) = chat(&["--context-shift"]);
     assert_eq!(code, 0, "{err}");
     let answers = err.lines().filter(|l| l.starts_with("[prompt")).count();
     assert_eq!(answers, 5, "every message but /foo is answered: {err}");
@@ -527,6 +541,18 @@ fn chat_drops_oldest_turns_and_checks_commands() {
         "{err}"
     );
     assert!(!err.contains("does not fit"), "{err}");
+    let (code, _, err) = chat(&[]);
+    assert_eq!(code, 0, "{err}");
+    let answers = err.lines().filter(|l| l.starts_with("[prompt")).count();
+    assert!(answers < 5, "{err}");
+    assert!(
+        err.contains("the context (128 tokens) is full")
+            && err.contains(
+                "/clear starts a new conversation; --context-shift drops the oldest turns instead"
+            )
+            && !err.contains("dropped the"),
+        "{err}"
+    );
 }
 
 /// A message that alone does not fit the context is refused with a reason (and the chat
@@ -541,7 +567,8 @@ fn chat_message_too_long_for_the_context() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains("does not fit the context of 64 tokens: shorten it, or raise -c"),
+        err.contains("does not fit the context of 64 tokens")
+            && err.contains("shorten it, or raise -c"),
         "{err}"
     );
     assert_eq!(

@@ -889,3 +889,74 @@ fn reasoning_content_is_split_off() {
         "{v}"
     );
 }
+
+/// A conversation longer than a slot's context: a 400 `context_length_exceeded` by
+/// default; with `--context-shift`, its oldest turns are dropped and it is answered as the
+/// shorter conversation would be (greedy: the same text as sending the kept turns), and an
+/// answer that fills the context goes on past it.
+#[test]
+fn context_shift_drops_the_oldest_turns() {
+    let mut messages = vec![json!({"role": "system", "content": "Alice in Wonderland."})];
+    for i in 0..6 {
+        messages.push(json!({"role": "user", "content": format!("Tell me part {i} of the story, where Alice follows the White Rabbit.")}));
+        messages.push(json!({"role": "assistant", "content": "Down, down, down. Would the fall never come to an end?"}));
+    }
+    messages.push(json!({"role": "user", "content": "Go on."}));
+    let body = |messages: &[Value], n: usize| json!({"messages": messages, "max_tokens": n, "temperature": 0});
+    let plain = Server::start(&["-c", "160"]);
+    let (status, v) = plain.post("/v1/chat/completions", &body(&messages, 8));
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("context_length_exceeded")),
+        "{v}"
+    );
+    let shifting = Server::start(&["-c", "160", "--context-shift"]);
+    let (status, v) = shifting.post("/v1/chat/completions", &body(&messages, 8));
+    assert_eq!(status, 200, "{v}");
+    let shifted = v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The kept conversation: the system message and the newest turns that fit, sent as is
+    // to the server without the shift, answers the same.
+    let mut kept = None;
+    for drop in 1..6 {
+        let mut m = vec![messages[0].clone()];
+        m.extend_from_slice(&messages[1 + 2 * drop..]);
+        let (status, v) = plain.post("/v1/chat/completions", &body(&m, 8));
+        // The shift leaves room for min(max_tokens, n_ctx / 4) = 8 tokens of answer.
+        if status == 200 && v["usage"]["prompt_tokens"].as_u64().unwrap() + 8 <= 160 {
+            kept = Some(
+                v["choices"][0]["message"]["content"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+            break;
+        }
+    }
+    let kept = kept.expect("some suffix of the conversation fits");
+    assert_eq!(shifted, kept);
+    // An answer longer than the context goes on (the plain server stops at "length").
+    let short = vec![
+        messages[0].clone(),
+        messages[1].clone(),
+        messages[2].clone(),
+        messages[13].clone(),
+    ];
+    let (status, v) = shifting.post("/v1/chat/completions", &body(&short, 200));
+    assert_eq!(status, 200, "{v}");
+    let usage = &v["usage"];
+    let total =
+        usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap();
+    assert!(total > 161, "the answer went past the context: {v}");
+    // The plain server stops it at the context: prompt + answer = n_ctx + 1 (the last
+    // token is sampled, not evaluated).
+    let (status, v) = plain.post("/v1/chat/completions", &body(&short, 200));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "length", "{v}");
+    let usage = &v["usage"];
+    let total =
+        usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap();
+    assert_eq!(total, 161, "{v}");
+}

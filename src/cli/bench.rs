@@ -209,25 +209,43 @@ fn bytes_per_token(model: &Model, depth: usize) -> f64 {
 
 type Parts = Vec<(&'static str, f64)>;
 
-/// Runs one test: `reps` timed repetitions after an untimed warm-up. With `probe` (tg
-/// only) the read bandwidth is measured before the first timed repetition and after each
-/// one; repetition i gets the mean of the probes on either side of it.
+/// A session for every test at depth `n_depth` (room for the longest prompt and
+/// generation asked for), with the depth prefix evaluated once: each test and repetition
+/// cuts the cache back to it.
+fn depth_session<'m>(
+    model: &'m Model,
+    n_depth: usize,
+    n_prompt: &[usize],
+    n_gen: &[usize],
+) -> phiq::Result<phiq::Session<'m>> {
+    let most = |v: &[usize]| v.iter().copied().max().unwrap_or(0);
+    let n_ctx = n_depth + most(n_prompt) + most(n_gen) + 1;
+    let mut session = model.session(n_ctx.min(model.config.n_ctx_train))?;
+    if n_depth > 0 {
+        let t = Instant::now();
+        session.eval(&prompt_ids(n_depth, model.n_vocab(), 1))?;
+        eprintln!(
+            "phiq bench: depth {n_depth} evaluated in {:.1} s (once for all its tests)",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    Ok(session)
+}
+
+/// Runs one test on `session` (whose first `n_depth` tokens are the depth prefix):
+/// `reps` timed repetitions after an untimed warm-up. With `probe` (tg only) the read
+/// bandwidth is measured before the first timed repetition and after each one;
+/// repetition i gets the mean of the probes on either side of it.
 fn run_test(
-    model: &Model,
+    session: &mut phiq::Session<'_>,
     (n_prompt, n_gen, n_depth): (usize, usize, usize),
     reps: usize,
     profile: bool,
     probe: Option<&dyn Fn() -> f64>,
 ) -> phiq::Result<(Vec<f64>, Vec<f64>, Parts)> {
-    let n_vocab = model.n_vocab();
-    let n_ctx = n_depth + n_prompt + n_gen + 1;
-    let mut session = model.session(n_ctx.min(model.config.n_ctx_train))?;
-    let depth = prompt_ids(n_depth, n_vocab, 1);
+    let n_vocab = session.model().n_vocab();
     let mut samples = Vec::with_capacity(reps);
-    // The depth prefix is evaluated once; each repetition cuts the cache back to it.
-    if n_depth > 0 {
-        session.eval(&depth)?;
-    }
+    session.disable_profile();
     // Warm-up (untimed): one repetition's worth of work.
     let mut sampling = 0.0;
     let mut probes = Vec::new();
@@ -340,9 +358,15 @@ pub fn run(args: Args) -> phiq::Result<()> {
                 .join(","),
         ));
         for &d in &args.n_depth {
+            let mut session = depth_session(&model, d, &args.n_prompt, &args.n_gen)?;
             for &p in args.n_prompt.iter().filter(|&&p| p > 0) {
-                let (samples, _, profile) =
-                    run_test(&model, (p, 0, d), args.repetitions, args.profile, None)?;
+                let (samples, _, profile) = run_test(
+                    &mut session,
+                    (p, 0, d),
+                    args.repetitions,
+                    args.profile,
+                    None,
+                )?;
                 results.push(Result_ {
                     n_prompt: p,
                     n_gen: 0,
@@ -356,7 +380,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
             for &n in args.n_gen.iter().filter(|&&n| n > 0) {
                 let probe = || read_bandwidth(&model, model.threads());
                 let (samples, bws, profile) = run_test(
-                    &model,
+                    &mut session,
                     (0, n, d),
                     args.repetitions,
                     args.profile,

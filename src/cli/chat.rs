@@ -1,8 +1,9 @@
 //! `phiq chat`: an interactive chat in the terminal, using the model's chat template.
 //!
 //! The conversation stays in the KV cache: each turn re-renders the history and only the
-//! tokens after the common prefix are evaluated. When the context is full the oldest turns
-//! are dropped (the system message stays) and the user is told. At a terminal the prompt
+//! tokens after the common prefix are evaluated. When the context is full the answer stops
+//! and a new message that does not fit is refused; with `--context-shift` the oldest turns
+//! are dropped instead (the system message stays), also mid-answer, and the user is told. At a terminal the prompt
 //! has line editing and history (rustyline); piped input is read line by line. The slash
 //! commands are in [`COMMANDS`] (`phiq chat --help` and `/help` print it).
 
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use phiq::{ChatMessage, Error, GenerateParams, StopReason};
+use phiq::{ChatMessage, ContextShift, Error, GenerateParams, StopReason};
 use rustyline::error::ReadlineError;
 
 use super::common::{rate, ModelArgs, SamplingArgs};
@@ -30,7 +31,9 @@ Several lines: end a line with \\ to continue it, or put lines between two \"\"\
 Keys: Ctrl-C stops an answer, or clears the line being typed; Ctrl-D at an empty prompt
 exits; Up/Down and Ctrl-R walk the history, saved in ~/.phiq_history ($PHIQ_HISTORY names
 another file; PHIQ_HISTORY= keeps none).
-When the context is full, the oldest turns are dropped (the system message stays).";
+When the context is full, the answer stops there and a new message that does not fit is
+refused (/clear starts over); with --context-shift the oldest turns are dropped instead
+(the system message stays), also in the middle of an answer, which then goes on.";
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -51,6 +54,11 @@ pub struct Args {
     /// hide (the answer alone). Either way only the answer stays in the conversation.
     #[arg(long, value_enum, default_value_t = ReasoningMode::Show)]
     reasoning: ReasoningMode,
+    /// When the context fills up, drop the oldest turns (never the system message) and go
+    /// on, also in the middle of an answer; without it the answer stops there and a new
+    /// message that does not fit is refused.
+    #[arg(long = "context-shift")]
+    context_shift: bool,
 }
 
 /// One line of input.
@@ -178,30 +186,6 @@ fn read_message(input: &mut Input) -> phiq::Result<Read> {
     }
 }
 
-/// Drops the oldest turns (a user message and the answers after it), never the system
-/// message nor the last message, until `fits` says the conversation fits. Returns how many
-/// turns were dropped.
-fn drop_oldest_turns(
-    messages: &mut Vec<ChatMessage>,
-    mut fits: impl FnMut(&[ChatMessage]) -> phiq::Result<bool>,
-) -> phiq::Result<usize> {
-    let mut dropped = 0;
-    while !fits(messages)? {
-        let Some(first) = messages.iter().position(|m| m.role != "system") else {
-            break;
-        };
-        if first + 1 >= messages.len() {
-            break; // only the new message is left
-        }
-        messages.remove(first);
-        while first + 1 < messages.len() && messages[first].role != "user" {
-            messages.remove(first);
-        }
-        dropped += 1;
-    }
-    Ok(dropped)
-}
-
 pub fn run(args: Args) -> phiq::Result<()> {
     let max_tokens = match args.n_predict {
         n if n < 0 => usize::MAX,
@@ -319,28 +303,57 @@ pub fn run(args: Args) -> phiq::Result<()> {
         messages.push(ChatMessage::user(text));
         // Room for the answer: -n tokens, at most a quarter of the context.
         let reserve = max_tokens.min(n_ctx / 4).max(1);
-        let mut ids = Vec::new();
-        let dropped = drop_oldest_turns(&mut messages, |m| {
-            ids = tok.encode_chat(m, true)?;
-            Ok(ids.len() + reserve <= n_ctx)
-        })?;
-        if dropped > 0 {
+        let mut shift = ContextShift::new(messages.clone(), reserve);
+        let ids = if args.context_shift {
+            match shift.prompt(tok, n_ctx) {
+                Ok(ids) => ids,
+                Err(e) => {
+                    messages.pop();
+                    eprintln!(
+                        "phiq: this message does not fit: {e}: shorten it{}",
+                        if n_ctx < model.config.n_ctx_train {
+                            ", or raise -c"
+                        } else {
+                            ""
+                        }
+                    );
+                    continue;
+                }
+            }
+        } else {
+            let ids = tok.encode_chat(&messages, true)?;
+            if ids.len() + reserve > n_ctx {
+                let mut alone: Vec<ChatMessage> = system
+                    .iter()
+                    .map(|s| ChatMessage::system(s.clone()))
+                    .collect();
+                alone.extend(messages.pop());
+                let alone = tok.encode_chat(&alone, true)?.len();
+                if alone + reserve > n_ctx {
+                    eprintln!(
+                        "phiq: this message ({alone} tokens with the chat template{}) does not fit the context of {n_ctx} tokens with room for an answer: shorten it{}",
+                        if system.is_some() { " and the system message" } else { "" },
+                        if n_ctx < model.config.n_ctx_train { ", or raise -c" } else { "" }
+                    );
+                } else {
+                    eprintln!(
+                        "phiq: the context ({n_ctx} tokens) is full: with this message the conversation is {} tokens and leaves no room for {reserve} of answer. /clear starts a new conversation; --context-shift drops the oldest turns instead{}",
+                        ids.len(),
+                        if n_ctx < model.config.n_ctx_train { "; or raise -c" } else { "" }
+                    );
+                }
+                continue;
+            }
+            ids
+        };
+        if shift.dropped > 0 {
             eprintln!(
                 "phiq: the context ({n_ctx} tokens) is full: dropped the {} oldest turn{} of the conversation{}",
-                dropped,
-                if dropped == 1 { "" } else { "s" },
+                shift.dropped,
+                if shift.dropped == 1 { "" } else { "s" },
                 if system.is_some() { " (the system message stays)" } else { "" }
             );
-        }
-        if ids.len() >= n_ctx {
-            messages.pop();
-            eprintln!(
-                "phiq: this message ({} tokens with the chat template{}) does not fit the context of {n_ctx} tokens: shorten it{}",
-                ids.len(),
-                if system.is_some() { " and the system message" } else { "" },
-                if n_ctx < model.config.n_ctx_train { ", or raise -c" } else { "" }
-            );
-            continue;
+            shift.dropped = 0;
         }
         let params = GenerateParams {
             max_tokens,
@@ -364,6 +377,9 @@ pub fn run(args: Args) -> phiq::Result<()> {
         let mut printer = ThinkingPrinter::new(args.reasoning, opened, tty);
         generating.store(true, Ordering::SeqCst);
         let mut gen = session.generate(&ids, params)?;
+        if args.context_shift {
+            gen.shift_with(|answer| shift.shift(tok, n_ctx, answer));
+        }
         if interactive && new_tokens > 256 {
             eprint!("\r\x1b[K");
         }
@@ -380,7 +396,12 @@ pub fn run(args: Args) -> phiq::Result<()> {
         out.write("\n")?;
         match gen.stop_reason() {
             Some(StopReason::ContextFull) => eprintln!(
-                "phiq: the answer was cut off: the context ({n_ctx} tokens) is full; the oldest turns will be dropped for your next message"
+                "phiq: the answer was cut off: the context ({n_ctx} tokens) is full{}",
+                if args.context_shift {
+                    " and no older turn is left to drop"
+                } else {
+                    " (/clear starts a new conversation; --context-shift drops the oldest turns instead)"
+                }
             ),
             Some(StopReason::Cancelled) if interrupted.load(Ordering::SeqCst) => {
                 eprintln!("(answer stopped)")
@@ -404,7 +425,20 @@ pub fn run(args: Args) -> phiq::Result<()> {
         // The conversation keeps the answer, not the thinking (as llama.cpp's chat does;
         // reasoning templates drop earlier turns' thinking too). Text without thinking
         // is kept exactly.
+        let gen_shifts = gen.timings().context_shifts;
+        drop(gen);
         let (_, answer) = phiq::reasoning::split(&answer, opened);
+        if gen_shifts > 0 {
+            eprintln!(
+                "phiq: the context ({n_ctx} tokens) filled during the answer: dropped the {} oldest turn{} and went on{}",
+                shift.dropped,
+                if shift.dropped == 1 { "" } else { "s" },
+                if system.is_some() { " (the system message stays)" } else { "" }
+            );
+        }
+        if args.context_shift {
+            messages = shift.messages().to_vec();
+        }
         messages.push(ChatMessage::assistant(answer));
         if out.closed {
             break;

@@ -59,6 +59,12 @@ pub struct Args {
     /// `reasoning_format` overrides it.
     #[arg(long = "reasoning-format", default_value = "deepseek", value_parser = ["deepseek", "auto", "none"])]
     reasoning_format: String,
+    /// A chat whose conversation does not fit a slot's context drops its oldest turns
+    /// (never system messages nor the last message) instead of a 400; an answer that fills
+    /// the context drops more and goes on. Off: the answer stops with finish_reason
+    /// "length".
+    #[arg(long = "context-shift")]
+    context_shift: bool,
 }
 
 pub fn run(args: Args) -> phiq::Result<()> {
@@ -104,6 +110,7 @@ pub fn run(args: Args) -> phiq::Result<()> {
         model_id,
         strict_model: args.strict_model,
         reasoning_split: args.reasoning_format != "none",
+        context_shift: args.context_shift,
         shutdown_grace: Duration::from_secs(5),
     };
     serve(model, opts, |addr| {

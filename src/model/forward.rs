@@ -330,6 +330,11 @@ impl<'m> Session<'m> {
         self.profile.get_or_insert_with(Profile::default);
     }
 
+    /// Stops timing and forgets the time so far.
+    pub fn disable_profile(&mut self) {
+        self.profile = None;
+    }
+
     /// The time per part so far, if enabled.
     pub fn profile(&self) -> Option<&Profile> {
         self.profile.as_ref()

@@ -20,7 +20,7 @@ use super::request::{ChatRequest, CompletionRequest, Prompt, MAX_TOP_LOGPROBS};
 use super::slots::{CancelOnDrop, Event, Usage, Work};
 use super::App;
 use crate::reasoning::{prompt_opens_thinking, Channel, ReasoningSplitter};
-use crate::{ChatMessage, TokenLogprob, Tokenizer};
+use crate::{ChatMessage, ContextShift, TokenLogprob, Tokenizer};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
@@ -75,16 +75,34 @@ pub async fn chat(State(app): State<Arc<App>>, body: Body) -> Result<Response, A
     let split = req.reasoning_split(app.reasoning_split)?;
     // Templating and tokenizing a large prompt is CPU work: off the async threads.
     let model = Arc::clone(&app.model);
-    let (prompt, opened) =
-        tokio::task::spawn_blocking(move || -> crate::Result<(Vec<u32>, bool)> {
+    // With --context-shift, the conversation drops its oldest turns to fit the slot's
+    // context (room for min(max_tokens, n_ctx / 4) of answer), and the slot may drop more.
+    let n_ctx = app.slots.n_ctx();
+    let shift = app
+        .context_shift
+        .then(|| ContextShift::new(messages.clone(), params.max_tokens.min(n_ctx / 4)));
+    type Prepared = (Vec<u32>, bool, Option<ContextShift>);
+    let (prompt, opened, shift) =
+        tokio::task::spawn_blocking(move || -> crate::Result<Prepared> {
             let tok = model.tokenizer()?;
-            let ids = tok.encode_chat(&messages, true)?;
+            let (ids, shift) = match shift {
+                Some(mut shift) => (shift.prompt(tok, n_ctx)?, Some(shift)),
+                None => (tok.encode_chat(&messages, true)?, None),
+            };
             // Does the template open the thinking for the model (`…<think>\n`)?
             let tail = tok.decode_with(&ids[ids.len().saturating_sub(8)..], true)?;
-            Ok((ids, prompt_opens_thinking(&tail)))
+            Ok((ids, prompt_opens_thinking(&tail), shift))
         })
         .await
-        .map_err(|e| ApiError::internal(format!("tokenizer task failed: {e}")))??;
+        .map_err(|e| ApiError::internal(format!("tokenizer task failed: {e}")))?
+        .map_err(|e| match e {
+            crate::Error::InvalidInput(m) => {
+                let mut e = ApiError::invalid_param("messages", m);
+                e.code = Some("context_length_exceeded");
+                e
+            }
+            e => e.into(),
+        })?;
     let reply = Reply {
         kind: Kind::Chat,
         id: format!("chatcmpl-{}", app.next_id()),
@@ -95,7 +113,7 @@ pub async fn chat(State(app): State<Arc<App>>, body: Body) -> Result<Response, A
         reasoning: split.then_some(opened),
     };
     let stream = req.sampling.stream;
-    respond(app, reply, prompt, params, top, stream).await
+    respond(app, reply, prompt, params, top, stream, shift).await
 }
 
 pub async fn completions(State(app): State<Arc<App>>, body: Body) -> Result<Response, ApiError> {
@@ -157,7 +175,7 @@ async fn finish_completion(
         reasoning: None,
     };
     let top = logprobs.map(|n| n as usize);
-    respond(app, reply, prompt, params, top, sampling.stream).await
+    respond(app, reply, prompt, params, top, sampling.stream, None).await
 }
 
 /// Queues the prompt on a slot and answers whole or as a stream.
@@ -168,6 +186,7 @@ async fn respond(
     params: crate::GenerateParams,
     top: Option<usize>,
     stream: bool,
+    shift: Option<ContextShift>,
 ) -> Result<Response, ApiError> {
     if prompt.is_empty() {
         return Err(ApiError::invalid_param("prompt", "the prompt is empty"));
@@ -178,6 +197,7 @@ async fn respond(
         prompt,
         params,
         logprobs: top,
+        shift,
     };
     let (events, cancel) = app.slots.submit(work, &key).await?;
     if stream {

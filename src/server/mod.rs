@@ -59,6 +59,11 @@ pub struct ServerOptions {
     /// `--reasoning-format deepseek`, its default); `false`: all of it in `content`
     /// (`none`). A request's `reasoning_format` overrides it.
     pub reasoning_split: bool,
+    /// Chat requests whose conversation does not fit a slot's context drop their oldest
+    /// turns (never system messages nor the last message) instead of a 400, and an answer
+    /// that fills the context drops more and goes on (llama-server's `--context-shift`);
+    /// off: the answer stops with `finish_reason: "length"`.
+    pub context_shift: bool,
 }
 
 /// What the handlers share.
@@ -68,6 +73,7 @@ pub struct App {
     model_id: String,
     strict_model: bool,
     reasoning_split: bool,
+    context_shift: bool,
     created: u64,
     body_limit: usize,
     api_key: Option<String>,
@@ -139,6 +145,7 @@ pub fn serve(
         model_id: opts.model_id.clone(),
         strict_model: opts.strict_model,
         reasoning_split: opts.reasoning_split,
+        context_shift: opts.context_shift,
         created: unix_time(),
         body_limit: opts.body_limit,
         api_key: opts.api_key.clone().filter(|k| !k.is_empty()),

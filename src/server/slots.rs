@@ -15,7 +15,7 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use crate::embedding::mean_pool_normalized;
-use crate::{GenerateParams, Model, Session, StopReason, TokenLogprob};
+use crate::{ContextShift, GenerateParams, Model, Session, StopReason, TokenLogprob};
 use tokio::sync::{mpsc as tmpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
@@ -28,6 +28,8 @@ pub enum Work {
         params: GenerateParams,
         /// `Some(n)`: report each token's log-probability and the n most likely.
         logprobs: Option<usize>,
+        /// The conversation, when the context may shift (`--context-shift`).
+        shift: Option<ContextShift>,
     },
     /// The mean-pooled, L2-normalised final hidden state of each input.
     Embed { inputs: Vec<Vec<u32>> },
@@ -317,11 +319,16 @@ fn run(
             prompt,
             params,
             logprobs,
+            shift,
         } => {
+            let (model, n_ctx) = (session.model(), session.n_ctx());
             let mut gen = match session.generate(&prompt, params) {
                 Ok(g) => g,
                 Err(e) => return Some(Event::Error(e.into())),
             };
+            if let (Some(mut shift), Ok(tok)) = (shift, model.tokenizer()) {
+                gen.shift_with(move |answer| shift.shift(tok, n_ctx, answer));
+            }
             if let Some(n) = logprobs {
                 gen.record_logprobs(n);
             }
