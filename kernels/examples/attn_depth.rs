@@ -8,6 +8,9 @@
 //!
 //! `PHIQ_ISA=avx512` times one level only; `POSITION_MAJOR=1` lays the cache out
 //! `[position][kv_head][head_dim]` instead of phiq's `[kv_head][position][head_dim]`.
+//! `TOKENS=N`: a prompt's attention instead, N query tokens ending at position DEPTH,
+//! in one call (as a prompt batch runs it) and one token at a time, alternating: median
+//! ms per layer of each and their ratio.
 use std::time::Instant;
 
 use half::f16;
@@ -70,6 +73,56 @@ fn main() {
         Ok(_) => vec![Isa::global().expect("PHIQ_ISA")],
         Err(_) => Isa::all_supported(),
     };
+    let tokens: usize = std::env::var("TOKENS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    if tokens > 1 {
+        let qn: Vec<f32> = (0..tokens * n_head * hd)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
+        let mut outn = vec![0f32; qn.len()];
+        let base = AttnShape {
+            n_past: depth + 1 - tokens,
+            ..shape
+        };
+        let row = n_head * hd;
+        for isa in isas {
+            let (mut together, mut alone) = (vec![], vec![]);
+            for r in 0..runs {
+                let (k, v) = (caches[2 * (r % layers)], caches[2 * (r % layers) + 1]);
+                let s = Instant::now();
+                attention(&qn, k, v, base, &mut outn, isa);
+                together.push(s.elapsed().as_secs_f64());
+                let (k, v) = (
+                    caches[2 * ((r + 1) % layers)],
+                    caches[2 * ((r + 1) % layers) + 1],
+                );
+                let s = Instant::now();
+                for t in 0..tokens {
+                    let one = AttnShape {
+                        n_past: base.n_past + t,
+                        ..base
+                    };
+                    attention(&qn[t * row..(t + 1) * row], k, v, one, &mut out, isa);
+                }
+                alone.push(s.elapsed().as_secs_f64());
+            }
+            let med = |t: &mut Vec<f64>| {
+                t.sort_by(f64::total_cmp);
+                t[t.len() / 2]
+            };
+            let (a, b) = (med(&mut together), med(&mut alone));
+            println!(
+                "{:12} {tokens} tokens at depth {depth}: together {:8.3} ms/layer, one at a time {:8.3} ms/layer: {:.2}x",
+                isa.to_string(),
+                a * 1e3,
+                b * 1e3,
+                b / a
+            );
+        }
+        return;
+    }
     for isa in isas {
         let mut t = vec![];
         for r in 0..runs {

@@ -15,13 +15,24 @@ fn attention_matches_naive_softmax() {
     // Head shapes: the tiny models' (group 4, head_dim 32), Phi-4's (group 4, 128: two
     // 64-dimension slices in the AVX-512 kernel), and a group of 5 with head_dim 48 (a
     // 4 + 1 head split and 16-dimension slices), and 8 heads on one KV head.
-    for (n_head, n_kv, hd) in [(8, 2, 32), (8, 2, 128), (10, 2, 48), (8, 1, 16)] {
+    // (4, 4, 32): one head per KV head, so a prompt's jobs hold 8 tokens side by side.
+    for (n_head, n_kv, hd) in [(8, 2, 32), (8, 2, 128), (10, 2, 48), (8, 1, 16), (4, 4, 32)] {
         attention_case(n_head, n_kv, hd);
     }
 }
 
 fn attention_case(n_head: usize, n_kv: usize, hd: usize) {
-    let cases = [(0, 1, 0), (0, 7, 0), (5, 1, 0), (130, 3, 0), (200, 70, 0)];
+    // Prompts of 8+ tokens go through the query-blocked jobs (their last block short with
+    // 9 and 70 tokens, their rows' ends across chunk boundaries at 60 + 9).
+    let cases = [
+        (0, 1, 0),
+        (0, 7, 0),
+        (5, 1, 0),
+        (130, 3, 0),
+        (200, 70, 0),
+        (60, 9, 0),
+        (0, 33, 0),
+    ];
     // Sliding windows: shorter than, across and longer than the chunk of 64 keys.
     let windows = [
         (0, 7, 3),
@@ -92,6 +103,24 @@ fn attention_case(n_head: usize, n_kv: usize, hd: usize) {
                 assert!(
                     (*a as f64 - b).abs() < 2e-5,
                     "{isa} {layout:?} heads {n_head}/{n_kv}×{hd} n_past={n_past} window={window} [{i}]: {a} vs {b}"
+                );
+            }
+            // A prompt's tokens computed together equal each token computed alone (as
+            // decoding computes it) to the last bits: side by side, the softmax sums
+            // add the same terms in another order.
+            let row = n_head * hd;
+            for t in 0..n_tokens {
+                let mut one = vec![0f32; row];
+                let shape = AttnShape {
+                    n_past: n_past + t,
+                    ..shape
+                };
+                attention(&q[t * row..(t + 1) * row], k, v, shape, &mut one, isa);
+                assert!(
+                    one.iter()
+                        .zip(&out[t * row..(t + 1) * row])
+                        .all(|(a, b)| (a - b).abs() <= 1e-6 * a.abs().max(1.0)),
+                    "{isa} {layout:?} heads {n_head}/{n_kv}×{hd} n_past={n_past} window={window}: token {t} alone differs"
                 );
             }
         }

@@ -44,7 +44,11 @@ impl KvLayout {
 }
 
 /// One (token, KV head) pair for the SIMD attention kernels: the `g` query heads of a
-/// group (`q`, `out`: `g · head_dim` values) over the cached positions `keys`.
+/// group (`q`, `out`: `g · head_dim` values) over the cached positions `keys`. Or a few
+/// consecutive tokens' query heads of one KV head, side by side (`g` rows in all), so that
+/// each K and V row read serves all of them: row `h` then attends to `keys.start ..
+/// ends[h]` (each `ends[h]` in `keys.start + 1 ..= keys.end`; the causal mask of the
+/// earlier tokens).
 pub struct AttendJob<'a, K = f16, V = K> {
     pub q: &'a [f32],
     pub k: &'a [K],
@@ -57,6 +61,8 @@ pub struct AttendJob<'a, K = f16, V = K> {
     pub keys: std::ops::Range<usize>,
     pub head_dim: usize,
     pub scale: f32,
+    /// Where each row's keys end (exclusive); `keys.end` for a single token's heads.
+    pub ends: [usize; MAX_GROUP_HEADS],
     pub out: &'a mut [f32],
 }
 
@@ -102,6 +108,14 @@ impl<K: Block, V: Block> AttendJob<'_, K, V> {
                     .and_then(|x| x.checked_add(self.offset + hd))
                     .is_some_and(|end| end <= (self.k.len() * K::QK).min(self.v.len() * V::QK)),
             "positions {:?} outside the caches",
+            self.keys
+        );
+        assert!(
+            self.ends[..g]
+                .iter()
+                .all(|&e| e > self.keys.start && e <= self.keys.end),
+            "row ends {:?} outside the positions {:?}",
+            &self.ends[..g],
             self.keys
         );
     }

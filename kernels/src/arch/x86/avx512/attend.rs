@@ -133,6 +133,7 @@ unsafe fn group<const G: usize, K: KvElem, V: KvElem>(job: AttendJob<'_, K, V>) 
         keys,
         head_dim: hd,
         scale,
+        ends,
         out,
     } = job;
     let gp = if G <= 4 { 4 } else { 8 };
@@ -203,6 +204,14 @@ unsafe fn group<const G: usize, K: KvElem, V: KvElem>(job: AttendJob<'_, K, V>) 
                         _mm_storeu_ps(p.as_mut_ptr().add(jj * gp + 4 * quad), s);
                     }
                 }
+            }
+        }
+        // Rows of earlier tokens (side by side with later ones) end before the chunk
+        // does: their scores there are −inf, so their probabilities are exactly 0 and
+        // their sums and outputs are as if the chunk had stopped at their end.
+        for (h, &e) in ends.iter().enumerate().take(G) {
+            for j in e.max(start).min(start + len) - start..len {
+                p[j * gp + h] = f32::NEG_INFINITY;
             }
         }
         // 2. Softmax: each head's new maximum, rescale, probabilities (0 past `len`).
