@@ -237,22 +237,20 @@ pub fn available() -> crate::Result<Option<Available>> {
     let meminfo = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| meminfo_available(&s));
-    let cgroup = cgroup_room();
-    Ok(match (meminfo, cgroup) {
-        (Some(m), Some(c)) if c < m => Some(Available {
-            bytes: c,
-            source: "the cgroup's memory.max",
-        }),
-        (Some(m), _) => Some(Available {
-            bytes: m,
+    // The smaller of the two; MemAvailable on a tie.
+    Ok([
+        meminfo.map(|bytes| Available {
+            bytes,
             source: "MemAvailable",
         }),
-        (None, Some(c)) => Some(Available {
-            bytes: c,
+        cgroup_room().map(|bytes| Available {
+            bytes,
             source: "the cgroup's memory.max",
         }),
-        (None, None) => None,
-    })
+    ]
+    .into_iter()
+    .flatten()
+    .min_by_key(|a| a.bytes))
 }
 
 /// `MemAvailable` of a `/proc/meminfo` text, in bytes.
