@@ -10,14 +10,28 @@
 //! `[position][kv_head][head_dim]` instead of phiq's `[kv_head][position][head_dim]`.
 //! `TOKENS=N`: a prompt's attention instead, N query tokens ending at position DEPTH,
 //! in one call (as a prompt batch runs it) and one token at a time, alternating: median
-//! ms per layer of each and their ratio.
+//! ms per layer of each and their ratio. `CACHE=q8_0` (or `q4_0`, `bf16`): keys and values
+//! of that type instead of f16 (the same values, quantized).
 use std::time::Instant;
 
 use half::f16;
 use phiq_kernels::attention::{attention, AttnShape, KvLayout};
+use phiq_kernels::format::blocks::{BlockQ4_0, BlockQ8_0};
 use phiq_kernels::isa::Isa;
+use phiq_kernels::select::SelectKv;
+use phiq_kernels::GgmlType;
 
 fn main() {
+    match std::env::var("CACHE").as_deref() {
+        Err(_) | Ok("f16") => bench::<f16>(GgmlType::F16),
+        Ok("bf16") => bench::<half::bf16>(GgmlType::BF16),
+        Ok("q8_0") => bench::<BlockQ8_0>(GgmlType::Q8_0),
+        Ok("q4_0") => bench::<BlockQ4_0>(GgmlType::Q4_0),
+        Ok(other) => panic!("CACHE={other}: f16, bf16, q8_0 or q4_0"),
+    }
+}
+
+fn bench<T: SelectKv>(ty: GgmlType) {
     let args: Vec<String> = std::env::args().collect();
     let depth: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(4096);
     let runs: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(80);
@@ -30,24 +44,27 @@ fn main() {
     let n = (depth + 1) * n_kv * hd;
     // The caches in 2 MiB pages, as phiq allocates them (PHIQ_SMALL_PAGES=1: 4 KiB).
     let small = std::env::var_os("PHIQ_SMALL_PAGES").is_some();
+    let elems = n / T::QK;
+    let size = elems * std::mem::size_of::<T>();
     let mut maps: Vec<memmap2::MmapMut> = (0..2 * layers)
         .map(|c| {
-            let mut m = memmap2::MmapMut::map_anon(n * 2).expect("anonymous mapping");
+            let mut m = memmap2::MmapMut::map_anon(size).expect("anonymous mapping");
             #[cfg(target_os = "linux")]
             if !small {
                 m.advise(memmap2::Advice::HugePage).expect("madvise");
             }
-            for (i, x) in m.chunks_exact_mut(2).enumerate() {
-                let v = f16::from_f32(((i * 7 + c * 13) % 97) as f32 / 97.0 - 0.5);
-                x.copy_from_slice(&v.to_le_bytes());
-            }
+            let x: Vec<f32> = (0..n)
+                .map(|i| f16::from_f32(((i * 7 + c * 13) % 97) as f32 / 97.0 - 0.5).to_f32())
+                .collect();
+            phiq_kernels::dynamic::quantize(ty, &x, &mut m).expect("quantize the cache");
             m
         })
         .collect();
-    let caches: Vec<&[f16]> = maps
+    let caches: Vec<&[T]> = maps
         .iter_mut()
-        // SAFETY: n f16 values written above; the mapping is page-aligned.
-        .map(|m| unsafe { std::slice::from_raw_parts(m.as_ptr().cast::<f16>(), n) })
+        // SAFETY: `elems` values of T (plain old data, alignment ≤ 2) written above; the
+        // mapping is page-aligned.
+        .map(|m| unsafe { std::slice::from_raw_parts(m.as_ptr().cast::<T>(), elems) })
         .collect();
     let q: Vec<f32> = (0..n_head * hd).map(|i| (i as f32 * 0.37).sin()).collect();
     let mut out = vec![0f32; q.len()];
@@ -64,9 +81,9 @@ fn main() {
             KvLayout::head_major(depth + 1, hd)
         },
     };
-    let bytes = 2 * n * 2;
+    let bytes = 2 * size;
     println!(
-        "depth {depth}, {} threads, median of {runs} calls (one layer each)",
+        "depth {depth}, {ty:?} cache, {} threads, median of {runs} calls (one layer each)",
         rayon::current_num_threads()
     );
     let isas = match std::env::var("PHIQ_ISA") {

@@ -142,7 +142,7 @@ fn every_cache_type_pair_matches_naive_softmax_over_its_values() {
             pairs!(@v $K; f32, f16, bf16, BlockQ8_0, BlockQ4_0);
         )*};
         (@v $K:ty; $($V:ty),*) => {$(
-            for (n_head, n_kv, hd) in [(8, 2, 32), (8, 2, 128), (4, 1, 64)] {
+            for (n_head, n_kv, hd) in [(8, 2, 32), (8, 2, 128), (4, 1, 64), (6, 2, 96)] {
                 typed_case::<$K, $V>(n_head, n_kv, hd);
             }
         )*};

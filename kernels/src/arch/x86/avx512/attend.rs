@@ -21,7 +21,6 @@ use std::arch::x86_64::*;
 use half::f16;
 
 use super::ops::exp512 as exp_ps;
-use crate::arch::x86::common::fp16;
 use crate::contract::attend::{AttendJob, KvElem, KvKind};
 use crate::format::blocks::{BlockQ4_0, BlockQ8_0};
 
@@ -70,14 +69,17 @@ pub(crate) fn reads(kind: KvKind) -> bool {
 }
 
 /// 16 values of a cached row as f32: those at value offset `o` (a multiple of 16) of the
-/// row starting at `row`. Q8_0 and Q4_0 are widened and scaled by their block's `d` in
-/// registers (the query stays f32, so the scores are no less exact than with f16 keys).
+/// row starting at `row`. Q8_0 and Q4_0 are widened and scaled in registers by their
+/// block's `d`, read as f32 from `d` (the chunk's table, [`scales`]: converting each
+/// block's f16 `d` here cost a `vpinsrw` chained through one register from block to
+/// block). The query stays f32, so the scores are no less exact than with f16 keys.
 ///
 /// # Safety
 /// `row` points into a cache of `T` with at least `o + 16` values from it, whole blocks;
-/// `T` is not f32 ([`reads`]).
+/// `T` is not f32 ([`reads`]); for a block type, `d` points to the f32 value of the
+/// block holding value `o`.
 #[inline(always)]
-unsafe fn load16<T: KvElem>(row: *const T, o: usize) -> __m512 {
+unsafe fn load16<T: KvElem>(row: *const T, o: usize, d: *const f32) -> __m512 {
     // SAFETY: the function's contract; each arm reads 16 values' bytes of the row.
     unsafe {
         match T::KIND {
@@ -90,7 +92,7 @@ unsafe fn load16<T: KvElem>(row: *const T, o: usize) -> __m512 {
                 let b = row.cast::<BlockQ8_0>().add(o / 32);
                 let q = _mm_loadu_si128((*b).qs.as_ptr().add(o % 32).cast());
                 let x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
-                _mm512_mul_ps(x, _mm512_set1_ps(fp16((*b).d)))
+                _mm512_mul_ps(x, _mm512_set1_ps(*d))
             }
             KvKind::Q4_0 => {
                 let b = row.cast::<BlockQ4_0>().add(o / 32);
@@ -102,9 +104,88 @@ unsafe fn load16<T: KvElem>(row: *const T, o: usize) -> __m512 {
                 };
                 let q = _mm_sub_epi8(_mm_and_si128(nib, _mm_set1_epi8(0x0f)), _mm_set1_epi8(8));
                 let x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
-                _mm512_mul_ps(x, _mm512_set1_ps(fp16((*b).d)))
+                _mm512_mul_ps(x, _mm512_set1_ps(*d))
             }
             KvKind::F32 => _mm512_loadu_ps(row.cast::<f32>().add(o)),
+        }
+    }
+}
+
+/// The 32 values at `o` (a multiple of 32) of a row as two vectors, as [`load16`] reads
+/// them, with one block address (and scale) for both.
+///
+/// # Safety
+/// As [`load16`] for `o` and `o + 16`, `d` the scale of the block holding them.
+#[inline(always)]
+unsafe fn load32<T: KvElem>(row: *const T, o: usize, d: *const f32) -> [__m512; 2] {
+    // SAFETY: the function's contract; each arm reads 32 values' bytes of the row.
+    unsafe {
+        match T::KIND {
+            KvKind::Q8_0 => {
+                let b = row.cast::<BlockQ8_0>().add(o / 32);
+                let qs = (*b).qs.as_ptr();
+                let dv = _mm512_set1_ps(*d);
+                [qs, qs.add(16)].map(|p| {
+                    let q = _mm_loadu_si128(p.cast());
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), dv)
+                })
+            }
+            KvKind::Q4_0 => {
+                let b = row.cast::<BlockQ4_0>().add(o / 32);
+                let raw = _mm_loadu_si128((*b).qs.as_ptr().cast());
+                let dv = _mm512_set1_ps(*d);
+                [raw, _mm_srli_epi16::<4>(raw)].map(|nib| {
+                    let q = _mm_sub_epi8(_mm_and_si128(nib, _mm_set1_epi8(0x0f)), _mm_set1_epi8(8));
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), dv)
+                })
+            }
+            _ => [load16(row, o, d), load16(row, o + 16, d)],
+        }
+    }
+}
+
+/// Whether `T` is a block type, whose rows need their scales' table ([`scales`]).
+const fn blocks<T: KvElem>() -> bool {
+    matches!(T::KIND, KvKind::Q8_0 | KvKind::Q4_0)
+}
+
+/// The scales of `len` rows of a block type `T` (`nb` blocks each, rows `stride` blocks
+/// apart from `rows`) as f32, row after row, into `out` (≥ `len · nb` rounded up to 16,
+/// as is `raw`, the f16 bits' staging area): gathered as 16-bit loads, converted 16 at a
+/// time.
+///
+/// # Safety
+/// `rows` has `len` rows of `nb` readable blocks at `stride` blocks; `T` is a block type.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+unsafe fn scales<T: KvElem>(
+    rows: *const T,
+    stride: usize,
+    len: usize,
+    nb: usize,
+    raw: &mut [u16],
+    out: &mut [f32],
+) {
+    let n = len * nb;
+    assert!(raw.len() >= n.next_multiple_of(16) && out.len() >= n.next_multiple_of(16));
+    for j in 0..len {
+        for b in 0..nb {
+            // SAFETY: block b of row j, inside the rows by the contract; Q8_0 and Q4_0
+            // blocks both start with their f16 `d` (repr(C)).
+            raw[j * nb + b] = unsafe {
+                match T::KIND {
+                    KvKind::Q8_0 => (*rows.add(j * stride + b).cast::<BlockQ8_0>()).d,
+                    _ => (*rows.add(j * stride + b).cast::<BlockQ4_0>()).d,
+                }
+            }
+            .to_bits();
+        }
+    }
+    for i in (0..n).step_by(16) {
+        // SAFETY: i + 16 ≤ n rounded up to 16 ≤ both lengths (asserted).
+        unsafe {
+            let h = _mm256_loadu_si256(raw.as_ptr().add(i).cast());
+            _mm512_storeu_ps(out.as_mut_ptr().add(i), _mm512_cvtph_ps(h));
         }
     }
 }
@@ -155,6 +236,14 @@ unsafe fn group<const G: usize, K: KvElem, V: KvElem>(job: AttendJob<'_, K, V>) 
         hd / K::QK * std::mem::size_of::<K>(),
         hd / V::QK * std::mem::size_of::<V>(),
     );
+    // The scales of the chunk's K and V rows as f32 (block types): [position][block].
+    let (knb, vnb) = (
+        if blocks::<K>() { hd / 32 } else { 0 },
+        if blocks::<V>() { hd / 32 } else { 0 },
+    );
+    let mut raw = vec![0u16; CHUNK * knb.max(vnb)];
+    let mut dk = vec![0.0f32; CHUNK * knb];
+    let mut dv = vec![0.0f32; CHUNK * vnb];
     let mut m = [f32::NEG_INFINITY; G];
     let mut l = [0.0f32; G];
     // Scores, then probabilities: [position][gp].
@@ -163,6 +252,31 @@ unsafe fn group<const G: usize, K: KvElem, V: KvElem>(job: AttendJob<'_, K, V>) 
     let mut start = keys.start;
     while start < keys.end {
         let len = CHUNK.min(keys.end - start);
+        // SAFETY: rows start..start + len < keys.end, inside the caches (see above); the
+        // tables hold CHUNK · nb ≥ len · nb values, a multiple of 16.
+        unsafe {
+            if knb > 0 {
+                scales(
+                    kp.add(start * kstride),
+                    kstride,
+                    len,
+                    knb,
+                    &mut raw,
+                    &mut dk,
+                );
+            }
+            if vnb > 0 {
+                scales(
+                    vp.add(start * vstride),
+                    vstride,
+                    len,
+                    vnb,
+                    &mut raw,
+                    &mut dv,
+                );
+            }
+        }
+        let (dkp, dvp) = (dk.as_ptr(), dv.as_ptr());
         // 1. Scores. (With phiq's head-major cache the K and V rows of a head are two
         // contiguous streams; the hardware prefetchers follow them, but not far enough
         // ahead to overlap the reads with this arithmetic: see AHEAD.)
@@ -188,16 +302,31 @@ unsafe fn group<const G: usize, K: KvElem, V: KvElem>(job: AttendJob<'_, K, V>) 
                         kp.add((start + j2) * kstride),
                     ];
                     let mut acc = [[_mm512_setzero_ps(); 4]; 2];
-                    for c in 0..nv {
-                        let kc = row.map(|r| load16(r, 16 * c));
+                    // A block (32 values) at a time: one block address per row (and one
+                    // scale) for two vectors. Then a last 16 if hd is an odd multiple of
+                    // 16 (f16 and bf16 only: block types have whole blocks).
+                    let mut step = |c: usize, kc: [[__m512; 2]; 2], n: usize| {
                         for t in 0..4 {
                             let h = 4 * quad + t;
                             if h < G {
-                                let qv = _mm512_loadu_ps(qp.add(h * hd + 16 * c));
-                                acc[0][t] = _mm512_fmadd_ps(kc[0], qv, acc[0][t]);
-                                acc[1][t] = _mm512_fmadd_ps(kc[1], qv, acc[1][t]);
+                                for (i, _) in kc[0].iter().enumerate().take(n) {
+                                    let qv = _mm512_loadu_ps(qp.add(h * hd + 16 * (c + i)));
+                                    acc[0][t] = _mm512_fmadd_ps(kc[0][i], qv, acc[0][t]);
+                                    acc[1][t] = _mm512_fmadd_ps(kc[1][i], qv, acc[1][t]);
+                                }
                             }
                         }
+                    };
+                    for b in 0..nv / 2 {
+                        let d = [j, j2].map(|jj| dkp.wrapping_add(jj * knb + b));
+                        let kc = [load32(row[0], 32 * b, d[0]), load32(row[1], 32 * b, d[1])];
+                        step(2 * b, kc, 2);
+                    }
+                    if nv % 2 == 1 {
+                        let o = 16 * (nv - 1);
+                        let z = _mm512_setzero_ps();
+                        let kc = [[load16(row[0], o, dkp), z], [load16(row[1], o, dkp), z]];
+                        step(nv - 1, kc, 1);
                     }
                     for (jj, acc) in [j, j2].into_iter().zip(acc) {
                         let s = _mm_mul_ps(sum4(acc), vscale);
@@ -285,7 +414,19 @@ unsafe fn group<const G: usize, K: KvElem, V: KvElem>(job: AttendJob<'_, K, V>) 
                         b1 - b0,
                         (keys.end - ahead).min(len),
                     );
-                    let a = (rows, vstride, 16 * c, len, pp, gp, sc, o, hd, pf);
+                    let a = (
+                        rows,
+                        vstride,
+                        16 * c,
+                        len,
+                        pp,
+                        gp,
+                        sc,
+                        o,
+                        hd,
+                        pf,
+                        (dvp, vnb),
+                    );
                     match (h, w) {
                         (1, 4) => values::<1, 4, V>(a),
                         (2, 4) => values::<2, 4, V>(a),
@@ -352,7 +493,7 @@ fn lanes(n: usize) -> __mmask16 {
 /// `out[h][0..16·W] = out · rescale[h] + Σ_j p[j][h] · V[j][o..o + 16·W]` for `H`
 /// heads: V rows `stride` elements apart, probability rows `gp` apart, `out` rows `hd`
 /// apart; the `pf.1` bytes at `pf.0` of the first `pf.2` rows (same stride) are
-/// prefetched.
+/// prefetched; a block type's scales are `d.0[j · d.1 + block]`.
 type ValuesArgs<V> = (
     *const V,
     usize,
@@ -364,16 +505,20 @@ type ValuesArgs<V> = (
     *mut f32,
     usize,
     (*const u8, usize, usize),
+    (*const f32, usize),
 );
 
 /// # Safety
 /// `rows` has `len` readable rows at `stride` elements with values `o..o + 16·W`
 /// (whole blocks, `V` not f32); `p` has `len` rows of H at `gp`; `rescale` H values;
-/// `out` H rows of 16·W f32 at `hd`.
+/// `out` H rows of 16·W f32 at `hd`; for a block type, `d` the scales of the `len` rows'
+/// blocks.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
 unsafe fn values<const H: usize, const W: usize, V: KvElem>(
-    (rows, stride, o, len, p, gp, rescale, out, hd, (pf, pf_bytes, pf_rows)): ValuesArgs<V>,
+    (rows, stride, o, len, p, gp, rescale, out, hd, (pf, pf_bytes, pf_rows), (d, nb)): ValuesArgs<
+        V,
+    >,
 ) {
     let row_bytes = stride * std::mem::size_of::<V>();
     // SAFETY: the function's contract.
@@ -391,7 +536,17 @@ unsafe fn values<const H: usize, const W: usize, V: KvElem>(
                 prefetch_row(pf.wrapping_add(j * row_bytes), pf_bytes);
             }
             let row = rows.add(j * stride);
-            let vj: [__m512; W] = std::array::from_fn(|w| load16(row, o + 16 * w));
+            // Whole blocks two vectors at a time (W = 4: o is a multiple of 64).
+            let dj = d.wrapping_add(j * nb + o / 32);
+            let vj: [__m512; W] = if W == 4 {
+                let ([a, b], [c, e]) =
+                    (load32(row, o, dj), load32(row, o + 32, dj.wrapping_add(1)));
+                std::array::from_fn(|w| [a, b, c, e][w])
+            } else {
+                std::array::from_fn(|w| {
+                    load16(row, o + 16 * w, d.wrapping_add(j * nb + (o + 16 * w) / 32))
+                })
+            };
             for (h, a) in acc.iter_mut().enumerate() {
                 let ph = _mm512_set1_ps(*p.add(j * gp + h));
                 for (w, a) in a.iter_mut().enumerate() {
