@@ -162,3 +162,45 @@ fn measured_heap_stays_within_the_account() {
         bound >> 20
     );
 }
+
+/// The demo model was trained on 512 positions: `-c 700` is refused, naming the flag that
+/// allows it; with `--ctx-beyond-training` a prompt and answer that run past position 512
+/// complete, with a note saying what to expect. (That the positions beyond compute as
+/// transformers does is `forward_reference`'s
+/// `context_beyond_training_is_refused_unless_asked_and_then_equals_transformers`.)
+#[test]
+fn a_context_past_training_needs_the_flag() {
+    let m = demo();
+    let prompt = "the cat sat on the mat and ".repeat(70);
+    let args = [
+        "run", "-m", &m, "-c", "700", "-p", &prompt, "-n", "40", "--temp", "0",
+    ];
+    let (code, _, err) = phiq_with_memory(Some("16G"), &args);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("training context length, 512 tokens")
+            && err.contains("--ctx-beyond-training"),
+        "{err}"
+    );
+    let mut with = args.to_vec();
+    with.extend(["--ctx-beyond-training", "--ignore-eos"]);
+    let (code, _, err) = phiq_with_memory(Some("16G"), &with);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("goes past the 512 tokens this model was trained on"),
+        "{err}"
+    );
+    // The prompt's tokens and the 40 generated ones end past position 512.
+    let n_prompt: usize = err
+        .split("prompt eval")
+        .nth(1)
+        .and_then(|s| s.split('/').nth(1))
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no prompt token count in {err}"));
+    assert!(err.contains("/    40 tokens"), "{err}");
+    assert!(
+        n_prompt + 40 > 512 && n_prompt < 512,
+        "prompt of {n_prompt} tokens"
+    );
+}

@@ -262,7 +262,7 @@ fn bad_input_is_a_clear_error() {
         // Beyond the model's context length: refused, never silently capped.
         (
             vec!["-p".into(), "x".into(), "-c".into(), "100000".into()],
-            "more than this model's context length",
+            "more than this model's training context length",
         ),
     ];
     for (extra, want) in cases {

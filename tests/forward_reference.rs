@@ -634,3 +634,50 @@ fn sliding_window_logits_equal_transformers() {
         .fold(0f32, f32::max);
     assert!(worst < 1e-4, "{worst}");
 }
+
+/// A model whose metadata says it was trained on 4 positions (tiny-phi4's F32 file with
+/// `phi3.context_length` patched from 4096 to 4): a longer session is refused unless asked
+/// for, and then positions past 4 compute as transformers computes them (RoPE unscaled:
+/// its reference logits for the 10-token chat, made with 4096 positions).
+#[test]
+fn context_beyond_training_is_refused_unless_asked_and_then_equals_transformers() {
+    let Some(dir) = tiny_models_dir() else {
+        return;
+    };
+    let mut bytes = std::fs::read(dir.join("tiny-phi4-F32.gguf")).unwrap();
+    // The key as GGUF stores it (u64 length, name), its type (u32 4 = UINT32), its value.
+    let key = b"phi3.context_length";
+    let mut pattern = (key.len() as u64).to_le_bytes().to_vec();
+    pattern.extend_from_slice(key);
+    pattern.extend_from_slice(&4u32.to_le_bytes());
+    let at = bytes
+        .windows(pattern.len())
+        .position(|w| w == pattern)
+        .expect("phi3.context_length as a UINT32")
+        + pattern.len();
+    assert_eq!(
+        u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()),
+        4096
+    );
+    bytes[at..at + 4].copy_from_slice(&4u32.to_le_bytes());
+    let path = std::env::temp_dir().join(format!("phiq-ctx4-{}.gguf", std::process::id()));
+    std::fs::write(&path, &bytes).unwrap();
+    let opts = ModelOptions {
+        cache_type_k: CacheType::F32,
+        cache_type_v: CacheType::F32,
+        ..Default::default()
+    };
+    let mut model = Model::load(&path, &opts).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(model.config.n_ctx_train, 4);
+    let r = reference("tiny-phi4");
+    let seq = ids(&r["sequences"]["chat"]["ids"]);
+    assert!(seq.len() > 4);
+    let err = model.session(seq.len()).err().expect("refused").to_string();
+    assert!(err.contains("training context length 4"), "{err}");
+    model.set_context_beyond_training(true);
+    let (shape, want) = read_npy("tiny-phi4.chat.logits.npy");
+    let ours = our_logits(&model, &seq);
+    let d = max_abs_diff(&ours, model.n_vocab(), &want, shape[1], 1);
+    assert!(d < 5e-5, "positions past training: max |Δlogit| = {d}");
+}

@@ -277,7 +277,7 @@ fn perplexity_honours_ctx_size() {
     ]);
     assert_ne!(code, 0);
     assert!(
-        err.contains("more than this model's context length, 4096"),
+        err.contains("more than this model's training context length, 4096"),
         "{err}"
     );
     for (c, want) in [(None, 512), (Some("64"), 64), (Some("4096"), 4096)] {

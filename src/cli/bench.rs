@@ -15,6 +15,9 @@ use serde_json::json;
 pub struct Args {
     #[command(flatten)]
     model: super::common::ModelSource,
+    /// Allow positions past the model's training context length (see `phiq run --help`).
+    #[arg(long = "ctx-beyond-training")]
+    ctx_beyond_training: bool,
     /// Thread counts to test, comma-separated as in llama-bench (`-t 1,2`)
     /// [default: the number of physical cores].
     #[arg(
@@ -220,7 +223,12 @@ fn depth_session<'m>(
 ) -> phiq::Result<phiq::Session<'m>> {
     let most = |v: &[usize]| v.iter().copied().max().unwrap_or(0);
     let n_ctx = n_depth + most(n_prompt) + most(n_gen) + 1;
-    let mut session = model.session(n_ctx.min(model.config.n_ctx_train))?;
+    let n_ctx = if model.context_beyond_training() {
+        n_ctx
+    } else {
+        n_ctx.min(model.config.n_ctx_train)
+    };
+    let mut session = model.session(n_ctx)?;
     if n_depth > 0 {
         let t = Instant::now();
         session.eval(&prompt_ids(n_depth, model.n_vocab(), 1))?;
@@ -340,7 +348,8 @@ pub fn run(args: Args) -> phiq::Result<()> {
             cache_type_k: args.cache.types().0,
             cache_type_v: args.cache.types().1,
         };
-        let model = Model::load(&path, &opts)?;
+        let mut model = Model::load(&path, &opts)?;
+        model.set_context_beyond_training(args.ctx_beyond_training);
         let h = &model.file.header;
         let size: u64 = h.tensors.iter().filter_map(|t| t.n_bytes).sum();
         let mut mix: std::collections::BTreeMap<String, usize> = Default::default();

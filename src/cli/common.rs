@@ -46,6 +46,12 @@ pub struct ModelArgs {
     /// context shrinks to what fits. off: start anyway.
     #[arg(long = "fit", value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
     pub fit: String,
+    /// Allow -c past the context length the model was trained for (its
+    /// `context_length`). The positions beyond it use the model's RoPE unscaled, as
+    /// llama.cpp does (with a warning): they were never trained on, so expect the output to
+    /// degrade there. Without this flag such a -c is an error.
+    #[arg(long = "ctx-beyond-training")]
+    pub ctx_beyond_training: bool,
 }
 
 /// The KV cache's element types, as llama.cpp's `-ctk`/`-ctv` (which phiq takes too).
@@ -159,13 +165,15 @@ impl ModelArgs {
             cache_type_k: self.cache.types().0,
             cache_type_v: self.cache.types().1,
         };
-        Model::load(self.model_path()?, &opts)
+        let mut model = Model::load(self.model_path()?, &opts)?;
+        model.set_context_beyond_training(self.ctx_beyond_training);
+        Ok(model)
     }
 
     /// The context size to use: `-c` (else `default`, or the model's own length when that
     /// is shorter), 0 meaning the model's own. An explicit `-c` beyond the model's training
-    /// length is refused, in every subcommand alike: phiq does not extend a model's context
-    /// past what it was trained for. Then memory is checked (unless `--fit off`): an
+    /// length is refused, in every subcommand alike, unless `--ctx-beyond-training` asks
+    /// for it (then a note on stderr says what to expect). Then memory is checked (unless `--fit off`): an
     /// explicit `-c` that does not fit is an error naming what would; the default and
     /// `-c 0` shrink to the largest context that fits, with a note.
     pub fn n_ctx_or(&self, model: &Model, default: usize) -> phiq::Result<usize> {
@@ -183,10 +191,17 @@ impl ModelArgs {
         let (n, explicit) = match self.ctx_size {
             None => (default.min(train), false),
             Some(0) => (train, false),
-            Some(n) if n > train => return Err(Error::InvalidInput(format!(
-                "-c/--ctx-size {n} is more than this model's context length, {train} tokens (use -c {train} or less; -c 0 is the model's own)"
+            Some(n) if n > train && !self.ctx_beyond_training => return Err(Error::InvalidInput(format!(
+                "-c/--ctx-size {n} is more than this model's training context length, {train} tokens (use -c {train} or less, -c 0 for the model's own; or --ctx-beyond-training to go past it, where output degrades)"
             ))),
-            Some(n) => (n, true),
+            Some(n) => {
+                if n > train {
+                    eprintln!(
+                        "phiq: -c {n} goes past the {train} tokens this model was trained on (--ctx-beyond-training): positions beyond {train} use its RoPE unscaled and were never trained on; expect the output to degrade there"
+                    );
+                }
+                (n, true)
+            }
         };
         if self.fit == "off" {
             return Ok(n);

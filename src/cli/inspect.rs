@@ -507,7 +507,7 @@ fn memory_report(file: &GgufFile, args: &Args) -> phiq::Result<String> {
     if n_ctx > train {
         let _ = writeln!(
             s,
-            "note: -c {n_ctx} is past the model's context length ({train}): run/chat/serve refuse it"
+            "note: -c {n_ctx} is past the model's training context length ({train}): run/chat/serve refuse it without --ctx-beyond-training"
         );
     }
     Ok(s)

@@ -16,6 +16,9 @@ use super::common::ModelSource;
 pub struct Args {
     #[command(flatten)]
     source: ModelSource,
+    /// Allow positions past the model's training context length (see `phiq run --help`).
+    #[arg(long = "ctx-beyond-training")]
+    ctx_beyond_training: bool,
     /// Token ids to evaluate: comma-separated (e.g. 100264,882,100266) or as
     /// `phiq tokenize --ids` prints them ("[100264, 882, 100266]").
     #[arg(
@@ -52,7 +55,8 @@ pub fn run(args: Args) -> phiq::Result<()> {
         cache_type_k: args.cache.types().0,
         cache_type_v: args.cache.types().1,
     };
-    let model = Model::load(args.source.path()?, &opts)?;
+    let mut model = Model::load(args.source.path()?, &opts)?;
+    model.set_context_beyond_training(args.ctx_beyond_training);
     let ids = match &args.prompt {
         Some(text) => model.tokenizer()?.encode(text, true, false),
         None => super::tokenize::parse_ids(&args.ids)?,

@@ -57,6 +57,7 @@ pub struct Model {
     threads: usize,
     batch: usize,
     cache_types: (CacheType, CacheType),
+    beyond_training: bool,
 }
 
 /// The threads of a model's forward passes: by default a [`phiq_kernels::par::Team`]
@@ -150,14 +151,29 @@ impl Model {
             threads,
             batch: opts.batch_size.unwrap_or(forward::DEFAULT_BATCH).max(1),
             cache_types: (opts.cache_type_k, opts.cache_type_v),
+            beyond_training: false,
         })
     }
 
-    /// A session with a KV cache for `n_ctx` tokens (at most the model's context length).
+    /// Whether sessions may have more positions than the model was trained for
+    /// (`context_length`; off by default). The positions past it are computed as the
+    /// model's RoPE defines them (unscaled, as transformers does and llama.cpp allows with
+    /// a warning) but were never trained on: expect the output to degrade there.
+    pub fn set_context_beyond_training(&mut self, allow: bool) {
+        self.beyond_training = allow;
+    }
+
+    /// See [`Self::set_context_beyond_training`].
+    pub fn context_beyond_training(&self) -> bool {
+        self.beyond_training
+    }
+
+    /// A session with a KV cache for `n_ctx` tokens: at most the model's context length,
+    /// unless [`Self::set_context_beyond_training`] allows more.
     pub fn session(&self, n_ctx: usize) -> Result<Session<'_>> {
-        if n_ctx > self.config.n_ctx_train {
+        if n_ctx > self.config.n_ctx_train && !self.beyond_training {
             return Err(Error::InvalidInput(format!(
-                "context size {n_ctx} exceeds the model's context length {}",
+                "context size {n_ctx} exceeds the model's training context length {} (Model::set_context_beyond_training allows it; the CLI's --ctx-beyond-training)",
                 self.config.n_ctx_train
             )));
         }
