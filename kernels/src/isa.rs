@@ -2,7 +2,8 @@
 //!
 //! [`Isa`] can only be made by checking the CPU (`best`, `from_name`), so holding one
 //! proves its instructions exist: kernels selected by it may call `#[target_feature]`
-//! code. `PHIQ_ISA=scalar|avx2|avx512` forces a path so each one can be tested here.
+//! code. `PHIQ_ISA=scalar|avx2|avxvnni|avx512` forces a path so each one can be tested
+//! here.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -20,7 +21,11 @@ pub enum Level {
     Scalar,
     /// AVX2 + FMA + F16C.
     Avx2,
-    /// AVX-512 F/BW/VL/VNNI on top of AVX2.
+    /// AVX2 + FMA + F16C + AVX-VNNI (the 256-bit VEX `vpdpbusd`): Intel Core from the 12th
+    /// generation. Kernels without an AVX-VNNI form use AVX2's.
+    AvxVnni,
+    /// AVX-512 F/BW/VL/VNNI on top of AVX2. (Every AVX-512 CPU phiq meets has AVX-VNNI or
+    /// not; the AVX-512 kernels do not need it, so this level does not require it.)
     Avx512,
 }
 
@@ -29,6 +34,7 @@ impl Level {
         match self {
             Level::Scalar => "scalar",
             Level::Avx2 => "avx2",
+            Level::AvxVnni => "avxvnni",
             Level::Avx512 => "avx512",
         }
     }
@@ -41,6 +47,7 @@ fn cpu_supports(level: Level) -> bool {
         match level {
             Level::Scalar => true,
             Level::Avx2 => has!("avx2") && has!("fma") && has!("f16c"),
+            Level::AvxVnni => cpu_supports(Level::Avx2) && has!("avxvnni"),
             Level::Avx512 => {
                 cpu_supports(Level::Avx2)
                     && has!("avx512f")
@@ -86,21 +93,23 @@ impl Isa {
 
     /// The best level this CPU supports.
     pub fn best() -> Isa {
-        [Level::Avx512, Level::Avx2]
+        [Level::Avx512, Level::AvxVnni, Level::Avx2]
             .into_iter()
             .find_map(Isa::with_level)
             .unwrap_or_else(Isa::scalar)
     }
 
-    /// The level named `name` ("scalar", "avx2", "avx512"), or an error saying why not.
+    /// The level named `name` ("scalar", "avx2", "avxvnni", "avx512"), or an error saying
+    /// why not.
     pub fn from_name(name: &str) -> Result<Isa, String> {
         let level = match name.trim().to_ascii_lowercase().as_str() {
             "scalar" => Level::Scalar,
             "avx2" => Level::Avx2,
+            "avxvnni" => Level::AvxVnni,
             "avx512" => Level::Avx512,
             other => {
                 return Err(format!(
-                    "PHIQ_ISA={other:?} is not one of scalar, avx2, avx512"
+                    "PHIQ_ISA={other:?} is not one of scalar, avx2, avxvnni, avx512"
                 ))
             }
         };
@@ -110,7 +119,7 @@ impl Isa {
 
     /// Every level this CPU supports, lowest first (tests run them all).
     pub fn all_supported() -> Vec<Isa> {
-        [Level::Scalar, Level::Avx2, Level::Avx512]
+        [Level::Scalar, Level::Avx2, Level::AvxVnni, Level::Avx512]
             .into_iter()
             .filter_map(Isa::with_level)
             .collect()

@@ -14,7 +14,7 @@
 use half::{bf16, f16};
 
 #[cfg(target_arch = "x86_64")]
-use crate::arch::x86::{avx2, avx512, common};
+use crate::arch::x86::{avx2, avx512, avxvnni, common};
 use crate::contract::attend::{AttendFn, AttendJob, AxpyFn, KvElem};
 use crate::contract::dot::{DotFn, VecDot};
 use crate::contract::gemm::{
@@ -228,13 +228,16 @@ macro_rules! gemv_prepared {
 fn gemv_q4_0(isa: Isa) -> Option<GemvKernel<BlockQ4_0>> {
     gemv_prepared!(isa, BlockQ4_0, Avx512 => avx512::gemv::rows_q4_0,
         avx512::gemv::prep_q4_0, avx512::gemv::prep_q4_0_bytes);
+    gemv_prepared!(isa, BlockQ4_0, AvxVnni => avxvnni::gemv::rows_q4_0_prepared,
+        avx2::gemv::prep_q4_0, avx2::gemv::prep_q4_0_bytes);
     gemv_prepared!(isa, BlockQ4_0, Avx2 => avx2::gemv::rows_q4_0_prepared,
         avx2::gemv::prep_q4_0, avx2::gemv::prep_q4_0_bytes);
     None
 }
 
 fn gemv_q8_0(isa: Isa) -> Option<GemvKernel<BlockQ8_0>> {
-    gemv_plain!(isa, BlockQ8_0, [Avx512 => avx512::gemv::rows_q8_0, Avx2 => avx2::gemv::rows_q8_0]);
+    gemv_plain!(isa, BlockQ8_0, [Avx512 => avx512::gemv::rows_q8_0,
+        AvxVnni => avxvnni::gemv::rows_q8_0, Avx2 => avx2::gemv::rows_q8_0]);
     None
 }
 
@@ -324,6 +327,31 @@ fn gemm_int<W: GemmWeight>(isa: Isa) -> Option<GemmKernel<W>> {
             }
             return Some(GemmKernel::new(
                 avx512::gemm::TILE_ROWS,
+                0x80,
+                tile::<W>,
+                pack::<W>,
+            ));
+        }
+        if isa.level() >= Level::AvxVnni {
+            fn tile<W: GemmWeight>(job: GemmJob<'_>) {
+                job.check::<W>(avxvnni::gemm::TILE_ROWS);
+                // SAFETY: level ≥ AvxVnni means avx2+fma+f16c+avxvnni were detected;
+                // `check` passed; this kernel is handed out only with xor 0x80 below, so
+                // the activations are a + 128.
+                unsafe { avxvnni::gemm::tile::<W>(job) }
+            }
+            fn pack<W: GemmWeight>(
+                p: &mut PackedPanel,
+                rows: &[&[W]],
+                b0: usize,
+                n: usize,
+                tr: usize,
+            ) {
+                // SAFETY: level ≥ AvxVnni ⊇ AVX2 (safe code, compiled for AVX2).
+                unsafe { avx2::gemm::pack(p, rows, b0, n, tr) }
+            }
+            return Some(GemmKernel::new(
+                avxvnni::gemm::TILE_ROWS,
                 0x80,
                 tile::<W>,
                 pack::<W>,

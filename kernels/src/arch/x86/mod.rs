@@ -5,6 +5,7 @@
 
 pub(crate) mod avx2;
 pub(crate) mod avx512;
+pub(crate) mod avxvnni;
 pub(crate) mod common;
 
 #[cfg(test)]

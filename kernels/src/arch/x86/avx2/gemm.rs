@@ -3,11 +3,131 @@
 use std::arch::x86_64::*;
 
 use crate::arch::x86::common::sum_i8;
-use crate::contract::gemm::{act_block_bytes, GemmJob, GemmWeight, PackedPanel, TOKEN_GROUP};
+use crate::contract::gemm::{GemmJob, GemmWeight, PackedPanel};
 
 /// Weight rows per tile call (16 ymm registers: 4 int32 + 4 float accumulators,
 /// the activations, the broadcast weights and temporaries).
 pub(crate) const TILE_ROWS: usize = 4;
+
+/// The tile micro-kernel's body for weight type `$W` (see [`tile`]): `$dp(sum, a, w)` adds
+/// the products of 4 activation bytes `a` and 4 weight bytes `w` per int32 lane to `sum`;
+/// `$unsigned`: the activations are `a + 128` and each sum starts from the row's `corr`.
+/// The AVX-VNNI level ([`crate::arch::x86::avxvnni::gemm`]) expands it with `vpdpbusd`.
+macro_rules! tile_body {
+    ($W:ty, $unsigned:expr, $job:expr, $dp:expr) => {{
+        const R: usize = $crate::arch::x86::avx2::gemm::TILE_ROWS;
+        let qk = <$W>::QK;
+        let nsub = qk / <$W>::SUB;
+        let dwords = <$W>::SUB / 4;
+        let bb = $crate::contract::gemm::act_block_bytes(qk, <$W>::SUB, <$W>::MINS, <$W>::OFFSET);
+        let job: $crate::contract::gemm::GemmJob<'_> = $job;
+        let p = job.w;
+        // SAFETY (every pointer below): as in the AVX-512 kernel — `check` bounds the
+        // activation and output accesses; panel indices stay inside the `PackedPanel` arrays.
+        unsafe {
+            let q = p.q.as_ptr();
+            let dsc = p.dsc.as_ptr();
+            let corr = p.corr.as_ptr();
+            let mins = p.mins.as_ptr().cast::<i32>();
+            let per_block = p.per_block.as_ptr();
+            for g in 0..job.groups {
+                for half in 0..2 {
+                    // Lanes 8·half..8·half + 8 of the group: 32 bytes into each 64-byte row.
+                    let acts = job.acts.as_ptr().add(g * job.group_stride + 32 * half);
+                    let out = job
+                        .out
+                        .as_mut_ptr()
+                        .add($crate::contract::gemm::TOKEN_GROUP * g + 8 * half);
+                    let mut acc = [_mm256_setzero_ps(); R];
+                    if !job.first {
+                        for (r, acc) in acc.iter_mut().enumerate().take(job.rows) {
+                            *acc = _mm256_loadu_ps(out.add(r * job.out_stride));
+                        }
+                    }
+                    for b in 0..p.n_blocks {
+                        let a = acts.add(b * bb);
+                        let wq = q.add(b * R * qk);
+                        let dy =
+                            _mm256_loadu_ps(a.add($crate::contract::gemm::TOKEN_GROUP * qk).cast());
+                        for s in 0..nsub {
+                            let at = (b * nsub + s) * R;
+                            let mut sum = [_mm256_setzero_si256(); R];
+                            if $unsigned {
+                                for (r, sum) in sum.iter_mut().enumerate() {
+                                    *sum = _mm256_set1_epi32(*corr.add(at + r));
+                                }
+                            }
+                            for j in s * dwords..(s + 1) * dwords {
+                                let av = _mm256_loadu_si256(a.add(64 * j).cast());
+                                for (r, sum) in sum.iter_mut().enumerate() {
+                                    let wv =
+                                        (wq.add(r * qk + 4 * j) as *const i32).read_unaligned();
+                                    *sum = $dp(*sum, av, _mm256_set1_epi32(wv));
+                                }
+                            }
+                            for r in 0..R {
+                                let f = _mm256_mul_ps(_mm256_cvtepi32_ps(sum[r]), dy);
+                                let d = _mm256_set1_ps(*dsc.add(at + r));
+                                acc[r] = _mm256_fmadd_ps(f, d, acc[r]);
+                            }
+                        }
+                        if <$W>::MINS {
+                            let sums = a.add($crate::contract::gemm::TOKEN_GROUP * (qk + 4));
+                            let m = mins.add(b * R * nsub / 2);
+                            let mut msum = [_mm256_setzero_si256(); R];
+                            for j in 0..nsub / 2 {
+                                let sv = _mm256_loadu_si256(sums.add(64 * j).cast());
+                                for (r, msum) in msum.iter_mut().enumerate() {
+                                    let mv =
+                                        _mm256_set1_epi32(m.add(r * nsub / 2 + j).read_unaligned());
+                                    *msum = _mm256_add_epi32(*msum, _mm256_madd_epi16(sv, mv));
+                                }
+                            }
+                            for r in 0..R {
+                                let f = _mm256_mul_ps(_mm256_cvtepi32_ps(msum[r]), dy);
+                                let nd = _mm256_set1_ps(*per_block.add(b * R + r));
+                                acc[r] = _mm256_fmadd_ps(f, nd, acc[r]);
+                            }
+                        }
+                        if <$W>::OFFSET {
+                            // + m · s8 (Q4_1/Q5_1): the offset times the tokens' scaled sums.
+                            let sy = _mm256_loadu_ps(
+                                a.add($crate::contract::gemm::TOKEN_GROUP * (qk + 4)).cast(),
+                            );
+                            for (r, acc) in acc.iter_mut().enumerate() {
+                                let m = _mm256_set1_ps(*per_block.add(b * R + r));
+                                *acc = _mm256_fmadd_ps(m, sy, *acc);
+                            }
+                        }
+                    }
+                    match job.y {
+                        Some(y) => {
+                            // Rows × 8 tokens through a small buffer into y[t][col + r].
+                            let t = y.t0 + $crate::contract::gemm::TOKEN_GROUP * g + 8 * half;
+                            let tokens = y.n_tokens.saturating_sub(t).min(8);
+                            let mut buf = [[0f32; 8]; R];
+                            for (b, acc) in buf.iter_mut().zip(&acc) {
+                                _mm256_storeu_ps(b.as_mut_ptr(), *acc);
+                            }
+                            for k in 0..tokens {
+                                let at = y.ptr.add((t + k) * y.stride + y.col);
+                                for (r, b) in buf.iter().enumerate().take(job.rows) {
+                                    *at.add(r) = b[k];
+                                }
+                            }
+                        }
+                        None => {
+                            for (r, acc) in acc.iter().enumerate().take(job.rows) {
+                                _mm256_storeu_ps(out.add(r * job.out_stride), *acc);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }};
+}
+pub(crate) use tile_body;
 
 /// The tile micro-kernel (see [`crate::contract::gemm`]) without VNNI: [`TILE_ROWS`] decoded weight
 /// rows × 8 tokens (each 16-token group in two halves). Per weight dword broadcast,
@@ -24,118 +144,17 @@ pub(crate) const TILE_ROWS: usize = 4;
 /// with `UNSIGNED` the activations must be `a + 128` and `W::MAX_ABS ≤ 64`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn tile<W: GemmWeight, const UNSIGNED: bool>(job: GemmJob<'_>) {
-    const R: usize = TILE_ROWS;
-    let qk = W::QK;
-    let nsub = qk / W::SUB;
-    let dwords = W::SUB / 4;
-    let bb = act_block_bytes(qk, W::SUB, W::MINS, W::OFFSET);
-    let p = job.w;
     let ones = _mm256_set1_epi16(1);
-    // SAFETY (every pointer below): as in the AVX-512 kernel — `check` bounds the
-    // activation and output accesses; panel indices stay inside the `PackedPanel` arrays.
-    unsafe {
-        let q = p.q.as_ptr();
-        let dsc = p.dsc.as_ptr();
-        let corr = p.corr.as_ptr();
-        let mins = p.mins.as_ptr().cast::<i32>();
-        let per_block = p.per_block.as_ptr();
-        for g in 0..job.groups {
-            for half in 0..2 {
-                // Lanes 8·half..8·half + 8 of the group: 32 bytes into each 64-byte row.
-                let acts = job.acts.as_ptr().add(g * job.group_stride + 32 * half);
-                let out = job.out.as_mut_ptr().add(TOKEN_GROUP * g + 8 * half);
-                let mut acc = [_mm256_setzero_ps(); R];
-                if !job.first {
-                    for (r, acc) in acc.iter_mut().enumerate().take(job.rows) {
-                        *acc = _mm256_loadu_ps(out.add(r * job.out_stride));
-                    }
-                }
-                for b in 0..p.n_blocks {
-                    let a = acts.add(b * bb);
-                    let wq = q.add(b * R * qk);
-                    let dy = _mm256_loadu_ps(a.add(TOKEN_GROUP * qk).cast());
-                    for s in 0..nsub {
-                        let at = (b * nsub + s) * R;
-                        let mut sum = [_mm256_setzero_si256(); R];
-                        if UNSIGNED {
-                            for (r, sum) in sum.iter_mut().enumerate() {
-                                *sum = _mm256_set1_epi32(*corr.add(at + r));
-                            }
-                        }
-                        for j in s * dwords..(s + 1) * dwords {
-                            let av = _mm256_loadu_si256(a.add(64 * j).cast());
-                            for (r, sum) in sum.iter_mut().enumerate() {
-                                let wv = (wq.add(r * qk + 4 * j) as *const i32).read_unaligned();
-                                let wv = _mm256_set1_epi32(wv);
-                                let pairs = if UNSIGNED {
-                                    _mm256_maddubs_epi16(av, wv)
-                                } else {
-                                    _mm256_maddubs_epi16(
-                                        _mm256_sign_epi8(wv, wv),
-                                        _mm256_sign_epi8(av, wv),
-                                    )
-                                };
-                                *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(pairs, ones));
-                            }
-                        }
-                        for r in 0..R {
-                            let f = _mm256_mul_ps(_mm256_cvtepi32_ps(sum[r]), dy);
-                            let d = _mm256_set1_ps(*dsc.add(at + r));
-                            acc[r] = _mm256_fmadd_ps(f, d, acc[r]);
-                        }
-                    }
-                    if W::MINS {
-                        let sums = a.add(TOKEN_GROUP * (qk + 4));
-                        let m = mins.add(b * R * nsub / 2);
-                        let mut msum = [_mm256_setzero_si256(); R];
-                        for j in 0..nsub / 2 {
-                            let sv = _mm256_loadu_si256(sums.add(64 * j).cast());
-                            for (r, msum) in msum.iter_mut().enumerate() {
-                                let mv =
-                                    _mm256_set1_epi32(m.add(r * nsub / 2 + j).read_unaligned());
-                                *msum = _mm256_add_epi32(*msum, _mm256_madd_epi16(sv, mv));
-                            }
-                        }
-                        for r in 0..R {
-                            let f = _mm256_mul_ps(_mm256_cvtepi32_ps(msum[r]), dy);
-                            let nd = _mm256_set1_ps(*per_block.add(b * R + r));
-                            acc[r] = _mm256_fmadd_ps(f, nd, acc[r]);
-                        }
-                    }
-                    if W::OFFSET {
-                        // + m · s8 (Q4_1/Q5_1): the offset times the tokens' scaled sums.
-                        let sy = _mm256_loadu_ps(a.add(TOKEN_GROUP * (qk + 4)).cast());
-                        for (r, acc) in acc.iter_mut().enumerate() {
-                            let m = _mm256_set1_ps(*per_block.add(b * R + r));
-                            *acc = _mm256_fmadd_ps(m, sy, *acc);
-                        }
-                    }
-                }
-                match job.y {
-                    Some(y) => {
-                        // Rows × 8 tokens through a small buffer into y[t][col + r].
-                        let t = y.t0 + TOKEN_GROUP * g + 8 * half;
-                        let tokens = y.n_tokens.saturating_sub(t).min(8);
-                        let mut buf = [[0f32; 8]; R];
-                        for (b, acc) in buf.iter_mut().zip(&acc) {
-                            _mm256_storeu_ps(b.as_mut_ptr(), *acc);
-                        }
-                        for k in 0..tokens {
-                            let at = y.ptr.add((t + k) * y.stride + y.col);
-                            for (r, b) in buf.iter().enumerate().take(job.rows) {
-                                *at.add(r) = b[k];
-                            }
-                        }
-                    }
-                    None => {
-                        for (r, acc) in acc.iter().enumerate().take(job.rows) {
-                            _mm256_storeu_ps(out.add(r * job.out_stride), *acc);
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let dp = |sum: __m256i, av: __m256i, wv: __m256i| {
+        let pairs = if UNSIGNED {
+            _mm256_maddubs_epi16(av, wv)
+        } else {
+            _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(av, wv))
+        };
+        _mm256_add_epi32(sum, _mm256_madd_epi16(pairs, ones))
+    };
+    // The body's unsafe block relies on this function's contract.
+    tile_body!(W, UNSIGNED, job, dp)
 }
 
 /// [`PackedPanel::pack`] compiled for AVX2 (vectorized for this kernel's ISA).
