@@ -9,13 +9,13 @@ use crate::contract::gemm::{GemmJob, GemmWeight, PackedPanel};
 /// the activations, the broadcast weights and temporaries).
 pub(crate) const TILE_ROWS: usize = 4;
 
-/// The tile micro-kernel's body for weight type `$W` (see [`tile`]): `$dp(sum, a, w)` adds
+/// The tile micro-kernel's body for weight type `$W` and `$R` rows (see [`tile`]): `$dp(sum, a, w)` adds
 /// the products of 4 activation bytes `a` and 4 weight bytes `w` per int32 lane to `sum`;
 /// `$unsigned`: the activations are `a + 128` and each sum starts from the row's `corr`.
 /// The AVX-VNNI level ([`crate::arch::x86::avxvnni::gemm`]) expands it with `vpdpbusd`.
 macro_rules! tile_body {
-    ($W:ty, $unsigned:expr, $job:expr, $dp:expr) => {{
-        const R: usize = $crate::arch::x86::avx2::gemm::TILE_ROWS;
+    ($W:ty, $R:expr, $unsigned:expr, $job:expr, $dp:expr) => {{
+        const R: usize = $R;
         let qk = <$W>::QK;
         let nsub = qk / <$W>::SUB;
         let dwords = <$W>::SUB / 4;
@@ -154,7 +154,7 @@ pub(crate) unsafe fn tile<W: GemmWeight, const UNSIGNED: bool>(job: GemmJob<'_>)
         _mm256_add_epi32(sum, _mm256_madd_epi16(pairs, ones))
     };
     // The body's unsafe block relies on this function's contract.
-    tile_body!(W, UNSIGNED, job, dp)
+    tile_body!(W, TILE_ROWS, UNSIGNED, job, dp)
 }
 
 /// [`PackedPanel::pack`] compiled for AVX2 (vectorized for this kernel's ISA).

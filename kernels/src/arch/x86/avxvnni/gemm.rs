@@ -6,8 +6,10 @@ use std::arch::x86_64::*;
 use crate::arch::x86::avx2::gemm::tile_body;
 use crate::contract::gemm::{GemmJob, GemmWeight};
 
-/// Weight rows per tile call: as AVX2's.
-pub(crate) const TILE_ROWS: usize = crate::arch::x86::avx2::gemm::TILE_ROWS;
+/// Weight rows per tile call: with one instruction per product (AVX2 needs temporaries
+/// for three) 6 int32 + 6 float accumulators, the activations, the broadcast weight and
+/// the tokens' scales fit the 16 ymm registers.
+pub(crate) const TILE_ROWS: usize = 6;
 
 /// [`TILE_ROWS`] decoded weight rows × 8 tokens at a time, each weight dword broadcast
 /// into one `vpdpbusd` per row with the tokens' activations (`a + 128`, unsigned), the
@@ -20,5 +22,5 @@ pub(crate) const TILE_ROWS: usize = crate::arch::x86::avx2::gemm::TILE_ROWS;
 pub(crate) unsafe fn tile<W: GemmWeight>(job: GemmJob<'_>) {
     let dp = |sum: __m256i, av: __m256i, wv: __m256i| _mm256_dpbusd_avx_epi32(sum, av, wv);
     // The body's unsafe block relies on this function's contract.
-    tile_body!(W, true, job, dp)
+    tile_body!(W, TILE_ROWS, true, job, dp)
 }
