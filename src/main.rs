@@ -59,10 +59,16 @@ fn version() -> String {
         Err(e) => format!("error: {e}"),
     };
     let supported: Vec<String> = Isa::all_supported().iter().map(|i| i.to_string()).collect();
+    let features = phiq::kernels::isa::cpu_features();
     format!(
-        "{} (kernels: {isa}; this CPU supports: {})",
+        "{} (kernels: {isa}; this CPU supports: {}; features seen: {})",
         env!("CARGO_PKG_VERSION"),
-        supported.join(", ")
+        supported.join(", "),
+        if features.is_empty() {
+            "none of phiq's".to_string()
+        } else {
+            features.join(" ")
+        }
     )
 }
 

@@ -682,3 +682,56 @@ fn run_shows_or_hides_the_thinking() {
         assert!(undimmed.contains(shown.trim()), "{tty:?} vs {shown:?}");
     }
 }
+
+/// `phiq --version` names the kernel level in use (PHIQ_ISA's when set, an error naming
+/// the choices for an unknown one) and the CPU features it saw, as std::arch detects them.
+#[test]
+fn version_names_the_level_and_the_features_seen() {
+    let run = |isa: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_phiq"));
+        cmd.arg("--version");
+        match isa {
+            Some(i) => cmd.env("PHIQ_ISA", i),
+            None => cmd.env_remove("PHIQ_ISA"),
+        };
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let v = run(Some("scalar"));
+    assert!(v.contains("kernels: scalar;"), "{v}");
+    let v = run(Some("avx3"));
+    assert!(
+        v.contains("kernels: error:") && v.contains("scalar, avx2, avxvnni, avx512"),
+        "{v}"
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let v = run(None);
+        let features = v
+            .split("features seen: ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{v}"));
+        for (name, seen) in [
+            ("avx2", has!("avx2")),
+            ("fma", has!("fma")),
+            ("avxvnni", has!("avxvnni")),
+            ("avx512f", has!("avx512f")),
+            ("avx512vnni", has!("avx512vnni")),
+        ] {
+            assert_eq!(
+                features.split([' ', ')', '\n']).any(|f| f == name),
+                seen,
+                "{name}: {v}"
+            );
+        }
+        if has!("avxvnni") && has!("avx2") && has!("fma") && has!("f16c") {
+            let v = run(Some("avxvnni"));
+            assert!(
+                v.contains("kernels: avxvnni;") && v.contains("avxvnni"),
+                "{v}"
+            );
+        }
+    }
+}

@@ -63,6 +63,43 @@ fn cpu_supports(level: Level) -> bool {
     }
 }
 
+/// The instruction-set features phiq's levels are made of that this CPU reports (as
+/// `phiq --version` prints them): on x86-64 AVX/AVX2/FMA/F16C/BMI2, AVX-VNNI and the
+/// AVX-512 subsets; on aarch64 NEON, `dotprod` and `i8mm`.
+pub fn cpu_features() -> Vec<&'static str> {
+    let mut v = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let all = [
+            ("avx", has!("avx")),
+            ("avx2", has!("avx2")),
+            ("fma", has!("fma")),
+            ("f16c", has!("f16c")),
+            ("bmi2", has!("bmi2")),
+            ("avxvnni", has!("avxvnni")),
+            ("avx512f", has!("avx512f")),
+            ("avx512bw", has!("avx512bw")),
+            ("avx512vl", has!("avx512vl")),
+            ("avx512vnni", has!("avx512vnni")),
+            ("avx512vbmi", has!("avx512vbmi")),
+            ("avx512bf16", has!("avx512bf16")),
+        ];
+        v.extend(all.into_iter().filter(|f| f.1).map(|f| f.0));
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        use std::arch::is_aarch64_feature_detected as has;
+        let all = [
+            ("neon", has!("neon")),
+            ("dotprod", has!("dotprod")),
+            ("i8mm", has!("i8mm")),
+        ];
+        v.extend(all.into_iter().filter(|f| f.1).map(|f| f.0));
+    }
+    v
+}
+
 fn cpu_has_bf16() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
