@@ -59,15 +59,16 @@ impl<W: VecDot> Copy for GemvKernel<W> {}
 
 impl<W: VecDot> GemvKernel<W> {
     /// Matrix × vector takes this kernel only when one activation row is at least this many
-    /// bytes. Kernels on prepared activations and [`GemvKernel::Shared`] ones share work
-    /// between their rows and win at every shape (0); plain ones only walk the rows together (the block-wise driver) and
-    /// win when the activation row no longer fits in L1 beside the streaming weights
-    /// (Phi-4's ffn_down, 17920 wide), losing a few % below it to one dot per row, which the
-    /// hardware prefetcher follows well (examples/gemv_stream.rs).
+    /// bytes: 0 for every kind. Plain kernels only walk the rows together (the block-wise
+    /// driver) and were once kept for rows of 16 KiB and more, on the belief that one dot
+    /// per row, which the hardware prefetcher follows, won below that; measured from
+    /// memory they win at every Phi-4 shape (`gemv_stream`, 2026-12-07, two alternating
+    /// pairs, % of the read bandwidth): AVX2 Q4_K ffn_up 31 → 64%, attn_qkv 30 → 61%;
+    /// Q6_K 57 → 62% (AVX2), 63 → 65% (AVX-512); Q8_0 attn_qkv 79 → 82% (AVX-512),
+    /// 74 → 80% (AVX2).
     pub fn min_act_bytes(&self) -> usize {
         match self {
-            GemvKernel::Plain(_) => 16 << 10,
-            GemvKernel::Shared(_) | GemvKernel::Prepared(_) => 0,
+            GemvKernel::Plain(_) | GemvKernel::Shared(_) | GemvKernel::Prepared(_) => 0,
         }
     }
 
