@@ -332,6 +332,19 @@ fn gemm_int<W: GemmWeight>(isa: Isa) -> Option<GemmKernel<W>> {
                 pack::<W>,
             ));
         }
+        // The panels of the AVX-VNNI and AVX2 tiles (one layout), packed by code compiled
+        // for AVX2.
+        fn pack_avx2<W: GemmWeight>(
+            p: &mut PackedPanel,
+            rows: &[&[W]],
+            b0: usize,
+            n: usize,
+            tr: usize,
+        ) {
+            // SAFETY: handed out below only for an `Isa` at level ≥ Avx2, which exists only
+            // on CPUs with avx2+fma+f16c (safe code, compiled for AVX2).
+            unsafe { avx2::gemm::pack(p, rows, b0, n, tr) }
+        }
         if isa.level() >= Level::AvxVnni {
             fn tile<W: GemmWeight>(job: GemmJob<'_>) {
                 job.check::<W>(avxvnni::gemm::TILE_ROWS);
@@ -340,21 +353,11 @@ fn gemm_int<W: GemmWeight>(isa: Isa) -> Option<GemmKernel<W>> {
                 // the activations are a + 128.
                 unsafe { avxvnni::gemm::tile::<W>(job) }
             }
-            fn pack<W: GemmWeight>(
-                p: &mut PackedPanel,
-                rows: &[&[W]],
-                b0: usize,
-                n: usize,
-                tr: usize,
-            ) {
-                // SAFETY: level ≥ AvxVnni ⊇ AVX2 (safe code, compiled for AVX2).
-                unsafe { avx2::gemm::pack(p, rows, b0, n, tr) }
-            }
             return Some(GemmKernel::new(
                 avxvnni::gemm::TILE_ROWS,
                 0x80,
                 tile::<W>,
-                pack::<W>,
+                pack_avx2::<W>,
             ));
         }
         if isa.level() >= Level::Avx2 {
@@ -370,21 +373,11 @@ fn gemm_int<W: GemmWeight>(isa: Isa) -> Option<GemmKernel<W>> {
                 // below, so the activations are a + 128, and |q| ≤ 64 was checked.
                 unsafe { avx2::gemm::tile::<W, true>(job) }
             }
-            fn pack<W: GemmWeight>(
-                p: &mut PackedPanel,
-                rows: &[&[W]],
-                b0: usize,
-                n: usize,
-                tr: usize,
-            ) {
-                // SAFETY: as for `signed` (safe code, compiled for AVX2).
-                unsafe { avx2::gemm::pack(p, rows, b0, n, tr) }
-            }
             // Small values: unsigned activations and no sign operations (see avx2::gemm).
             let rows = avx2::gemm::TILE_ROWS;
             return Some(match W::MAX_ABS <= 64 {
-                true => GemmKernel::new(rows, 0x80, unsigned::<W>, pack::<W>),
-                false => GemmKernel::new(rows, 0x00, signed::<W>, pack::<W>),
+                true => GemmKernel::new(rows, 0x80, unsigned::<W>, pack_avx2::<W>),
+                false => GemmKernel::new(rows, 0x00, signed::<W>, pack_avx2::<W>),
             });
         }
     }
