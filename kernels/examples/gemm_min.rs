@@ -11,7 +11,7 @@
 //! e.g. `-- Q4_0,Q8_0 512 5 ffn_down` (shapes: attn_qkv attn_output ffn_up ffn_down
 //! output); `PHIQ_ISA=avx512` times one path only. The weights are random bits with every
 //! 16-bit word a small normal f16 (as the criterion bench makes them): the speed does not
-//! depend on values.
+//! depend on values. `TILES_ONLY=1` skips the dots path (for profiling the tiles).
 use std::time::Instant;
 
 mod common;
@@ -72,11 +72,12 @@ fn main() {
                     (MatmulScratch::dots_only(), f64::MAX, f64::MAX),
                     (MatmulScratch::new(), f64::MAX, f64::MAX),
                 ];
-                for (scratch, _, _) in paths.iter_mut() {
+                let first = usize::from(std::env::var_os("TILES_ONLY").is_some());
+                for (scratch, _, _) in paths[first..].iter_mut() {
                     matmul(ty, w, n_in, &x, &mut y, scratch, isa).unwrap(); // warm-up
                 }
                 for _ in 0..runs {
-                    for (scratch, wall, cpu) in paths.iter_mut() {
+                    for (scratch, wall, cpu) in paths[first..].iter_mut() {
                         let (t, c) = (Instant::now(), cpu_ns());
                         matmul(ty, w, n_in, &x, &mut y, scratch, isa).unwrap();
                         *wall = wall.min(t.elapsed().as_secs_f64());

@@ -310,7 +310,7 @@ fn gemm_int<W: GemmWeight>(isa: Isa) -> Option<GemmKernel<W>> {
     {
         if isa.level() >= Level::Avx512 {
             fn tile<W: GemmWeight>(job: GemmJob<'_>) {
-                job.check::<W>(avx512::gemm::TILE_ROWS);
+                job.check::<W>(avx512::gemm::INT_TILE_ROWS);
                 // SAFETY: only returned for an `Isa` at level Avx512, which exists only on
                 // CPUs with these features (module doc); `check` passed.
                 unsafe { avx512::gemm::tile::<W>(job) }
@@ -326,7 +326,7 @@ fn gemm_int<W: GemmWeight>(isa: Isa) -> Option<GemmKernel<W>> {
                 unsafe { avx512::gemm::pack(p, rows, b0, n, tr) }
             }
             return Some(GemmKernel::new(
-                avx512::gemm::TILE_ROWS,
+                avx512::gemm::INT_TILE_ROWS,
                 0x80,
                 tile::<W>,
                 pack::<W>,

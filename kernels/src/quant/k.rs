@@ -87,16 +87,41 @@ pub(crate) fn nearest_int(fval: f32) -> i32 {
 }
 
 /// The element of largest magnitude, as `(|x|, x)`; the first one wins a tie
-/// (ggml's `if (ax > amax)` scan, starting from 0).
+/// (ggml's `if (ax > amax)` scan, starting from 0; NaNs never win).
+///
+/// Two passes that vectorize: the maximum magnitude over 16 independent lanes (max is
+/// exact, so the order does not matter), then the first element of that magnitude — the
+/// one the scan ends on.
+#[inline(always)]
 pub(crate) fn signed_absmax(x: &[f32]) -> (f32, f32) {
-    let (mut amax, mut max) = (0.0f32, 0.0f32);
-    for &v in x {
-        let ax = v.abs();
-        if ax > amax {
-            amax = ax;
-            max = v;
+    let mut lanes = [0.0f32; 16];
+    let chunks = x.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            // `ax > m ? ax : m`: vmaxps, and a NaN never replaces m.
+            let ax = v.abs();
+            *m = if ax > *m { ax } else { *m };
         }
     }
+    let mut amax = 0.0f32;
+    for &m in &lanes {
+        amax = if m > amax { m } else { amax };
+    }
+    for v in rest {
+        let ax = v.abs();
+        amax = if ax > amax { ax } else { amax };
+    }
+    if amax == 0.0 {
+        return (0.0, 0.0);
+    }
+    // The chunk holding it by a branch-free test per 16, then the element.
+    let hit = |v: &f32| v.abs() == amax;
+    let max = x
+        .chunks(16)
+        .find(|c| c.iter().fold(false, |h, v| h | hit(v)))
+        .and_then(|c| c.iter().copied().find(hit))
+        .unwrap_or(0.0);
     (amax, max)
 }
 

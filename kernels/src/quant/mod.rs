@@ -30,10 +30,26 @@ pub trait Quantize: Block {
 /// them.
 #[inline(always)]
 fn abs_max(x: &[f32]) -> f32 {
-    let bits = x
-        .iter()
-        .map(|v| v.to_bits() & 0x7fff_ffff)
-        .map(|b| if b > 0x7f80_0000 { 0 } else { b })
+    let key = |v: &f32| {
+        let b = v.to_bits() & 0x7fff_ffff;
+        if b > 0x7f80_0000 {
+            0
+        } else {
+            b
+        }
+    };
+    // Eight independent lanes: a single running max is a chain the compiler keeps scalar.
+    let mut lanes = [0u32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (m, v) in lanes.iter_mut().zip(c) {
+            *m = (*m).max(key(v));
+        }
+    }
+    let bits = lanes
+        .into_iter()
+        .chain(rest.iter().map(key))
         .fold(0u32, u32::max);
     f32::from_bits(bits)
 }
@@ -55,6 +71,27 @@ fn min_max(x: &[f32]) -> (f32, f32) {
 #[inline]
 pub fn nearest_int(x: f32) -> i32 {
     x.round_ties_even() as i32
+}
+
+/// `nearest_int` as ggml computes it (add 1.5·2^23, keep the mantissa): the same for
+/// |x| < 2^22, and integer-only, so a loop of it vectorizes.
+#[inline(always)]
+fn nearest_int_bits(x: f32) -> i32 {
+    k::nearest_int(x)
+}
+
+/// C's `roundf` (half away from zero) for |x| < 2^22, in operations that vectorize: the
+/// truncation plus the sign where the dropped part is at least a half (`x - trunc(x)` is
+/// exact).
+#[inline(always)]
+fn round_away(x: f32) -> i32 {
+    let t = x.trunc();
+    let up = if (x - t).abs() >= 0.5 {
+        1.0f32.copysign(x)
+    } else {
+        0.0
+    };
+    nearest_int_bits(t + up)
 }
 
 impl Quantize for f32 {
@@ -179,7 +216,7 @@ impl Quantize for BlockQ8_0 {
             let id = inverse_or_zero(d);
             b.d = f16::from_f32(d);
             for j in 0..32 {
-                b.qs[j] = (xb[j] * id).round() as i8; // roundf: half away from zero
+                b.qs[j] = round_away(xb[j] * id) as i8; // roundf: half away from zero
             }
         }
     }
@@ -197,7 +234,7 @@ impl Quantize for BlockQ8_1 {
             b.d = f16::from_f32(d);
             let mut sum = 0i32;
             for j in 0..32 {
-                b.qs[j] = (xb[j] * id).round() as i8;
+                b.qs[j] = round_away(xb[j] * id) as i8; // roundf: half away from zero
                 sum += b.qs[j] as i32;
             }
             b.s = f16::from_f32(sum as f32 * d);
@@ -221,7 +258,7 @@ impl Quantize for BlockQ8_K {
             // The signed maximum maps to -127, so the other sign can reach +128: cap it.
             let iscale = -127.0 / max;
             for j in 0..QK_K {
-                b.qs[j] = nearest_int(iscale * xb[j]).min(127) as i8;
+                b.qs[j] = nearest_int_bits(iscale * xb[j]).min(127) as i8;
             }
             for (j, s) in b.bsums.iter_mut().enumerate() {
                 *s = b.qs[16 * j..16 * j + 16].iter().map(|&q| q as i16).sum();
@@ -279,6 +316,69 @@ mod tests {
                 (b.s.to_f32() - expect).abs() <= expect.abs() * 2e-3,
                 "{b:?}"
             );
+        }
+    }
+
+    #[test]
+    fn signed_absmax_equals_ggmls_scan() {
+        // ggml's loop: the first element of largest magnitude; NaNs never win.
+        let scan = |x: &[f32]| {
+            let (mut amax, mut max) = (0.0f32, 0.0f32);
+            for &v in x {
+                if v.abs() > amax {
+                    (amax, max) = (v.abs(), v);
+                }
+            }
+            (amax, max)
+        };
+        let mut x = signal(1000);
+        x[3] = f32::NAN;
+        x[500] = -0.0;
+        x[700] = -x[600].abs() * 9.0; // ties: the first of ±m wins
+        x[701] = -x[700];
+        x[40] = 7.0;
+        x[41] = -7.0;
+        for w in [
+            &x[..3],
+            &x[..4],
+            &x[4..40],
+            &x[30..50],
+            &x[40..42],
+            &x[41..43],
+            &x[..],
+            &x[650..],
+            &x[701..],
+            &[-0.0, 0.0][..],
+            &[f32::NAN; 20][..],
+            &[f32::NEG_INFINITY, f32::INFINITY][..],
+            &[],
+        ] {
+            let (a, b) = (signed_absmax(w), scan(w));
+            assert_eq!(
+                (a.0.to_bits(), a.1.to_bits()),
+                (b.0.to_bits(), b.1.to_bits()),
+                "{w:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn vectorizable_roundings_equal_the_library_ones() {
+        let mut v: Vec<f32> = (-600..=600).map(|i| i as f32 * 0.25).collect();
+        for k in [0.5f32, 1.5, 2.5, 126.5, 127.5] {
+            for x in [k, -k] {
+                v.extend([
+                    x,
+                    f32::from_bits(x.to_bits() - 1),
+                    f32::from_bits(x.to_bits() + 1),
+                ]);
+            }
+        }
+        v.extend([0.49999997, -0.49999997, 0.0, -0.0, 4194303.0, -4194303.0]);
+        v.extend(signal(5000).iter().map(|x| x * 40.0));
+        for x in v {
+            assert_eq!(round_away(x), x.round() as i32, "round_away({x})");
+            assert_eq!(nearest_int_bits(x), nearest_int(x), "nearest_int_bits({x})");
         }
     }
 
