@@ -8,8 +8,19 @@
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     assert!(x.len() == weight.len() && x.len() == out.len());
     // Sum of squares in f64: rows are up to ~5k long and this keeps the norm exact to
-    // f32 precision whatever the order (so batch and single-token paths agree).
-    let ss: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    // f32 precision whatever the order (and every path calls this one function, so batch
+    // and single-token results agree). Eight independent partial sums: one running sum is
+    // a chain of dependent adds the compiler must keep in order.
+    let mut lanes = [0f64; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (s, &v) in lanes.iter_mut().zip(c) {
+            *s += (v as f64) * (v as f64);
+        }
+    }
+    let ss: f64 =
+        lanes.iter().sum::<f64>() + rest.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
     let scale = (1.0 / ((ss / x.len() as f64) + eps as f64).sqrt()) as f32;
     for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
         *o = v * scale * w;

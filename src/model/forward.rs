@@ -507,7 +507,14 @@ impl Pass<'_> {
 
     /// `out[t] = rms_norm(x[t]) * weight` for every row of `x`.
     fn rms_norm(&mut self, x: &[f32], weight: &[f32], out: &mut [f32]) {
-        rms_norm_rows(x, weight, self.model.config.rms_eps, out, self.d.n_embd);
+        let (eps, e) = (self.model.config.rms_eps, self.d.n_embd);
+        // The rows split among the threads (each row's norm is the same whoever computes it).
+        let rows = (x.len() / e).min(out.len() / e);
+        self.model.team.install(|| {
+            par::chunks_mut(&mut out[..rows * e], e, |t, o| {
+                ops::rms_norm(&x[t * e..(t + 1) * e], weight, eps, o)
+            })
+        });
         self.lap.mark(Part::Other);
     }
 
@@ -637,7 +644,11 @@ impl Pass<'_> {
 
     /// `x += y`: the residual connection.
     fn residual(&mut self, x: &mut [f32], y: &[f32]) {
-        ops::add(x, y);
+        let e = self.d.n_embd;
+        // By token rows among the threads: a prompt's stream is megabytes.
+        self.model
+            .team
+            .install(|| par::chunks_mut(x, e, |t, xr| ops::add(xr, &y[t * e..t * e + xr.len()])));
         self.lap.mark(Part::Other);
     }
 
