@@ -77,8 +77,21 @@ impl<W: VecDot<Act: Activation> + Unpack> GemmWeight for W {}
 /// returns `-dmin` (`MINS`), `m` (`OFFSET`) or 0.
 #[inline(always)]
 pub fn decode<W: GemmWeight>(w: &W, q: &mut [i8], dsc: &mut [f32], mins: &mut [i16]) -> f32 {
+    decode_with(w, q, dsc, mins, W::unpack)
+}
+
+/// [`decode`] with `unpack` in place of [`crate::format::unpack::Unpack::unpack`] (an
+/// ISA's vectorized equivalent: the same values).
+#[inline(always)]
+pub fn decode_with<W: GemmWeight>(
+    w: &W,
+    q: &mut [i8],
+    dsc: &mut [f32],
+    mins: &mut [i16],
+    unpack: impl Fn(&W, &mut [i8], &mut [i16], &mut [i16]) -> (f32, f32),
+) -> f32 {
     let mut sc = [0i16; 16];
-    let (d, e) = w.unpack(q, &mut sc, mins);
+    let (d, e) = unpack(w, q, &mut sc, mins);
     for s in 0..W::QK / W::SUB {
         // d (11-bit mantissa) × sc (≤ 8 bits) is exact in f32.
         dsc[s] = d * sc[s] as f32;
@@ -204,9 +217,22 @@ impl PackedPanel {
     pub fn pack<W: GemmWeight>(
         &mut self,
         rows: &[&[W]],
+        blocks: (usize, usize),
+        tile_rows: usize,
+        sum_i8: impl Fn(&[i8]) -> i32,
+    ) {
+        self.pack_with(rows, blocks, tile_rows, sum_i8, W::unpack)
+    }
+
+    /// [`Self::pack`] decoding each block with `unpack` (see [`decode_with`]).
+    #[inline(always)]
+    pub fn pack_with<W: GemmWeight>(
+        &mut self,
+        rows: &[&[W]],
         (b0, n_blocks): (usize, usize),
         tile_rows: usize,
         sum_i8: impl Fn(&[i8]) -> i32,
+        unpack: impl Fn(&W, &mut [i8], &mut [i16], &mut [i16]) -> (f32, f32),
     ) {
         let (qk, nsub) = (W::QK, W::QK / W::SUB);
         assert!(tile_rows <= MAX_TILE_ROWS && rows.len() <= tile_rows);
@@ -218,7 +244,7 @@ impl PackedPanel {
                 let q = &mut self.q[(b * tile_rows + r) * qk..][..qk];
                 let mins = &mut self.mins[(b * tile_rows + r) * nsub..][..nsub];
                 let per_block = match rows.get(r) {
-                    Some(row) => decode(&row[b0 + b], q, &mut dsc, mins),
+                    Some(row) => decode_with(&row[b0 + b], q, &mut dsc, mins, &unpack),
                     None => {
                         q.fill(0);
                         mins.fill(0);

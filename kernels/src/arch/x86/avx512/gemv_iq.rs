@@ -219,6 +219,101 @@ entry_points!(BlockIQ2_XXS, iq2_xxs, dot_iq2_xxs, rows_iq2_xxs);
 entry_points!(BlockIQ1_S, iq1_s, dot_iq1_s, rows_iq1_s);
 entry_points!(BlockIQ1_M, iq1_m, dot_iq1_m, rows_iq1_m);
 
+/// [`crate::format::unpack::Unpack::unpack`] of an IQ3_S block (`q[..256]`, `sc[..8]`,
+/// `(d, 0)`: the same values), vectorized as [`iq3_s`] decodes it — 4 gathers of 16 grid
+/// points, the signs a mask — for the tile kernels' panels.
+///
+/// # Panics
+/// If `q` holds fewer than 256 values or `sc` fewer than 8.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) fn unpack_iq3_s(x: &BlockIQ3_S, q: &mut [i8], sc: &mut [i16]) -> (f32, f32) {
+    let (q, sc) = (&mut q[..QK_K], &mut sc[..QK_K / 32]);
+    let grid = IQ3S_GRID.as_ptr().cast::<i32>();
+    let bit8 = _mm512_set1_epi32(0x100);
+    for k in 0..4 {
+        // SAFETY: 16 bytes at qs[16k..] (k < 4, qs holds 64).
+        let lo = _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(x.qs.as_ptr().add(16 * k).cast()) });
+        // Bit 8 of lane j: bit j of this step's 16 qh bits, as a mask.
+        let h = u16::from_le_bytes([x.qh[2 * k], x.qh[2 * k + 1]]);
+        let idx = _mm512_mask_or_epi32(lo, h, lo, bit8);
+        // SAFETY: every index is < 512, the grid's length; 4-byte entries.
+        let g = unsafe { _mm512_i32gather_epi32::<4>(idx, grid) };
+        let neg = u64::from_le_bytes(x.signs[8 * k..8 * k + 8].try_into().unwrap());
+        let v = _mm512_mask_sub_epi8(g, neg, _mm512_setzero_si512(), g);
+        // SAFETY: q holds 256 bytes (sliced above): 64 at 64k, k < 4.
+        unsafe { _mm512_storeu_si512(q.as_mut_ptr().add(64 * k).cast(), v) };
+    }
+    for (ib, s) in sc.iter_mut().enumerate() {
+        *s = (2 * (x.scales[ib / 2] >> (4 * (ib % 2)) & 0xF) + 1) as i16;
+    }
+    (fp16(x.d), 0.0)
+}
+
+/// [`unpack_iq3_s`] for IQ3_XXS (`sc[..8]`; `d / 4`), as [`iq3_xxs`] decodes it.
+///
+/// # Panics
+/// If `q` holds fewer than 256 values or `sc` fewer than 8.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) fn unpack_iq3_xxs(x: &BlockIQ3_XXS, q: &mut [i8], sc: &mut [i16]) -> (f32, f32) {
+    let (q, sc) = (&mut q[..QK_K], &mut sc[..QK_K / 32]);
+    let grid = IQ3XXS_GRID.as_ptr().cast::<i32>();
+    // SAFETY: the 8 scale-and-sign words are qs[64..96].
+    let aux = unsafe { _mm256_loadu_si256(x.qs.as_ptr().add(64).cast()) };
+    let neg = xxs_signs(aux);
+    for k in 0..4 {
+        // SAFETY: 16 bytes at qs[16k..] (k < 4, inside the 64 index bytes).
+        let lo = unsafe { _mm_loadu_si128(x.qs.as_ptr().add(16 * k).cast()) };
+        // SAFETY: indices are bytes (< 256, the grid's length); 4-byte entries.
+        let g = unsafe { _mm512_i32gather_epi32::<4>(_mm512_cvtepu8_epi32(lo), grid) };
+        let v = _mm512_mask_sub_epi8(g, neg[k], _mm512_setzero_si512(), g);
+        // SAFETY: q holds 256 bytes (sliced above): 64 at 64k, k < 4.
+        unsafe { _mm512_storeu_si512(q.as_mut_ptr().add(64 * k).cast(), v) };
+    }
+    for (ib, s) in sc.iter_mut().enumerate() {
+        let w = u32::from_le_bytes(x.qs[64 + 4 * ib..68 + 4 * ib].try_into().unwrap());
+        *s = (2 * (w >> 28) + 1) as i16;
+    }
+    (fp16(x.d) * 0.25, 0.0)
+}
+
+/// [`unpack_iq3_s`] for IQ2_S (`sc[..16]`; `d / 8`), as [`iq2_s`] decodes it.
+///
+/// # Panics
+/// If `q` holds fewer than 256 values or `sc` fewer than 16.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) fn unpack_iq2_s(x: &BlockIQ2_S, q: &mut [i8], sc: &mut [i16]) -> (f32, f32) {
+    let (q, sc) = (&mut q[..QK_K], &mut sc[..QK_K / 16]);
+    let grid = IQ2S_GRID.as_ptr().cast::<i64>();
+    // Lane j's 2 high bits are bits 2j, 2j + 1 of this step's 16 qh bits (see iq2_s).
+    let rot = _mm256_setr_epi32(8, 6, 4, 2, 0, 30, 28, 26);
+    let bits = _mm256_set1_epi32(0x300);
+    for k in 0..4 {
+        let lo = _mm256_cvtepu8_epi32(_mm_set1_epi64x(i64::from_le_bytes(
+            x.qs[8 * k..8 * k + 8].try_into().unwrap(),
+        )));
+        let h = u16::from_le_bytes([x.qh[2 * k], x.qh[2 * k + 1]]) as i32;
+        let idx = _mm256_ternarylogic_epi32::<0xF8>(
+            lo,
+            _mm256_rolv_epi32(_mm256_set1_epi32(h), rot),
+            bits,
+        );
+        // SAFETY: every index is < 1024, the grid's length; 8-byte entries.
+        let g = unsafe { _mm512_i32gather_epi64::<8>(idx, grid) };
+        let neg = u64::from_le_bytes(x.signs[8 * k..8 * k + 8].try_into().unwrap());
+        let v = _mm512_mask_sub_epi8(g, neg, _mm512_setzero_si512(), g);
+        // SAFETY: q holds 256 bytes (sliced above): 64 at 64k, k < 4.
+        unsafe { _mm512_storeu_si512(q.as_mut_ptr().add(64 * k).cast(), v) };
+    }
+    for (i, &b) in x.scales.iter().enumerate() {
+        sc[2 * i] = (2 * (b & 0xF) + 1) as i16;
+        sc[2 * i + 1] = (2 * (b >> 4) + 1) as i16;
+    }
+    (fp16(x.d) * 0.125, 0.0)
+}
+
 /// IQ3_S: 9-bit indices into the 512-entry grid (a `qs` byte, the 9th bit from `qh`),
 /// explicit sign bytes, a 4-bit scale per 32 weights: `d · (1 + 2s)`.
 #[inline]
@@ -522,4 +617,53 @@ fn iq1_m<const R: usize>(rows: [&[BlockIQ1_M]; R], a: &[BlockQ8_K]) -> [f32; R] 
         }
         (sum, fp16(x.d()) * 0.125)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::unpack::Unpack;
+
+    /// `simd` against [`Unpack::unpack`] on random blocks of `B` (a finite `d` first).
+    fn check<B: Unpack>(simd: impl Fn(&B, &mut [i8], &mut [i16]) -> (f32, f32), nsub: usize) {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut words = vec![0u16; std::mem::size_of::<B>() / 2];
+        for i in 0..300 {
+            for w in words.iter_mut() {
+                seed = seed
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                *w = (seed >> 48) as u16;
+            }
+            words[0] = half::f16::from_f32(0.01 * (i as f32 - 150.0)).to_bits();
+            // SAFETY: u16s as their bytes (alignment 2, every bit pattern valid).
+            let bytes =
+                unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), 2 * words.len()) };
+            let x = &view_blocks::<B>(bytes).unwrap()[0];
+            let (mut q, mut sc, mut mins) = ([0i8; QK_K], [0i16; 16], [0i16; 16]);
+            let want = x.unpack(&mut q, &mut sc, &mut mins);
+            let (mut q2, mut sc2) = ([0i8; QK_K], [0i16; 16]);
+            let got = simd(x, &mut q2, &mut sc2);
+            assert_eq!(
+                (got.0.to_bits(), got.1.to_bits()),
+                (want.0.to_bits(), want.1.to_bits())
+            );
+            assert_eq!(q2, q, "{} block {i}", B::TYPE);
+            assert_eq!(sc2[..nsub], sc[..nsub], "{} block {i}", B::TYPE);
+        }
+    }
+
+    #[test]
+    fn panel_unpacking_equals_the_reference_unpacking() {
+        use std::arch::is_x86_feature_detected as has;
+        let all = has!("avx2") && has!("fma") && has!("f16c") && has!("avx512f");
+        if !(all && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni")) {
+            eprintln!("skipped: this CPU lacks AVX-512 VNNI");
+            return;
+        }
+        // SAFETY (each call): the features were detected above.
+        check::<BlockIQ3_S>(|x, q, sc| unsafe { unpack_iq3_s(x, q, sc) }, 8);
+        check::<BlockIQ3_XXS>(|x, q, sc| unsafe { unpack_iq3_xxs(x, q, sc) }, 8);
+        check::<BlockIQ2_S>(|x, q, sc| unsafe { unpack_iq2_s(x, q, sc) }, 16);
+    }
 }
