@@ -73,13 +73,6 @@ pub fn nearest_int(x: f32) -> i32 {
     x.round_ties_even() as i32
 }
 
-/// `nearest_int` as ggml computes it (add 1.5·2^23, keep the mantissa): the same for
-/// |x| < 2^22, and integer-only, so a loop of it vectorizes.
-#[inline(always)]
-fn nearest_int_bits(x: f32) -> i32 {
-    k::nearest_int(x)
-}
-
 /// C's `roundf` (half away from zero) for |x| < 2^22, in operations that vectorize: the
 /// truncation plus the sign where the dropped part is at least a half (`x - trunc(x)` is
 /// exact).
@@ -91,7 +84,7 @@ fn round_away(x: f32) -> i32 {
     } else {
         0.0
     };
-    nearest_int_bits(t + up)
+    k::nearest_int(t + up)
 }
 
 impl Quantize for f32 {
@@ -258,7 +251,7 @@ impl Quantize for BlockQ8_K {
             // The signed maximum maps to -127, so the other sign can reach +128: cap it.
             let iscale = -127.0 / max;
             for j in 0..QK_K {
-                b.qs[j] = nearest_int_bits(iscale * xb[j]).min(127) as i8;
+                b.qs[j] = k::nearest_int(iscale * xb[j]).min(127) as i8;
             }
             for (j, s) in b.bsums.iter_mut().enumerate() {
                 *s = b.qs[16 * j..16 * j + 16].iter().map(|&q| q as i16).sum();
@@ -378,7 +371,7 @@ mod tests {
         v.extend(signal(5000).iter().map(|x| x * 40.0));
         for x in v {
             assert_eq!(round_away(x), x.round() as i32, "round_away({x})");
-            assert_eq!(nearest_int_bits(x), nearest_int(x), "nearest_int_bits({x})");
+            assert_eq!(k::nearest_int(x), nearest_int(x), "k::nearest_int({x})");
         }
     }
 

@@ -219,94 +219,118 @@ entry_points!(BlockIQ2_XXS, iq2_xxs, dot_iq2_xxs, rows_iq2_xxs);
 entry_points!(BlockIQ1_S, iq1_s, dot_iq1_s, rows_iq1_s);
 entry_points!(BlockIQ1_M, iq1_m, dot_iq1_m, rows_iq1_m);
 
+/// Step `k`'s 64 magnitudes of an IQ3_S block (16 grid points of 4): 9-bit indices, a
+/// `qs` byte and the 9th bit from `qh`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn iq3_s_grid(x: &BlockIQ3_S, k: usize) -> __m512i {
+    // SAFETY: 16 bytes at qs[16k..] (k < 4, qs holds 64).
+    let lo = _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(x.qs[16 * k..][..16].as_ptr().cast()) });
+    // Bit 8 of lane j: bit j of this step's 16 qh bits, as a mask.
+    let h = u16::from_le_bytes([x.qh[2 * k], x.qh[2 * k + 1]]);
+    let idx = _mm512_mask_or_epi32(lo, h, lo, _mm512_set1_epi32(0x100));
+    // SAFETY: every index is < 512, the grid's length; 4-byte entries.
+    unsafe { _mm512_i32gather_epi32::<4>(idx, IQ3S_GRID.as_ptr().cast::<i32>()) }
+}
+
+/// Step `k`'s 64 magnitudes of an IQ3_XXS block: byte indices `qs[16k..16k + 16]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn iq3_xxs_grid(x: &BlockIQ3_XXS, k: usize) -> __m512i {
+    // SAFETY: 16 bytes at qs[16k..] (k < 4, inside the 64 index bytes).
+    let lo = unsafe { _mm_loadu_si128(x.qs[16 * k..][..16].as_ptr().cast()) };
+    // SAFETY: indices are bytes (< 256, the grid's length); 4-byte entries.
+    unsafe { _mm512_i32gather_epi32::<4>(_mm512_cvtepu8_epi32(lo), IQ3XXS_GRID.as_ptr().cast()) }
+}
+
+/// Step `k`'s 64 magnitudes of an IQ2_S block (8 grid points of 8): 10-bit indices, a
+/// `qs` byte and 2 high bits from `qh`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn iq2_s_grid(x: &BlockIQ2_S, k: usize) -> __m512i {
+    // Lane j's 2 high bits are bits 2j, 2j + 1 of this step's 16 qh bits: rotated left by
+    // 8 − 2j (mod 32) they land on bits 8–9.
+    let rot = _mm256_setr_epi32(8, 6, 4, 2, 0, 30, 28, 26);
+    let lo = _mm256_cvtepu8_epi32(_mm_set1_epi64x(i64::from_le_bytes(
+        x.qs[8 * k..8 * k + 8].try_into().unwrap(),
+    )));
+    let h = u16::from_le_bytes([x.qh[2 * k], x.qh[2 * k + 1]]) as i32;
+    // idx = lo | (rotl(h, 8 − 2j) & 0x300)   (ternary: A | (B & C))
+    let idx = _mm256_ternarylogic_epi32::<0xF8>(
+        lo,
+        _mm256_rolv_epi32(_mm256_set1_epi32(h), rot),
+        _mm256_set1_epi32(0x300),
+    );
+    // SAFETY: every index is < 1024, the grid's length; 8-byte entries.
+    unsafe { _mm512_i32gather_epi64::<8>(idx, IQ2S_GRID.as_ptr().cast()) }
+}
+
+/// Step `k`'s 64 explicit sign bits (IQ3_S, IQ2_S: one byte per 8 weights).
+#[inline]
+fn signs64(signs: &[u8; QK_K / 8], k: usize) -> u64 {
+    u64::from_le_bytes(signs[8 * k..8 * k + 8].try_into().unwrap())
+}
+
+/// The 256 signed values of a block, `g(k)` the magnitudes and `neg(k)` the signs of step
+/// `k`, into `q[..256]` for the tile kernels' panels.
+///
+/// # Panics
+/// If `q` holds fewer than 256 values.
+#[inline(always)]
+fn store_signed(q: &mut [i8], g: impl Fn(usize) -> __m512i, neg: impl Fn(usize) -> u64) {
+    let q = &mut q[..QK_K];
+    for k in 0..4 {
+        // SAFETY (intrinsics): only inlined into the AVX-512 unpackers below. The store:
+        // q holds 256 bytes (sliced above), 64 at 64k, k < 4.
+        unsafe {
+            let m = g(k);
+            let v = _mm512_mask_sub_epi8(m, neg(k), _mm512_setzero_si512(), m);
+            _mm512_storeu_si512(q.as_mut_ptr().add(64 * k).cast(), v);
+        }
+    }
+}
+
 /// [`crate::format::unpack::Unpack::unpack`] of an IQ3_S block (`q[..256]`, `sc[..8]`,
-/// `(d, 0)`: the same values), vectorized as [`iq3_s`] decodes it — 4 gathers of 16 grid
-/// points, the signs a mask — for the tile kernels' panels.
+/// `(d, 0)`: the same values), with [`iq3_s`]'s gathers, for the tile kernels' panels.
 ///
 /// # Panics
 /// If `q` holds fewer than 256 values or `sc` fewer than 8.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(crate) fn unpack_iq3_s(x: &BlockIQ3_S, q: &mut [i8], sc: &mut [i16]) -> (f32, f32) {
-    let (q, sc) = (&mut q[..QK_K], &mut sc[..QK_K / 32]);
-    let grid = IQ3S_GRID.as_ptr().cast::<i32>();
-    let bit8 = _mm512_set1_epi32(0x100);
-    for k in 0..4 {
-        // SAFETY: 16 bytes at qs[16k..] (k < 4, qs holds 64).
-        let lo = _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(x.qs.as_ptr().add(16 * k).cast()) });
-        // Bit 8 of lane j: bit j of this step's 16 qh bits, as a mask.
-        let h = u16::from_le_bytes([x.qh[2 * k], x.qh[2 * k + 1]]);
-        let idx = _mm512_mask_or_epi32(lo, h, lo, bit8);
-        // SAFETY: every index is < 512, the grid's length; 4-byte entries.
-        let g = unsafe { _mm512_i32gather_epi32::<4>(idx, grid) };
-        let neg = u64::from_le_bytes(x.signs[8 * k..8 * k + 8].try_into().unwrap());
-        let v = _mm512_mask_sub_epi8(g, neg, _mm512_setzero_si512(), g);
-        // SAFETY: q holds 256 bytes (sliced above): 64 at 64k, k < 4.
-        unsafe { _mm512_storeu_si512(q.as_mut_ptr().add(64 * k).cast(), v) };
-    }
-    for (ib, s) in sc.iter_mut().enumerate() {
+    store_signed(q, |k| iq3_s_grid(x, k), |k| signs64(&x.signs, k));
+    for (ib, s) in sc[..QK_K / 32].iter_mut().enumerate() {
         *s = (2 * (x.scales[ib / 2] >> (4 * (ib % 2)) & 0xF) + 1) as i16;
     }
     (fp16(x.d), 0.0)
 }
 
-/// [`unpack_iq3_s`] for IQ3_XXS (`sc[..8]`; `d / 4`), as [`iq3_xxs`] decodes it.
+/// [`unpack_iq3_s`] for IQ3_XXS (`sc[..8]`; `d / 4`), with [`iq3_xxs`]'s gathers.
 ///
 /// # Panics
 /// If `q` holds fewer than 256 values or `sc` fewer than 8.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(crate) fn unpack_iq3_xxs(x: &BlockIQ3_XXS, q: &mut [i8], sc: &mut [i16]) -> (f32, f32) {
-    let (q, sc) = (&mut q[..QK_K], &mut sc[..QK_K / 32]);
-    let grid = IQ3XXS_GRID.as_ptr().cast::<i32>();
     // SAFETY: the 8 scale-and-sign words are qs[64..96].
-    let aux = unsafe { _mm256_loadu_si256(x.qs.as_ptr().add(64).cast()) };
+    let aux = unsafe { _mm256_loadu_si256(x.qs[64..96].as_ptr().cast()) };
     let neg = xxs_signs(aux);
-    for k in 0..4 {
-        // SAFETY: 16 bytes at qs[16k..] (k < 4, inside the 64 index bytes).
-        let lo = unsafe { _mm_loadu_si128(x.qs.as_ptr().add(16 * k).cast()) };
-        // SAFETY: indices are bytes (< 256, the grid's length); 4-byte entries.
-        let g = unsafe { _mm512_i32gather_epi32::<4>(_mm512_cvtepu8_epi32(lo), grid) };
-        let v = _mm512_mask_sub_epi8(g, neg[k], _mm512_setzero_si512(), g);
-        // SAFETY: q holds 256 bytes (sliced above): 64 at 64k, k < 4.
-        unsafe { _mm512_storeu_si512(q.as_mut_ptr().add(64 * k).cast(), v) };
-    }
-    for (ib, s) in sc.iter_mut().enumerate() {
+    store_signed(q, |k| iq3_xxs_grid(x, k), |k| neg[k]);
+    for (ib, s) in sc[..QK_K / 32].iter_mut().enumerate() {
         let w = u32::from_le_bytes(x.qs[64 + 4 * ib..68 + 4 * ib].try_into().unwrap());
         *s = (2 * (w >> 28) + 1) as i16;
     }
     (fp16(x.d) * 0.25, 0.0)
 }
 
-/// [`unpack_iq3_s`] for IQ2_S (`sc[..16]`; `d / 8`), as [`iq2_s`] decodes it.
+/// [`unpack_iq3_s`] for IQ2_S (`sc[..16]`; `d / 8`), with [`iq2_s`]'s gathers.
 ///
 /// # Panics
 /// If `q` holds fewer than 256 values or `sc` fewer than 16.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(crate) fn unpack_iq2_s(x: &BlockIQ2_S, q: &mut [i8], sc: &mut [i16]) -> (f32, f32) {
-    let (q, sc) = (&mut q[..QK_K], &mut sc[..QK_K / 16]);
-    let grid = IQ2S_GRID.as_ptr().cast::<i64>();
-    // Lane j's 2 high bits are bits 2j, 2j + 1 of this step's 16 qh bits (see iq2_s).
-    let rot = _mm256_setr_epi32(8, 6, 4, 2, 0, 30, 28, 26);
-    let bits = _mm256_set1_epi32(0x300);
-    for k in 0..4 {
-        let lo = _mm256_cvtepu8_epi32(_mm_set1_epi64x(i64::from_le_bytes(
-            x.qs[8 * k..8 * k + 8].try_into().unwrap(),
-        )));
-        let h = u16::from_le_bytes([x.qh[2 * k], x.qh[2 * k + 1]]) as i32;
-        let idx = _mm256_ternarylogic_epi32::<0xF8>(
-            lo,
-            _mm256_rolv_epi32(_mm256_set1_epi32(h), rot),
-            bits,
-        );
-        // SAFETY: every index is < 1024, the grid's length; 8-byte entries.
-        let g = unsafe { _mm512_i32gather_epi64::<8>(idx, grid) };
-        let neg = u64::from_le_bytes(x.signs[8 * k..8 * k + 8].try_into().unwrap());
-        let v = _mm512_mask_sub_epi8(g, neg, _mm512_setzero_si512(), g);
-        // SAFETY: q holds 256 bytes (sliced above): 64 at 64k, k < 4.
-        unsafe { _mm512_storeu_si512(q.as_mut_ptr().add(64 * k).cast(), v) };
-    }
+    store_signed(q, |k| iq2_s_grid(x, k), |k| signs64(&x.signs, k));
     for (i, &b) in x.scales.iter().enumerate() {
         sc[2 * i] = (2 * (b & 0xF) + 1) as i16;
         sc[2 * i + 1] = (2 * (b >> 4) + 1) as i16;
@@ -319,8 +343,6 @@ pub(crate) fn unpack_iq2_s(x: &BlockIQ2_S, q: &mut [i8], sc: &mut [i16]) -> (f32
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn iq3_s<const R: usize>(rows: [&[BlockIQ3_S]; R], a: &[BlockQ8_K]) -> [f32; R] {
-    let grid = IQ3S_GRID.as_ptr().cast::<i32>();
-    let bit8 = _mm512_set1_epi32(0x100);
     let shift = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
     let picks = [0, 1, 2, 3].map(|k| pick32(k));
     rows_iq(rows, a, |x, _, ys| {
@@ -330,16 +352,8 @@ fn iq3_s<const R: usize>(rows: [&[BlockIQ3_S]; R], a: &[BlockQ8_K]) -> [f32; R] 
         );
         let mut sum = _mm512_setzero_si512();
         for k in 0..4 {
-            // SAFETY: 16 bytes at qs[16k..] (k < 4, qs holds 64).
-            let lo =
-                _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(x.qs.as_ptr().add(16 * k).cast()) });
-            // Bit 8 of lane j: bit j of this step's 16 qh bits, as a mask.
-            let h = u16::from_le_bytes([x.qh[2 * k], x.qh[2 * k + 1]]);
-            let idx = _mm512_mask_or_epi32(lo, h, lo, bit8);
-            // SAFETY: every index is < 512, the grid's length; 4-byte entries.
-            let g = unsafe { _mm512_i32gather_epi32::<4>(idx, grid) };
-            let neg = u64::from_le_bytes(x.signs[8 * k..8 * k + 8].try_into().unwrap());
-            sum = step64(sum, g, neg, ys[k], _mm512_permutexvar_epi32(picks[k], sc8));
+            let sc = _mm512_permutexvar_epi32(picks[k], sc8);
+            sum = step64(sum, iq3_s_grid(x, k), signs64(&x.signs, k), ys[k], sc);
         }
         (sum, fp16(x.d))
     })
@@ -351,7 +365,6 @@ fn iq3_s<const R: usize>(rows: [&[BlockIQ3_S]; R], a: &[BlockQ8_K]) -> [f32; R] 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn iq3_xxs<const R: usize>(rows: [&[BlockIQ3_XXS]; R], a: &[BlockQ8_K]) -> [f32; R] {
-    let grid = IQ3XXS_GRID.as_ptr().cast::<i32>();
     let picks = [0, 1, 2, 3].map(|k| pick32(k));
     rows_iq(rows, a, |x, _, ys| {
         // SAFETY: the 8 scale-and-sign words are qs[64..96].
@@ -359,17 +372,8 @@ fn iq3_xxs<const R: usize>(rows: [&[BlockIQ3_XXS]; R], a: &[BlockQ8_K]) -> [f32;
         let (neg, sc8) = (xxs_signs(aux), xxs_scales(aux));
         let mut sum = _mm512_setzero_si512();
         for k in 0..4 {
-            // SAFETY: 16 bytes at qs[16k..] (k < 4, inside the 64 index bytes).
-            let lo = unsafe { _mm_loadu_si128(x.qs.as_ptr().add(16 * k).cast()) };
-            // SAFETY: indices are bytes (< 256, the grid's length); 4-byte entries.
-            let g = unsafe { _mm512_i32gather_epi32::<4>(_mm512_cvtepu8_epi32(lo), grid) };
-            sum = step64(
-                sum,
-                g,
-                neg[k],
-                ys[k],
-                _mm512_permutexvar_epi32(picks[k], sc8),
-            );
+            let sc = _mm512_permutexvar_epi32(picks[k], sc8);
+            sum = step64(sum, iq3_xxs_grid(x, k), neg[k], ys[k], sc);
         }
         (sum, fp16(x.d) * 0.25)
     })
@@ -381,30 +385,13 @@ fn iq3_xxs<const R: usize>(rows: [&[BlockIQ3_XXS]; R], a: &[BlockQ8_K]) -> [f32;
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn iq2_s<const R: usize>(rows: [&[BlockIQ2_S]; R], a: &[BlockQ8_K]) -> [f32; R] {
-    let grid = IQ2S_GRID.as_ptr().cast::<i64>();
-    // Lane j's 2 high bits are bits 2j, 2j + 1 of this step's 16 qh bits: rotated left by
-    // 8 − 2j (mod 32) they land on bits 8–9.
-    let rot = _mm256_setr_epi32(8, 6, 4, 2, 0, 30, 28, 26);
-    let bits = _mm256_set1_epi32(0x300);
     let picks = [0, 1, 2, 3].map(|k| pick16(k));
     rows_iq(rows, a, |x, _, ys| {
         let sc16 = scales16_nibbles(&x.scales);
         let mut sum = _mm512_setzero_si512();
         for k in 0..4 {
-            let lo = _mm256_cvtepu8_epi32(_mm_set1_epi64x(i64::from_le_bytes(
-                x.qs[8 * k..8 * k + 8].try_into().unwrap(),
-            )));
-            let h = u16::from_le_bytes([x.qh[2 * k], x.qh[2 * k + 1]]) as i32;
-            // idx = lo | (rotl(h, 8 − 2j) & 0x300)   (ternary: A | (B & C))
-            let idx = _mm256_ternarylogic_epi32::<0xF8>(
-                lo,
-                _mm256_rolv_epi32(_mm256_set1_epi32(h), rot),
-                bits,
-            );
-            // SAFETY: every index is < 1024, the grid's length; 8-byte entries.
-            let g = unsafe { _mm512_i32gather_epi64::<8>(idx, grid) };
-            let neg = u64::from_le_bytes(x.signs[8 * k..8 * k + 8].try_into().unwrap());
-            sum = step64(sum, g, neg, ys[k], _mm512_permutexvar_epi32(picks[k], sc16));
+            let sc = _mm512_permutexvar_epi32(picks[k], sc16);
+            sum = step64(sum, iq2_s_grid(x, k), signs64(&x.signs, k), ys[k], sc);
         }
         (sum, fp16(x.d) * 0.125)
     })
