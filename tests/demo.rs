@@ -53,7 +53,7 @@ fn readme_first_command_continues_the_text() {
     let r = reference();
     let case = &r["greedy"][0];
     let prompt = case["prompt"].as_str().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phiq"))
+    let out = common::phiq_cmd()
         .current_dir(repo_root())
         .args(["run", "-p", prompt, "-n", "48", "--temp", "0"])
         .output()

@@ -358,7 +358,7 @@ fn logits_cli_writes_npy_that_numpy_reads() {
     std::fs::write(&path, &bytes).unwrap();
     let npy = dir.join("out.npy");
     let ids = "1,17,255,3,42";
-    let st = std::process::Command::new(env!("CARGO_BIN_EXE_phiq"))
+    let st = common::phiq_cmd()
         .args([
             "logits",
             "-m",
@@ -373,7 +373,7 @@ fn logits_cli_writes_npy_that_numpy_reads() {
     assert!(st.success());
     // The ids as `phiq tokenize --ids` prints them: the same logits.
     let npy2 = dir.join("out2.npy");
-    let st = std::process::Command::new(env!("CARGO_BIN_EXE_phiq"))
+    let st = common::phiq_cmd()
         .args([
             "logits",
             "-m",

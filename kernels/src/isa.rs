@@ -3,7 +3,7 @@
 //! [`Isa`] can only be made by checking the CPU (`best`, `from_name`), so holding one
 //! proves its instructions exist: kernels selected by it may call `#[target_feature]`
 //! code. `PHIQ_ISA=scalar|avx2|avxvnni|avx512` forces a path so each one can be tested
-//! here.
+//! here; on aarch64 `PHIQ_ISA=scalar|neon`.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -27,6 +27,10 @@ pub enum Level {
     /// AVX-512 F/BW/VL/VNNI on top of AVX2. (Every AVX-512 CPU phiq meets has AVX-VNNI or
     /// not; the AVX-512 kernels do not need it, so this level does not require it.)
     Avx512,
+    /// aarch64: NEON + `dotprod` (`sdot`): ARMv8.2-A and later (Apple M1 onwards,
+    /// Snapdragon X, Graviton 2 onwards). Levels are only compared within one architecture
+    /// (an `Isa` of another architecture's level cannot be made).
+    Neon,
 }
 
 impl Level {
@@ -36,6 +40,7 @@ impl Level {
             Level::Avx2 => "avx2",
             Level::AvxVnni => "avxvnni",
             Level::Avx512 => "avx512",
+            Level::Neon => "neon",
         }
     }
 }
@@ -55,9 +60,19 @@ fn cpu_supports(level: Level) -> bool {
                     && has!("avx512vl")
                     && has!("avx512vnni")
             }
+            Level::Neon => false,
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        use std::arch::is_aarch64_feature_detected as has;
+        match level {
+            Level::Scalar => true,
+            Level::Neon => has!("neon") && has!("dotprod"),
+            _ => false,
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         level == Level::Scalar
     }
@@ -130,23 +145,24 @@ impl Isa {
 
     /// The best level this CPU supports.
     pub fn best() -> Isa {
-        [Level::Avx512, Level::AvxVnni, Level::Avx2]
+        [Level::Avx512, Level::AvxVnni, Level::Avx2, Level::Neon]
             .into_iter()
             .find_map(Isa::with_level)
             .unwrap_or_else(Isa::scalar)
     }
 
-    /// The level named `name` ("scalar", "avx2", "avxvnni", "avx512"), or an error saying
-    /// why not.
+    /// The level named `name` ("scalar", "avx2", "avxvnni", "avx512", "neon"), or an error
+    /// saying why not.
     pub fn from_name(name: &str) -> Result<Isa, String> {
         let level = match name.trim().to_ascii_lowercase().as_str() {
             "scalar" => Level::Scalar,
             "avx2" => Level::Avx2,
             "avxvnni" => Level::AvxVnni,
             "avx512" => Level::Avx512,
+            "neon" => Level::Neon,
             other => {
                 return Err(format!(
-                    "PHIQ_ISA={other:?} is not one of scalar, avx2, avxvnni, avx512"
+                    "PHIQ_ISA={other:?} is not one of scalar, avx2, avxvnni, avx512, neon"
                 ))
             }
         };
@@ -156,10 +172,16 @@ impl Isa {
 
     /// Every level this CPU supports, lowest first (tests run them all).
     pub fn all_supported() -> Vec<Isa> {
-        [Level::Scalar, Level::Avx2, Level::AvxVnni, Level::Avx512]
-            .into_iter()
-            .filter_map(Isa::with_level)
-            .collect()
+        [
+            Level::Scalar,
+            Level::Avx2,
+            Level::AvxVnni,
+            Level::Avx512,
+            Level::Neon,
+        ]
+        .into_iter()
+        .filter_map(Isa::with_level)
+        .collect()
     }
 
     /// [`Isa::all_supported`] plus each level without its optional extension (AVX512-BF16)

@@ -8,11 +8,13 @@
 //! only be made after the CPU was checked for its features (see [`crate::isa`]), so a
 //! wrapper is only ever handed out when its instructions exist.
 
-// Without x86-64 kernels the selectors only return the references.
+// Without x86-64 kernels most selectors only return the references.
 #![cfg_attr(not(target_arch = "x86_64"), allow(unused_variables, unused_imports))]
 
 use half::{bf16, f16};
 
+#[cfg(target_arch = "aarch64")]
+use crate::arch::aarch64::neon;
 #[cfg(target_arch = "x86_64")]
 use crate::arch::x86::{avx2, avx512, avxvnni, common};
 use crate::contract::attend::{AttendFn, AttendJob, AxpyFn, KvElem};
@@ -104,10 +106,14 @@ fn none<T>(_: Isa) -> Option<T> {
 // One-row dots.
 // ---------------------------------------------------------------------------------
 
-/// Declares `$name(isa) -> Option<DotFn<$W>>` from (minimum level, kernel) pairs, best
-/// first.
+/// Declares `$name(isa) -> Option<DotFn<$W>>` from x86-64 (minimum level, kernel) pairs,
+/// best first, and the aarch64 NEON kernel: `neon::dot::dot_unpacked` (any quantized type,
+/// bit-identical to the reference) unless one is named.
 macro_rules! dot {
     ($name:ident, $W:ty, [$($level:ident => $kernel:path),*]) => {
+        dot!($name, $W, [$($level => $kernel),*], neon::dot::dot_unpacked::<$W>);
+    };
+    ($name:ident, $W:ty, [$($level:ident => $kernel:path),*], $neon:path) => {
         fn $name(isa: Isa) -> Option<DotFn<$W>> {
             #[cfg(target_arch = "x86_64")]
             {
@@ -122,15 +128,28 @@ macro_rules! dot {
                     }
                 )*
             }
+            #[cfg(target_arch = "aarch64")]
+            if isa.level() >= Level::Neon {
+                fn wrapper(w: &[$W], a: &[<$W as VecDot>::Act]) -> f32 {
+                    // SAFETY: only returned for an `Isa` at level Neon, which exists only
+                    // on CPUs with NEON and dotprod (module doc).
+                    unsafe { $neon(w, a) }
+                }
+                return Some(wrapper);
+            }
             None
         }
     };
 }
 
-dot!(dot_f32, f32, [Avx512 => avx512::dot::dot_f32, Avx2 => avx2::dot::dot_f32]);
-dot!(dot_f16, f16, [Avx512 => avx512::dot::dot_f16, Avx2 => avx2::dot::dot_f16]);
-dot!(dot_q4_0, BlockQ4_0, [Avx512 => avx512::dot::dot_q4_0, Avx2 => avx2::dot::dot_q4_0]);
-dot!(dot_q8_0, BlockQ8_0, [Avx512 => avx512::dot::dot_q8_0, Avx2 => avx2::dot::dot_q8_0]);
+dot!(dot_f32, f32, [Avx512 => avx512::dot::dot_f32, Avx2 => avx2::dot::dot_f32],
+    neon::dot::dot_f32);
+dot!(dot_f16, f16, [Avx512 => avx512::dot::dot_f16, Avx2 => avx2::dot::dot_f16],
+    neon::dot::dot_f16);
+dot!(dot_q4_0, BlockQ4_0, [Avx512 => avx512::dot::dot_q4_0, Avx2 => avx2::dot::dot_q4_0],
+    neon::dot::dot_q4_0);
+dot!(dot_q8_0, BlockQ8_0, [Avx512 => avx512::dot::dot_q8_0, Avx2 => avx2::dot::dot_q8_0],
+    neon::dot::dot_q8_0);
 dot!(dot_q4_1, BlockQ4_1, [Avx512 => avx512::dot::dot_q4_1, Avx2 => avx2::dot::dot_q4_1]);
 dot!(dot_q5_0, BlockQ5_0, [Avx512 => avx512::dot::dot_q5_0, Avx2 => avx2::dot::dot_q5_0]);
 dot!(dot_q5_1, BlockQ5_1, [Avx512 => avx512::dot::dot_q5_1, Avx2 => avx2::dot::dot_q5_1]);
@@ -138,7 +157,8 @@ dot!(dot_iq4_nl, BlockIQ4_NL, [Avx512 => avx512::dot::dot_iq4_nl, Avx2 => avx2::
 dot!(dot_iq4_xs, BlockIQ4_XS, [Avx512 => avx512::dot::dot_iq4_xs, Avx2 => avx2::dot::dot_iq4_xs]);
 dot!(dot_q2_k, BlockQ2_K, [Avx512 => avx512::dot::dot_q2_k, Avx2 => avx2::dot::dot_q2_k]);
 dot!(dot_q3_k, BlockQ3_K, [Avx512 => avx512::dot::dot_q3_k, Avx2 => avx2::dot::dot_q3_k]);
-dot!(dot_q4_k, BlockQ4_K, [Avx512 => avx512::dot::dot_q4_k, Avx2 => avx2::dot::dot_q4_k]);
+dot!(dot_q4_k, BlockQ4_K, [Avx512 => avx512::dot::dot_q4_k, Avx2 => avx2::dot::dot_q4_k],
+    neon::dot::dot_q4_k);
 dot!(dot_q5_k, BlockQ5_K, [Avx512 => avx512::dot::dot_q5_k, Avx2 => avx2::dot::dot_q5_k]);
 dot!(dot_iq3_s, BlockIQ3_S, [Avx512 => avx512::gemv_iq::dot_iq3_s, Avx2 => avx2::gemv_iq::dot_iq3_s]);
 dot!(dot_iq3_xxs, BlockIQ3_XXS, [Avx512 => avx512::gemv_iq::dot_iq3_xxs, Avx2 => avx2::gemv_iq::dot_iq3_xxs]);
@@ -147,7 +167,8 @@ dot!(dot_iq2_xs, BlockIQ2_XS, [Avx512 => avx512::gemv_iq::dot_iq2_xs, Avx2 => av
 dot!(dot_iq2_xxs, BlockIQ2_XXS, [Avx512 => avx512::gemv_iq::dot_iq2_xxs, Avx2 => avx2::gemv_iq::dot_iq2_xxs]);
 dot!(dot_iq1_s, BlockIQ1_S, [Avx512 => avx512::gemv_iq::dot_iq1_s, Avx2 => avx2::gemv_iq::dot_iq1_s]);
 dot!(dot_iq1_m, BlockIQ1_M, [Avx512 => avx512::gemv_iq::dot_iq1_m, Avx2 => avx2::gemv_iq::dot_iq1_m]);
-dot!(dot_q6_k, BlockQ6_K, [Avx512 => avx512::dot::dot_q6_k, Avx2 => avx2::dot::dot_q6_k]);
+dot!(dot_q6_k, BlockQ6_K, [Avx512 => avx512::dot::dot_q6_k, Avx2 => avx2::dot::dot_q6_k],
+    neon::dot::dot_q6_k);
 
 /// BF16 × BF16: `vdpbf16ps` when the CPU has AVX512-BF16, else AVX2 widening.
 fn dot_bf16(isa: Isa) -> Option<DotFn<bf16>> {
@@ -201,6 +222,21 @@ macro_rules! gemv_plain {
     }};
 }
 
+/// `GemvKernel::Plain` for `$W` from the aarch64 NEON kernel `$kernel`.
+macro_rules! gemv_neon {
+    ($isa:expr, $W:ty, $kernel:path) => {{
+        #[cfg(target_arch = "aarch64")]
+        if $isa.level() >= Level::Neon {
+            fn wrapper(w: [&[$W]; GEMV_ROWS], a: &[<$W as VecDot>::Act]) -> [f32; GEMV_ROWS] {
+                // SAFETY: only returned for an `Isa` at level Neon, which exists only on CPUs
+                // with NEON and dotprod (module doc).
+                unsafe { $kernel(w, a) }
+            }
+            return Some(GemvKernel::Plain(wrapper));
+        }
+    }};
+}
+
 /// `GemvKernel::Prepared` for `$W` at `$level`: `$kernel` on activations laid out by
 /// `$write` (`$bytes` per row).
 macro_rules! gemv_prepared {
@@ -226,6 +262,7 @@ macro_rules! gemv_prepared {
 }
 
 fn gemv_q4_0(isa: Isa) -> Option<GemvKernel<BlockQ4_0>> {
+    gemv_neon!(isa, BlockQ4_0, neon::gemv::rows_q4_0);
     gemv_prepared!(isa, BlockQ4_0, Avx512 => avx512::gemv::rows_q4_0,
         avx512::gemv::prep_q4_0, avx512::gemv::prep_q4_0_bytes);
     gemv_prepared!(isa, BlockQ4_0, AvxVnni => avxvnni::gemv::rows_q4_0_prepared,
@@ -236,12 +273,14 @@ fn gemv_q4_0(isa: Isa) -> Option<GemvKernel<BlockQ4_0>> {
 }
 
 fn gemv_q8_0(isa: Isa) -> Option<GemvKernel<BlockQ8_0>> {
+    gemv_neon!(isa, BlockQ8_0, neon::gemv::rows_q8_0);
     gemv_plain!(isa, BlockQ8_0, [Avx512 => avx512::gemv::rows_q8_0,
         AvxVnni => avxvnni::gemv::rows_q8_0, Avx2 => avx2::gemv::rows_q8_0]);
     None
 }
 
 fn gemv_q4_k(isa: Isa) -> Option<GemvKernel<BlockQ4_K>> {
+    gemv_neon!(isa, BlockQ4_K, neon::gemv::rows_q4_k);
     gemv_prepared!(isa, BlockQ4_K, Avx512 => avx512::gemv::rows_q4_k,
         avx512::gemv::prep_k4, avx512::gemv::prep_k4_bytes);
     gemv_plain!(isa, BlockQ4_K, [Avx2 => avx2::gemv::rows_q4_k]);
@@ -255,6 +294,7 @@ fn gemv_q5_k(isa: Isa) -> Option<GemvKernel<BlockQ5_K>> {
 }
 
 fn gemv_q6_k(isa: Isa) -> Option<GemvKernel<BlockQ6_K>> {
+    gemv_neon!(isa, BlockQ6_K, neon::gemv::rows_q6_k);
     gemv_plain!(isa, BlockQ6_K, [Avx512 => avx512::gemv::rows_q6_k, Avx2 => avx2::gemv::rows_q6_k]);
     None
 }
@@ -304,8 +344,29 @@ fn gemv_iq1_m(isa: Isa) -> Option<GemvKernel<BlockIQ1_M>> {
 // Batched (GEMM) kernels.
 // ---------------------------------------------------------------------------------
 
-/// The integer tile kernel for quantized weight type `W`: AVX-512 VNNI, else AVX2.
+/// The integer tile kernel for quantized weight type `W`: AVX-512 VNNI, else AVX-VNNI,
+/// else AVX2; NEON with `sdot` on aarch64.
 fn gemm_int<W: GemmWeight>(isa: Isa) -> Option<GemmKernel<W>> {
+    #[cfg(target_arch = "aarch64")]
+    if isa.level() >= Level::Neon {
+        fn tile<W: GemmWeight>(job: GemmJob<'_>) {
+            job.check::<W>(neon::gemm::TILE_ROWS);
+            // SAFETY: only returned for an `Isa` at level Neon, which exists only on CPUs
+            // with NEON and dotprod (module doc); `check` passed; handed out with xor 0
+            // below, so the activations are signed.
+            unsafe { neon::gemm::tile::<W>(job) }
+        }
+        fn pack<W: GemmWeight>(p: &mut PackedPanel, rows: &[&[W]], b0: usize, n: usize, tr: usize) {
+            // SAFETY: as for `tile` (safe code, compiled for NEON + dotprod).
+            unsafe { neon::gemm::pack(p, rows, b0, n, tr) }
+        }
+        return Some(GemmKernel::new(
+            neon::gemm::TILE_ROWS,
+            0x00,
+            tile::<W>,
+            pack::<W>,
+        ));
+    }
     #[cfg(target_arch = "x86_64")]
     {
         if isa.level() >= Level::Avx512 {
@@ -502,6 +563,14 @@ pub trait SelectKv: KvElem + Select {
 
 impl SelectKv for f16 {
     fn axpy(isa: Isa) -> AxpyFn<f16> {
+        #[cfg(target_arch = "aarch64")]
+        if isa.level() >= Level::Neon {
+            fn wrapper(acc: &mut [f32], p: f32, v: &[f16]) {
+                // SAFETY: level Neon means NEON and dotprod were detected.
+                unsafe { neon::ops::axpy_f16(acc, p, v) }
+            }
+            return wrapper;
+        }
         #[cfg(target_arch = "x86_64")]
         if isa.level() >= Level::Avx2 {
             fn wrapper(acc: &mut [f32], p: f32, v: &[f16]) {
@@ -548,9 +617,18 @@ kv_axpy! {
 }
 
 /// SwiGLU over a fused `[gate | up]` row (see [`crate::ops::swiglu`]): a vector `exp`
-/// (`arch/x86/*/ops.rs`), within a few units in the last place of the scalar reference,
-/// which other ISAs use.
+/// (`arch/x86/*/ops.rs`, `arch/aarch64/neon/ops.rs`), within a few units in the last place
+/// of the scalar reference, which other ISAs use.
 pub fn swiglu(isa: Isa) -> fn(&[f32], &mut [f32]) {
+    #[cfg(target_arch = "aarch64")]
+    if isa.level() >= Level::Neon {
+        fn wrapper(gate_up: &[f32], out: &mut [f32]) {
+            let (gate, up) = gate_up.split_at(out.len());
+            // SAFETY: level Neon means NEON (and dotprod) were detected.
+            unsafe { neon::ops::swiglu(gate, up, out) }
+        }
+        return wrapper;
+    }
     #[cfg(target_arch = "x86_64")]
     {
         if isa.level() >= Level::Avx512 {

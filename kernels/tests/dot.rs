@@ -196,12 +196,18 @@ fn every_isa_is_reachable_here() {
     let names: Vec<String> = Isa::all_variants().iter().map(|i| i.to_string()).collect();
     eprintln!("ISAs tested: {names:?}");
     assert!(names.iter().any(|n| n == "scalar"), "{names:?}");
+    // On aarch64 (qemu-aarch64 -cpu max in tools/test-aarch64.sh): neon.
     if std::env::var("PHIQ_REQUIRE_ALL_ISAS").as_deref() == Ok("1") {
-        let mut want = vec!["avx2", "avx512"];
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avxvnni") {
-            want.push("avxvnni");
-        }
+        let want = {
+            let mut want = vec!["avx2", "avx512"];
+            if std::arch::is_x86_feature_detected!("avxvnni") {
+                want.push("avxvnni");
+            }
+            want
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let want = vec!["neon"];
         for w in want {
             assert!(
                 names.iter().any(|n| n.split('+').next() == Some(w)),

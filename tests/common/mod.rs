@@ -234,11 +234,24 @@ pub fn tiny_models_dir() -> Option<PathBuf> {
 }
 
 /// Runs the `phiq` binary: (exit code, stdout, stderr).
+/// A command running the `phiq` binary under test: directly, or through
+/// `$PHIQ_TEST_RUNNER` (words split on spaces) when set, as `tools/test-aarch64.sh` runs
+/// an aarch64 build under `qemu-aarch64`.
+pub fn phiq_cmd() -> Command {
+    let exe = env!("CARGO_BIN_EXE_phiq");
+    match std::env::var("PHIQ_TEST_RUNNER") {
+        Ok(runner) if !runner.trim().is_empty() => {
+            let mut words = runner.split_whitespace();
+            let mut cmd = Command::new(words.next().unwrap());
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        _ => Command::new(exe),
+    }
+}
+
 pub fn run_phiq(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_phiq"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = phiq_cmd().args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
