@@ -44,6 +44,9 @@ fn bench<T: SelectKv>(ty: GgmlType) {
     let n = (depth + 1) * n_kv * hd;
     // The caches in 2 MiB pages, as phiq allocates them (PHIQ_SMALL_PAGES=1: 4 KiB).
     let small = std::env::var_os("PHIQ_SMALL_PAGES").is_some();
+    // Page sizes are a Linux hint (madvise).
+    #[cfg(not(target_os = "linux"))]
+    let _ = small;
     let elems = n / T::QK;
     let size = elems * std::mem::size_of::<T>();
     let mut maps: Vec<memmap2::MmapMut> = (0..2 * layers)

@@ -57,6 +57,9 @@ fn main() {
         let len = common::matrix_bytes(ty, n_in, n_out);
         let copies = ring_bytes().div_ceil(len).max(2);
         let small = std::env::var_os("PHIQ_SMALL_PAGES").is_some();
+        // Page sizes are a Linux hint (madvise).
+        #[cfg(not(target_os = "linux"))]
+        let _ = small;
         let mut map = memmap2::MmapMut::map_anon(copies * len).expect("anonymous mapping");
         #[cfg(target_os = "linux")]
         if !small {

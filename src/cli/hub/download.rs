@@ -79,8 +79,15 @@ impl Hub {
             // A stalled transfer is an error (then a retry and a resume), not a hang.
             .timeout_per_read(Some(Duration::from_secs(60)))
             .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
-            .user_agent(format!("phiq/{}", env!("CARGO_PKG_VERSION")))
-            .build();
+            .user_agent(format!("phiq/{}", env!("CARGO_PKG_VERSION")));
+        // macOS builds ureq with the system's TLS only (Cargo.toml).
+        #[cfg(target_os = "macos")]
+        let config = config.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .provider(ureq::tls::TlsProvider::NativeTls)
+                .build(),
+        );
+        let config = config.build();
         Hub {
             endpoint,
             token,
