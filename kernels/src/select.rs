@@ -302,6 +302,7 @@ fn gemv_q6_k(isa: Isa) -> Option<GemvKernel<BlockQ6_K>> {
 fn gemv_iq4_xs(isa: Isa) -> Option<GemvKernel<BlockIQ4_XS>> {
     gemv_prepared!(isa, BlockIQ4_XS, Avx512 => avx512::gemv::rows_iq4_xs,
         avx512::gemv::prep_iq4_xs, avx512::gemv::prep_iq4_xs_bytes);
+    gemv_plain!(isa, BlockIQ4_XS, [Avx2 => avx2::gemv::rows_iq4_xs]);
     None
 }
 

@@ -220,27 +220,35 @@ pub(crate) fn dot_iq4_xs(w: &[BlockIQ4_XS], a: &[BlockQ8_K]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let table = iq4nl_table();
     for (x, y) in w.iter().zip(a) {
-        let mut sum = _mm256_setzero_si256();
-        for ib in 0..8 {
-            // SAFETY: 16 bytes at qs[16ib..] and 32 at y.qs[32ib..], in bounds.
-            let (t, q8) = unsafe {
-                (
-                    _mm_loadu_si128(x.qs.as_ptr().add(16 * ib).cast()),
-                    _mm256_loadu_si256(y.qs.as_ptr().add(32 * ib).cast()),
-                )
-            };
-            let nib = _mm256_and_si256(
-                _mm256_set_m128i(_mm_srli_epi16(t, 4), t),
-                _mm256_set1_epi8(0x0F),
-            );
-            let q = _mm256_shuffle_epi8(table, nib);
-            let p = dot_i8x32(q, q8);
-            sum = _mm256_add_epi32(sum, _mm256_mullo_epi32(p, _mm256_set1_epi32(x.scale(ib))));
-        }
-        let d = fp16(x.d) * y.d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
+        step_iq4_xs(&mut acc, table, x, y);
     }
     hsum(acc)
+}
+
+/// One IQ4_XS super-block into `acc` (Σ d·scale·(q · q8) as 8 f32 lanes); `table` is
+/// [`iq4nl_table`].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn step_iq4_xs(acc: &mut __m256, table: __m256i, x: &BlockIQ4_XS, y: &BlockQ8_K) {
+    let mut sum = _mm256_setzero_si256();
+    for ib in 0..8 {
+        // SAFETY: 16 bytes at qs[16ib..] and 32 at y.qs[32ib..], in bounds.
+        let (t, q8) = unsafe {
+            (
+                _mm_loadu_si128(x.qs.as_ptr().add(16 * ib).cast()),
+                _mm256_loadu_si256(y.qs.as_ptr().add(32 * ib).cast()),
+            )
+        };
+        let nib = _mm256_and_si256(
+            _mm256_set_m128i(_mm_srli_epi16(t, 4), t),
+            _mm256_set1_epi8(0x0F),
+        );
+        let q = _mm256_shuffle_epi8(table, nib);
+        let p = dot_i8x32(q, q8);
+        sum = _mm256_add_epi32(sum, _mm256_mullo_epi32(p, _mm256_set1_epi32(x.scale(ib))));
+    }
+    let d = fp16(x.d) * y.d;
+    *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), *acc);
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -4,9 +4,10 @@
 
 use std::arch::x86_64::*;
 
+use super::dot::step_iq4_xs;
 use super::{dot_i8x32, step_q4_k, step_q6_k};
 use crate::arch::x86::common::{
-    fp16_mul, hsum, load32, q4_0_prepared_group, q4_0_rows_tail, rows_blockwise,
+    fp16_mul, hsum, iq4nl_table, load32, q4_0_prepared_group, q4_0_rows_tail, rows_blockwise,
     write_q4_0_prepared,
 };
 use crate::contract::gemv::GEMV_ROWS;
@@ -41,6 +42,19 @@ pub(crate) fn rows_q4_k(rows: [&[BlockQ4_K]; GEMV_ROWS], a: &[BlockQ8_K]) -> [f3
         init,
         |st, x, y| step_q4_k(st, x, y),
         |st| hsum(st.0) - st.1,
+    )
+}
+
+/// IQ4_XS: the rows' super-blocks side by side (the one-row dot's steps).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn rows_iq4_xs(rows: [&[BlockIQ4_XS]; GEMV_ROWS], a: &[BlockQ8_K]) -> [f32; GEMV_ROWS] {
+    let table = iq4nl_table();
+    rows_blockwise(
+        rows,
+        a,
+        _mm256_setzero_ps(),
+        |acc, x, y| step_iq4_xs(acc, table, x, y),
+        |v| hsum(v),
     )
 }
 
