@@ -423,23 +423,35 @@ fn gemm_int<W: GemmWeight>(isa: Isa) -> Option<GemmKernel<W>> {
             ));
         }
         if isa.level() >= Level::Avx2 {
+            use avx2::gemm::mode;
             fn signed<W: GemmWeight>(job: GemmJob<'_>) {
                 job.check::<W>(avx2::gemm::TILE_ROWS);
                 // SAFETY: level ≥ Avx2 means avx2+fma+f16c were detected; `check` passed.
-                unsafe { avx2::gemm::tile::<W, false>(job) }
+                unsafe { avx2::gemm::tile::<W, { mode::SIGNED }>(job) }
             }
-            fn unsigned<W: GemmWeight>(job: GemmJob<'_>) {
+            fn unsigned_acts<W: GemmWeight>(job: GemmJob<'_>) {
                 job.check::<W>(avx2::gemm::TILE_ROWS);
                 assert!(W::MAX_ABS <= 64);
                 // SAFETY: as for `signed`; this kernel is handed out only with xor 0x80
                 // below, so the activations are a + 128, and |q| ≤ 64 was checked.
-                unsafe { avx2::gemm::tile::<W, true>(job) }
+                unsafe { avx2::gemm::tile::<W, { mode::UNSIGNED_ACTS }>(job) }
             }
-            // Small values: unsigned activations and no sign operations (see avx2::gemm).
+            fn unsigned_weights<W: GemmWeight>(job: GemmJob<'_>) {
+                job.check::<W>(avx2::gemm::TILE_ROWS);
+                assert!(W::NONNEG);
+                // SAFETY: as for `signed`; handed out only with xor 0 below (signed
+                // activations), and q ≥ 0 was checked.
+                unsafe { avx2::gemm::tile::<W, { mode::UNSIGNED_WEIGHTS }>(job) }
+            }
+            // Weights ≥ 0: no correction and twice the int16 headroom; small values:
+            // unsigned activations; both without sign operations (see avx2::gemm).
             let rows = avx2::gemm::TILE_ROWS;
-            return Some(match W::MAX_ABS <= 64 {
-                true => GemmKernel::new(rows, 0x80, unsigned::<W>, pack_avx2::<W>),
-                false => GemmKernel::new(rows, 0x00, signed::<W>, pack_avx2::<W>),
+            return Some(if W::NONNEG {
+                GemmKernel::new(rows, 0x00, unsigned_weights::<W>, pack_avx2::<W>)
+            } else if !avx2::gemm::signed_mode::<W>() {
+                GemmKernel::new(rows, 0x80, unsigned_acts::<W>, pack_avx2::<W>)
+            } else {
+                GemmKernel::new(rows, 0x00, signed::<W>, pack_avx2::<W>)
             });
         }
     }

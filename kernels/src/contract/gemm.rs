@@ -172,7 +172,9 @@ pub fn interleave<W: GemmWeight>(
 /// A panel of weight rows decoded for a micro-kernel (R rows × up to [`PANEL`] elements).
 /// Layouts, with `R` the kernel's row count, `b` the block within the panel, `s` the
 /// sub-block within the block and `nsub = QK / SUB`:
-/// - `q`: `[b][R][QK]` signed values;
+/// - `q`: `[b][R][QK]` signed values; `qabs`: their absolute values (unsigned bytes,
+///   same layout), written only by the packing of kernels that read them (AVX2's tile
+///   for types with |q| > 64);
 /// - `dsc`, `corr`: `[b][s][R]` scale `d·sc` and `-128 · Σ_{k∈s} q[k]`;
 /// - `mins`: `[b][R][nsub]`; `per_block`: `[b][R]`, what `decode` returns (`-dmin` or `m`);
 /// - `words` (the float tiles instead of all the above): `[k][R]` f32 bits (F32, F16), or
@@ -182,6 +184,7 @@ pub fn interleave<W: GemmWeight>(
 #[repr(C, align(64))]
 pub struct PackedPanel {
     pub q: [i8; MAX_TILE_ROWS * PANEL],
+    pub qabs: [u8; MAX_TILE_ROWS * PANEL],
     pub dsc: [f32; MAX_TILE_ROWS * MAX_SUBS],
     pub corr: [i32; MAX_TILE_ROWS * MAX_SUBS],
     pub mins: [i16; MAX_TILE_ROWS * MAX_SUBS],
@@ -201,6 +204,7 @@ impl PackedPanel {
     pub fn new() -> PackedPanel {
         PackedPanel {
             q: [0; MAX_TILE_ROWS * PANEL],
+            qabs: [0; MAX_TILE_ROWS * PANEL],
             dsc: [0.0; MAX_TILE_ROWS * MAX_SUBS],
             corr: [0; MAX_TILE_ROWS * MAX_SUBS],
             mins: [0; MAX_TILE_ROWS * MAX_SUBS],

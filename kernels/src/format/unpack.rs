@@ -36,6 +36,9 @@ pub trait Unpack: Block {
     /// The largest |q| [`Unpack::unpack`] can produce, for any bits (AVX2 picks its tile
     /// kernel by it).
     const MAX_ABS: i32;
+    /// Whether every q [`Unpack::unpack`] produces is ≥ 0, for any bits (the types with
+    /// mins or an offset: AVX2's tile then multiplies unsigned weights by signed activations).
+    const NONNEG: bool = false;
     /// Writes `q[..QK]` (element order), `sc[..QK/SUB]` and, with mins, `mins[..QK/SUB]`
     /// (untouched otherwise); returns `(d, e)` with `e` = `−dmin` (MINS), `m` (OFFSET) or 0.
     fn unpack(&self, q: &mut [i8], sc: &mut [i16], mins: &mut [i16]) -> (f32, f32);
@@ -129,6 +132,7 @@ impl Unpack for BlockQ4_1 {
     const MINS: bool = false;
     const OFFSET: bool = true;
     const MAX_ABS: i32 = 15;
+    const NONNEG: bool = true;
     #[inline(always)]
     fn unpack(&self, q: &mut [i8], sc: &mut [i16], _: &mut [i16]) -> (f32, f32) {
         nibbles32(&self.qs, q, |v| v as i8);
@@ -161,6 +165,7 @@ impl Unpack for BlockQ5_1 {
     const MINS: bool = false;
     const OFFSET: bool = true;
     const MAX_ABS: i32 = 31;
+    const NONNEG: bool = true;
     #[inline(always)]
     fn unpack(&self, q: &mut [i8], sc: &mut [i16], _: &mut [i16]) -> (f32, f32) {
         // Bit j of `qh` (u32 LE) is element j's fifth bit.
@@ -217,6 +222,7 @@ impl Unpack for BlockQ2_K {
     const SUB: usize = 16;
     const MINS: bool = true;
     const MAX_ABS: i32 = 3;
+    const NONNEG: bool = true;
     #[inline(always)]
     fn unpack(&self, q: &mut [i8], sc: &mut [i16], mins: &mut [i16]) -> (f32, f32) {
         for half in 0..2 {
@@ -262,6 +268,7 @@ impl Unpack for BlockQ4_K {
     const SUB: usize = 32;
     const MINS: bool = true;
     const MAX_ABS: i32 = 15;
+    const NONNEG: bool = true;
     #[inline(always)]
     fn unpack(&self, q: &mut [i8], sc: &mut [i16], mins: &mut [i16]) -> (f32, f32) {
         for c in 0..4 {
@@ -283,6 +290,7 @@ impl Unpack for BlockQ5_K {
     const SUB: usize = 32;
     const MINS: bool = true;
     const MAX_ABS: i32 = 31;
+    const NONNEG: bool = true;
     #[inline(always)]
     fn unpack(&self, q: &mut [i8], sc: &mut [i16], mins: &mut [i16]) -> (f32, f32) {
         for c in 0..4 {

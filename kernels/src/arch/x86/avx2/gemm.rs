@@ -9,12 +9,16 @@ use crate::contract::gemm::{GemmJob, GemmWeight, PackedPanel};
 /// the activations, the broadcast weights and temporaries).
 pub(crate) const TILE_ROWS: usize = 4;
 
-/// The tile micro-kernel's body for weight type `$W` and `$R` rows (see [`tile`]): `$dp(sum, a, w)` adds
-/// the products of 4 activation bytes `a` and 4 weight bytes `w` per int32 lane to `sum`;
-/// `$unsigned`: the activations are `a + 128` and each sum starts from the row's `corr`.
+/// The tile micro-kernel's body for weight type `$W` and `$R` rows (see [`tile`]): `$dp(sum, a, w, wa)` adds
+/// the products of 4 activation bytes `a` and 4 weight bytes `w` per int32 lane to `sum`
+/// (`wa`: the weights' absolute values from the panel's `qabs` when `$abs`, else `w`);
+/// `$unsigned`: the activations are `a + 128` and each sum starts from the row's `corr`;
+/// `$chunk` ≥ the dwords of a sub-block: instead of `$dp`, the int16 pair sums
+/// `$pairs(a, w)` of the sub-block add in int16 before one widening `madd` (the caller
+/// guarantees that `$chunk` of them cannot overflow int16).
 /// The AVX-VNNI level ([`crate::arch::x86::avxvnni::gemm`]) expands it with `vpdpbusd`.
 macro_rules! tile_body {
-    ($W:ty, $R:expr, $unsigned:expr, $job:expr, $dp:expr) => {{
+    ($W:ty, $R:expr, $unsigned:expr, $chunk:expr, $abs:expr, $job:expr, $dp:expr, $pairs:expr) => {{
         const R: usize = $R;
         let qk = <$W>::QK;
         let nsub = qk / <$W>::SUB;
@@ -26,6 +30,7 @@ macro_rules! tile_body {
         // activation and output accesses; panel indices stay inside the `PackedPanel` arrays.
         unsafe {
             let q = p.q.as_ptr();
+            let qabs = p.qabs.as_ptr();
             let dsc = p.dsc.as_ptr();
             let corr = p.corr.as_ptr();
             let mins = p.mins.as_ptr().cast::<i32>();
@@ -52,17 +57,51 @@ macro_rules! tile_body {
                         for s in 0..nsub {
                             let at = (b * nsub + s) * R;
                             let mut sum = [_mm256_setzero_si256(); R];
-                            if $unsigned {
-                                for (r, sum) in sum.iter_mut().enumerate() {
-                                    *sum = _mm256_set1_epi32(*corr.add(at + r));
+                            if $chunk >= dwords {
+                                // Unsigned products of small weights: the pair sums of the
+                                // whole sub-block add in int16 without overflow (the
+                                // caller's bound), widened to int32 once.
+                                let mut p16 = [_mm256_setzero_si256(); R];
+                                for j in s * dwords..(s + 1) * dwords {
+                                    let av = _mm256_loadu_si256(a.add(64 * j).cast());
+                                    for (r, p16) in p16.iter_mut().enumerate() {
+                                        let wv =
+                                            (wq.add(r * qk + 4 * j) as *const i32).read_unaligned();
+                                        let wv = _mm256_set1_epi32(wv);
+                                        let pairs = $pairs(av, wv, wv);
+                                        *p16 = _mm256_add_epi16(*p16, pairs);
+                                    }
                                 }
-                            }
-                            for j in s * dwords..(s + 1) * dwords {
-                                let av = _mm256_loadu_si256(a.add(64 * j).cast());
-                                for (r, sum) in sum.iter_mut().enumerate() {
-                                    let wv =
-                                        (wq.add(r * qk + 4 * j) as *const i32).read_unaligned();
-                                    *sum = $dp(*sum, av, _mm256_set1_epi32(wv));
+                                let ones = _mm256_set1_epi16(1);
+                                for (r, (sum, p16)) in sum.iter_mut().zip(p16).enumerate() {
+                                    *sum = _mm256_madd_epi16(p16, ones);
+                                    if $unsigned {
+                                        let c = _mm256_set1_epi32(*corr.add(at + r));
+                                        *sum = _mm256_add_epi32(*sum, c);
+                                    }
+                                }
+                            } else {
+                                if $unsigned {
+                                    for (r, sum) in sum.iter_mut().enumerate() {
+                                        *sum = _mm256_set1_epi32(*corr.add(at + r));
+                                    }
+                                }
+                                for j in s * dwords..(s + 1) * dwords {
+                                    let av = _mm256_loadu_si256(a.add(64 * j).cast());
+                                    for (r, sum) in sum.iter_mut().enumerate() {
+                                        let at = r * qk + 4 * j;
+                                        let wv = _mm256_set1_epi32(
+                                            (wq.add(at) as *const i32).read_unaligned(),
+                                        );
+                                        let wa = match $abs {
+                                            true => _mm256_set1_epi32(
+                                                (qabs.add(b * R * qk + at) as *const i32)
+                                                    .read_unaligned(),
+                                            ),
+                                            false => wv,
+                                        };
+                                        *sum = $dp(*sum, av, wv, wa);
+                                    }
                                 }
                             }
                             for r in 0..R {
@@ -129,35 +168,64 @@ macro_rules! tile_body {
 }
 pub(crate) use tile_body;
 
+/// How the AVX2 tile multiplies bytes (`maddubs` takes one unsigned operand).
+pub(crate) mod mode {
+    /// Activations and weights signed: `maddubs(|q|, sign(a, q))`.
+    pub(crate) const SIGNED: u8 = 0;
+    /// Activations `a + 128` (unsigned), sums starting from the rows' `corr`: |q| ≤ 64.
+    pub(crate) const UNSIGNED_ACTS: u8 = 1;
+    /// Weights ≥ 0 ([`crate::format::unpack::Unpack::NONNEG`]), activations signed.
+    pub(crate) const UNSIGNED_WEIGHTS: u8 = 2;
+}
+
 /// The tile micro-kernel (see [`crate::contract::gemm`]) without VNNI: [`TILE_ROWS`] decoded weight
 /// rows × 8 tokens (each 16-token group in two halves). Per weight dword broadcast,
-/// `maddubs` forms pair sums of 8 tokens and `madd` with ones widens them to int32:
-/// - `UNSIGNED` (types with |q| ≤ 64, activations `a + 128` as for VNNI, sums starting
-///   from `corr`): `maddubs(a + 128, q)`, at most 2·255·64 < 2^15, no saturation;
-/// - else (activations signed): `maddubs(|q|, sign(a, q))`, at most 2·128·127 < 2^15.
+/// `maddubs` forms pair sums of 8 tokens and `madd` with ones widens them to int32, by
+/// `MODE` (see [`mode`]):
+/// - `UNSIGNED_ACTS` (|q| ≤ 64, activations `a + 128` as for VNNI, sums starting from
+///   `corr`): `maddubs(a + 128, q)`, at most 2·255·64 < 2^15 per pair sum;
+/// - `UNSIGNED_WEIGHTS` (q ≥ 0, activations signed): `maddubs(q, a)`, at most
+///   2·128·MAX_ABS;
+/// - `SIGNED`: `maddubs(|q|, sign(a, q))`, at most 2·128·128 = 2^15 only for q = −128
+///   and a = −128, which the activations never are (|a| ≤ 127); |q| comes from the
+///   panel's `qabs` (written by [`pack`]).
 ///
+/// When ⌊32767 / largest pair sum⌋ dwords cover a sub-block (Q4_0, Q4_1, Q2_K, Q3_K,
+/// Q4_K), the sub-block's pair sums add in int16 and one `madd` widens them.
 /// Per sub-block: convert, multiply by the tokens' scales and add with `d·sc`; the mins
 /// term likewise with `madd` of the sub-block sums (int16) by the mins.
 ///
 /// # Safety
-/// The CPU must have AVX2, FMA and F16C, `job` must pass `job.check::<W>(TILE_ROWS)`, and
-/// with `UNSIGNED` the activations must be `a + 128` and `W::MAX_ABS ≤ 64`.
+/// The CPU must have AVX2, FMA and F16C, `job` must pass `job.check::<W>(TILE_ROWS)`;
+/// with `UNSIGNED_ACTS` the activations must be `a + 128` and `W::MAX_ABS ≤ 64`, with
+/// `UNSIGNED_WEIGHTS` the activations signed and `W::NONNEG`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn tile<W: GemmWeight, const UNSIGNED: bool>(job: GemmJob<'_>) {
+pub(crate) unsafe fn tile<W: GemmWeight, const MODE: u8>(job: GemmJob<'_>) {
     let ones = _mm256_set1_epi16(1);
-    let dp = |sum: __m256i, av: __m256i, wv: __m256i| {
-        let pairs = if UNSIGNED {
-            _mm256_maddubs_epi16(av, wv)
-        } else {
-            _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(av, wv))
-        };
-        _mm256_add_epi32(sum, _mm256_madd_epi16(pairs, ones))
+    let pairs = |av: __m256i, wv: __m256i, wa: __m256i| match MODE {
+        mode::UNSIGNED_ACTS => _mm256_maddubs_epi16(av, wv),
+        mode::UNSIGNED_WEIGHTS => _mm256_maddubs_epi16(wv, av),
+        _ => _mm256_maddubs_epi16(wa, _mm256_sign_epi8(av, wv)),
     };
+    let dp = |sum: __m256i, av: __m256i, wv: __m256i, wa: __m256i| {
+        _mm256_add_epi32(sum, _mm256_madd_epi16(pairs(av, wv, wa), ones))
+    };
+    // The largest pair sum, and how many of them add in int16 without overflow (used when
+    // they cover a sub-block).
+    let max_abs = W::MAX_ABS as usize;
+    let chunk = match MODE {
+        mode::UNSIGNED_ACTS => 32767 / (2 * 255 * max_abs),
+        mode::UNSIGNED_WEIGHTS => 32767 / (2 * 128 * max_abs),
+        _ => 1,
+    };
+    let unsigned_acts = MODE == mode::UNSIGNED_ACTS;
     // The body's unsafe block relies on this function's contract.
-    tile_body!(W, TILE_ROWS, UNSIGNED, job, dp)
+    let signed = MODE == mode::SIGNED;
+    tile_body!(W, TILE_ROWS, unsigned_acts, chunk, signed, job, dp, pairs)
 }
 
-/// [`PackedPanel::pack`] compiled for AVX2 (vectorized for this kernel's ISA).
+/// [`PackedPanel::pack`] compiled for AVX2 (vectorized for this kernel's ISA), and for
+/// the types [`tile`] takes in `SIGNED` mode the panel's `qabs`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn pack<W: GemmWeight>(
     p: &mut PackedPanel,
@@ -166,5 +234,26 @@ pub(crate) fn pack<W: GemmWeight>(
     n_blocks: usize,
     tile_rows: usize,
 ) {
-    p.pack(rows, (b0, n_blocks), tile_rows, sum_i8)
+    p.pack(rows, (b0, n_blocks), tile_rows, sum_i8);
+    if signed_mode::<W>() {
+        let n = n_blocks * tile_rows * W::QK;
+        for (a, q) in p.qabs[..n]
+            .chunks_exact_mut(32)
+            .zip(p.q[..n].chunks_exact(32))
+        {
+            // SAFETY: 32 bytes each (chunks_exact).
+            unsafe {
+                let v = _mm256_abs_epi8(_mm256_loadu_si256(q.as_ptr().cast()));
+                _mm256_storeu_si256(a.as_mut_ptr().cast(), v);
+            }
+        }
+        for (a, &q) in p.qabs[..n].iter_mut().zip(&p.q[..n]).skip(n / 32 * 32) {
+            *a = q.unsigned_abs();
+        }
+    }
+}
+
+/// Whether [`tile`] runs weight type `W` in `SIGNED` mode (neither q ≥ 0 nor |q| ≤ 64).
+pub(crate) fn signed_mode<W: GemmWeight>() -> bool {
+    !W::NONNEG && W::MAX_ABS > 64
 }

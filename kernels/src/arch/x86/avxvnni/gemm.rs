@@ -20,7 +20,10 @@ pub(crate) const TILE_ROWS: usize = 6;
 /// `job.check::<W>(TILE_ROWS)`, and the activations must be `a + 128`.
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
 pub(crate) unsafe fn tile<W: GemmWeight>(job: GemmJob<'_>) {
-    let dp = |sum: __m256i, av: __m256i, wv: __m256i| _mm256_dpbusd_avx_epi32(sum, av, wv);
+    let dp =
+        |sum: __m256i, av: __m256i, wv: __m256i, _: __m256i| _mm256_dpbusd_avx_epi32(sum, av, wv);
     // The body's unsafe block relies on this function's contract.
-    tile_body!(W, TILE_ROWS, true, job, dp)
+    let pairs = |_: __m256i, _: __m256i, _: __m256i| -> __m256i { unreachable!() };
+    // Chunk 0: never the int16 path (`vpdpbusd` widens in the same instruction).
+    tile_body!(W, TILE_ROWS, true, 0, false, job, dp, pairs)
 }
