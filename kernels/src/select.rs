@@ -290,6 +290,7 @@ fn gemv_q4_k(isa: Isa) -> Option<GemvKernel<BlockQ4_K>> {
 fn gemv_q5_k(isa: Isa) -> Option<GemvKernel<BlockQ5_K>> {
     gemv_prepared!(isa, BlockQ5_K, Avx512 => avx512::gemv::rows_q5_k,
         avx512::gemv::prep_k4, avx512::gemv::prep_k4_bytes);
+    gemv_plain!(isa, BlockQ5_K, [Avx2 => avx2::gemv::rows_q5_k]);
     None
 }
 
@@ -302,7 +303,7 @@ fn gemv_q6_k(isa: Isa) -> Option<GemvKernel<BlockQ6_K>> {
 fn gemv_iq4_xs(isa: Isa) -> Option<GemvKernel<BlockIQ4_XS>> {
     gemv_prepared!(isa, BlockIQ4_XS, Avx512 => avx512::gemv::rows_iq4_xs,
         avx512::gemv::prep_iq4_xs, avx512::gemv::prep_iq4_xs_bytes);
-    gemv_plain!(isa, BlockIQ4_XS, [Avx2 => avx2::gemv::rows_iq4_xs]);
+    gemv_plain!(isa, BlockIQ4_XS, [AvxVnni => avxvnni::gemv::rows_iq4_xs, Avx2 => avx2::gemv::rows_iq4_xs]);
     None
 }
 

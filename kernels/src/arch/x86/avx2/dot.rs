@@ -225,81 +225,98 @@ pub(crate) fn dot_iq4_xs(w: &[BlockIQ4_XS], a: &[BlockQ8_K]) -> f32 {
     hsum(acc)
 }
 
+/// The body of an IQ4_XS super-block step (see [`step_iq4_xs`]) with `$dot(q, q8)`: 32
+/// signed × 32 signed bytes into 8 int32 partial sums (AVX-VNNI passes its `vpdpbusd`).
+macro_rules! iq4_xs_step {
+    ($acc:expr, $table:expr, $x:expr, $y:expr, $dot:expr) => {{
+        let (acc, x, y): (&mut __m256, &BlockIQ4_XS, &BlockQ8_K) = ($acc, $x, $y);
+        let mut sum = _mm256_setzero_si256();
+        for ib in 0..8 {
+            // SAFETY: 16 bytes at qs[16ib..] and 32 at y.qs[32ib..], in bounds.
+            let (t, q8) = unsafe {
+                (
+                    _mm_loadu_si128(x.qs.as_ptr().add(16 * ib).cast()),
+                    _mm256_loadu_si256(y.qs.as_ptr().add(32 * ib).cast()),
+                )
+            };
+            let nib = _mm256_and_si256(
+                _mm256_set_m128i(_mm_srli_epi16(t, 4), t),
+                _mm256_set1_epi8(0x0F),
+            );
+            let q = _mm256_shuffle_epi8($table, nib);
+            let p = $dot(q, q8);
+            sum = _mm256_add_epi32(sum, _mm256_mullo_epi32(p, _mm256_set1_epi32(x.scale(ib))));
+        }
+        let d = $crate::arch::x86::common::fp16(x.d) * y.d;
+        *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), *acc);
+    }};
+}
+pub(crate) use iq4_xs_step;
+
 /// One IQ4_XS super-block into `acc` (Σ d·scale·(q · q8) as 8 f32 lanes); `table` is
 /// [`iq4nl_table`].
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn step_iq4_xs(acc: &mut __m256, table: __m256i, x: &BlockIQ4_XS, y: &BlockQ8_K) {
-    let mut sum = _mm256_setzero_si256();
-    for ib in 0..8 {
-        // SAFETY: 16 bytes at qs[16ib..] and 32 at y.qs[32ib..], in bounds.
-        let (t, q8) = unsafe {
-            (
-                _mm_loadu_si128(x.qs.as_ptr().add(16 * ib).cast()),
-                _mm256_loadu_si256(y.qs.as_ptr().add(32 * ib).cast()),
-            )
-        };
-        let nib = _mm256_and_si256(
-            _mm256_set_m128i(_mm_srli_epi16(t, 4), t),
-            _mm256_set1_epi8(0x0F),
-        );
-        let q = _mm256_shuffle_epi8(table, nib);
-        let p = dot_i8x32(q, q8);
-        sum = _mm256_add_epi32(sum, _mm256_mullo_epi32(p, _mm256_set1_epi32(x.scale(ib))));
-    }
-    let d = fp16(x.d) * y.d;
-    *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), *acc);
+    iq4_xs_step!(acc, table, x, y, dot_i8x32)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn dot_q5_k(w: &[BlockQ5_K], a: &[BlockQ8_K]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_min = 0.0f32;
+    let mut st = (_mm256_setzero_ps(), 0.0f32);
+    for (x, y) in w.iter().zip(a) {
+        step_q5_k(&mut st, x, y);
+    }
+    hsum(st.0) - st.1
+}
+
+/// One Q5_K super-block into (`st.0`: Σ d·scale·(q · q8) as 8 f32 lanes, `st.1`:
+/// Σ dmin·m·Σq8 of the sub-blocks).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn step_q5_k(st: &mut (__m256, f32), x: &BlockQ5_K, y: &BlockQ8_K) {
     let low = _mm256_set1_epi8(0x0F);
     let one = _mm256_set1_epi8(1);
-    for (x, y) in w.iter().zip(a) {
-        // SAFETY: qh is 32 bytes.
-        let qh = unsafe { _mm256_loadu_si256(x.qh.as_ptr().cast()) };
-        let mut sum = _mm256_setzero_si256();
-        let mut summs = 0i32;
-        for c in 0..4 {
-            let (sc1, m1) = scale_min_k4(2 * c, &x.scales);
-            let (sc2, m2) = scale_min_k4(2 * c + 1, &x.scales);
-            // SAFETY: in bounds as in dot_q4_k.
-            let (q, y1, y2) = unsafe {
-                (
-                    _mm256_loadu_si256(x.qs.as_ptr().add(32 * c).cast()),
-                    _mm256_loadu_si256(y.qs.as_ptr().add(64 * c).cast()),
-                    _mm256_loadu_si256(y.qs.as_ptr().add(64 * c + 32).cast()),
-                )
-            };
-            // Bit s of each qh byte → bit 4 of the value (16-bit shifts are safe here:
-            // only bit 0 of each byte survives the mask before moving up).
-            let h1 = _mm256_slli_epi16(
-                _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c as i32)), one),
-                4,
-            );
-            let h2 = _mm256_slli_epi16(
-                _mm256_and_si256(
-                    _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c as i32 + 1)),
-                    one,
-                ),
-                4,
-            );
-            let lo = _mm256_or_si256(_mm256_and_si256(q, low), h1);
-            let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low), h2);
-            // q < 32 unsigned: 2·31·128 < 2^15, no saturation.
-            let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y1), _mm256_set1_epi16(sc1 as i16));
-            let p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y2), _mm256_set1_epi16(sc2 as i16));
-            sum = _mm256_add_epi32(sum, _mm256_add_epi32(p1, p2));
-            summs += m1 as i32 * (y.bsums[4 * c] as i32 + y.bsums[4 * c + 1] as i32);
-            summs += m2 as i32 * (y.bsums[4 * c + 2] as i32 + y.bsums[4 * c + 3] as i32);
-        }
-        let d = fp16(x.d) * y.d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
-        acc_min += fp16(x.dmin) * y.d * summs as f32;
+    // SAFETY: qh is 32 bytes.
+    let qh = unsafe { _mm256_loadu_si256(x.qh.as_ptr().cast()) };
+    let mut sum = _mm256_setzero_si256();
+    let mut summs = 0i32;
+    for c in 0..4 {
+        let (sc1, m1) = scale_min_k4(2 * c, &x.scales);
+        let (sc2, m2) = scale_min_k4(2 * c + 1, &x.scales);
+        // SAFETY: in bounds as in dot_q4_k.
+        let (q, y1, y2) = unsafe {
+            (
+                _mm256_loadu_si256(x.qs.as_ptr().add(32 * c).cast()),
+                _mm256_loadu_si256(y.qs.as_ptr().add(64 * c).cast()),
+                _mm256_loadu_si256(y.qs.as_ptr().add(64 * c + 32).cast()),
+            )
+        };
+        // Bit s of each qh byte → bit 4 of the value (16-bit shifts are safe here:
+        // only bit 0 of each byte survives the mask before moving up).
+        let h1 = _mm256_slli_epi16(
+            _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c as i32)), one),
+            4,
+        );
+        let h2 = _mm256_slli_epi16(
+            _mm256_and_si256(
+                _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c as i32 + 1)),
+                one,
+            ),
+            4,
+        );
+        let lo = _mm256_or_si256(_mm256_and_si256(q, low), h1);
+        let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low), h2);
+        // q < 32 unsigned: 2·31·128 < 2^15, no saturation.
+        let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y1), _mm256_set1_epi16(sc1 as i16));
+        let p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y2), _mm256_set1_epi16(sc2 as i16));
+        sum = _mm256_add_epi32(sum, _mm256_add_epi32(p1, p2));
+        summs += m1 as i32 * (y.bsums[4 * c] as i32 + y.bsums[4 * c + 1] as i32);
+        summs += m2 as i32 * (y.bsums[4 * c + 2] as i32 + y.bsums[4 * c + 3] as i32);
     }
-    hsum(acc) - acc_min
+    let d = fp16(x.d) * y.d;
+    st.0 = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), st.0);
+    st.1 += fp16(x.dmin) * y.d * summs as f32;
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

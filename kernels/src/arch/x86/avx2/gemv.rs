@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::dot::step_iq4_xs;
+use super::dot::{step_iq4_xs, step_q5_k};
 use super::{dot_i8x32, step_q4_k, step_q6_k};
 use crate::arch::x86::common::{
     fp16_mul, hsum, iq4nl_table, load32, q4_0_prepared_group, q4_0_rows_tail, rows_blockwise,
@@ -41,6 +41,19 @@ pub(crate) fn rows_q4_k(rows: [&[BlockQ4_K]; GEMV_ROWS], a: &[BlockQ8_K]) -> [f3
         a,
         init,
         |st, x, y| step_q4_k(st, x, y),
+        |st| hsum(st.0) - st.1,
+    )
+}
+
+/// Q5_K: the rows' super-blocks side by side (the one-row dot's steps).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn rows_q5_k(rows: [&[BlockQ5_K]; GEMV_ROWS], a: &[BlockQ8_K]) -> [f32; GEMV_ROWS] {
+    let init = (_mm256_setzero_ps(), 0.0f32);
+    rows_blockwise(
+        rows,
+        a,
+        init,
+        |st, x, y| step_q5_k(st, x, y),
         |st| hsum(st.0) - st.1,
     )
 }

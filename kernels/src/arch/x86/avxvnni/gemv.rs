@@ -3,8 +3,11 @@
 
 use std::arch::x86_64::*;
 
+use crate::arch::x86::avx2::dot::iq4_xs_step;
 use crate::arch::x86::avx2::gemv::q4_0_prepared_body;
-use crate::arch::x86::common::{fp16_mul, hsum, load32, q4_0_rows_tail, rows_blockwise};
+use crate::arch::x86::common::{
+    fp16_mul, hsum, iq4nl_table, load32, q4_0_rows_tail, rows_blockwise,
+};
 use crate::contract::gemv::GEMV_ROWS;
 use crate::format::blocks::*;
 
@@ -45,4 +48,14 @@ pub(crate) fn rows_q4_0_prepared(
 ) -> [f32; GEMV_ROWS] {
     let dp = |acc: __m256i, u: __m256i, s: __m256i| _mm256_dpbusd_avx_epi32(acc, u, s);
     q4_0_prepared_body!(rows, a, prep, dp, rows_q4_0_tail)
+}
+
+/// IQ4_XS: the rows' super-blocks side by side, AVX2's step with `vpdpbusd`.
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+pub(crate) fn rows_iq4_xs(rows: [&[BlockIQ4_XS]; GEMV_ROWS], a: &[BlockQ8_K]) -> [f32; GEMV_ROWS] {
+    let table = iq4nl_table();
+    let step = |acc: &mut __m256, x: &BlockIQ4_XS, y: &BlockQ8_K| {
+        iq4_xs_step!(acc, table, x, y, dot_i8x32)
+    };
+    rows_blockwise(rows, a, _mm256_setzero_ps(), step, |v| hsum(v))
 }
