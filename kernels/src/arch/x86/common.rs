@@ -18,7 +18,7 @@ use std::arch::x86_64::*;
 use half::f16;
 
 use crate::contract::gemv::GEMV_ROWS;
-use crate::format::blocks::{BlockQ8_0, KVALUES_IQ4NL};
+use crate::format::blocks::{BlockQ4_K, BlockQ5_K, BlockQ8_0, KVALUES_IQ4NL};
 
 /// Q4_0 × Q8_0 for `GEMV_ROWS` rows, one block at a time, returned in row order: the last
 /// (< 8) blocks of a row, after the kernels' groups of 8. Each block's low nibbles meet
@@ -289,5 +289,79 @@ pub(crate) fn prefetch<B>(blocks: &[B]) {
         // SAFETY: prefetch is only a hint and never faults; the address is inside
         // `blocks` (SSE, which it needs, is part of x86-64).
         unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off)) };
+    }
+}
+
+/// The 8 six-bit scales and 8 mins of a Q4_K / Q5_K block (the layout of `scale_min_k4`)
+/// as bytes of two u64, with word operations (as the AVX2 Q4_K kernel): scales j < 4 are
+/// the low 6 bits of bytes 0..4; j ≥ 4 take their low nibble from bytes 8..12 and their
+/// top 2 bits from the tops of bytes 0..4; the mins likewise from bytes 4..8 and the high
+/// nibbles of 8..12.
+#[inline(always)]
+pub(crate) fn k4_scales_mins(s: &[u8; 12]) -> (u64, u64) {
+    let word = |k: usize| u32::from_le_bytes(std::array::from_fn(|i| s[4 * k + i]));
+    let (w0, w1, w2) = (word(0), word(1), word(2));
+    const M6: u32 = 0x3f3f_3f3f;
+    const M4: u32 = 0x0f0f_0f0f;
+    const M2: u32 = 0x0303_0303;
+    let sc = (w0 & M6) as u64 | (((w2 & M4) | (((w0 >> 6) & M2) << 4)) as u64) << 32;
+    let mn = (w1 & M6) as u64 | ((((w2 >> 4) & M4) | (((w1 >> 6) & M2) << 4)) as u64) << 32;
+    (sc, mn)
+}
+
+/// The parts of a Q4_K / Q5_K super-block that the multi-row K4 kernels read (one kernel
+/// for both types).
+pub(crate) trait K4Block {
+    fn d(&self) -> f16;
+    fn dmin(&self) -> f16;
+    fn scales(&self) -> &[u8; 12];
+    fn qs(&self) -> &[u8; 128];
+    /// Q5_K's fifth bits (bit g of `qh[l]` for element l of group g).
+    fn qh(&self) -> Option<&[u8; 32]>;
+}
+
+impl K4Block for BlockQ4_K {
+    #[inline(always)]
+    fn d(&self) -> f16 {
+        self.d
+    }
+    #[inline(always)]
+    fn dmin(&self) -> f16 {
+        self.dmin
+    }
+    #[inline(always)]
+    fn scales(&self) -> &[u8; 12] {
+        &self.scales
+    }
+    #[inline(always)]
+    fn qs(&self) -> &[u8; 128] {
+        &self.qs
+    }
+    #[inline(always)]
+    fn qh(&self) -> Option<&[u8; 32]> {
+        None
+    }
+}
+
+impl K4Block for BlockQ5_K {
+    #[inline(always)]
+    fn d(&self) -> f16 {
+        self.d
+    }
+    #[inline(always)]
+    fn dmin(&self) -> f16 {
+        self.dmin
+    }
+    #[inline(always)]
+    fn scales(&self) -> &[u8; 12] {
+        &self.scales
+    }
+    #[inline(always)]
+    fn qs(&self) -> &[u8; 128] {
+        &self.qs
+    }
+    #[inline(always)]
+    fn qh(&self) -> Option<&[u8; 32]> {
+        Some(&self.qh)
     }
 }

@@ -24,7 +24,7 @@ use half::{bf16, f16};
 
 use super::*;
 use crate::arch::x86::common::{
-    f16x8, fp16, fp16_mul, hsum, iq4nl_table, load32, nibbles, scaled_sum,
+    f16x8, fp16, fp16_mul, hsum, iq4nl_table, k4_scales_mins, load32, nibbles, scaled_sum,
 };
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]

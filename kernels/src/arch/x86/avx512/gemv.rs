@@ -4,15 +4,13 @@
 //! rearrangement, offset correction and scales between all groups of rows; Q8_0 and Q6_K
 //! walk their rows together block by block.
 
-use std::arch::x86_64::*;
-
-use half::f16;
-
 use super::*;
 use crate::arch::x86::common::{
-    fp16_mul, hsum, q4_0_prepared_group, q4_0_rows_tail, rows_blockwise, write_q4_0_prepared,
+    fp16_mul, hsum, k4_scales_mins, q4_0_prepared_group, q4_0_rows_tail, rows_blockwise,
+    write_q4_0_prepared, K4Block,
 };
 use crate::contract::gemv::GEMV_ROWS;
+use std::arch::x86_64::*;
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(crate) fn rows_q8_0(rows: [&[BlockQ8_0]; GEMV_ROWS], a: &[BlockQ8_0]) -> [f32; GEMV_ROWS] {
@@ -327,62 +325,6 @@ fn rows_k4<B: K4Block>(rows: [&[B]; GEMV_ROWS], a: &[BlockQ8_K], prep: &[u8]) ->
         let mins = (m[4 * r] + m[4 * r + 1]) + (m[4 * r + 2] + m[4 * r + 3]);
         _mm512_reduce_add_ps(acc[r]) - mins
     })
-}
-
-/// The parts of a Q4_K / Q5_K super-block that [`rows_k4`] reads.
-trait K4Block {
-    fn d(&self) -> f16;
-    fn dmin(&self) -> f16;
-    fn scales(&self) -> &[u8; 12];
-    fn qs(&self) -> &[u8; 128];
-    /// Q5_K's fifth bits (bit g of `qh[l]` for element l of group g).
-    fn qh(&self) -> Option<&[u8; 32]>;
-}
-
-impl K4Block for BlockQ4_K {
-    #[inline(always)]
-    fn d(&self) -> f16 {
-        self.d
-    }
-    #[inline(always)]
-    fn dmin(&self) -> f16 {
-        self.dmin
-    }
-    #[inline(always)]
-    fn scales(&self) -> &[u8; 12] {
-        &self.scales
-    }
-    #[inline(always)]
-    fn qs(&self) -> &[u8; 128] {
-        &self.qs
-    }
-    #[inline(always)]
-    fn qh(&self) -> Option<&[u8; 32]> {
-        None
-    }
-}
-
-impl K4Block for BlockQ5_K {
-    #[inline(always)]
-    fn d(&self) -> f16 {
-        self.d
-    }
-    #[inline(always)]
-    fn dmin(&self) -> f16 {
-        self.dmin
-    }
-    #[inline(always)]
-    fn scales(&self) -> &[u8; 12] {
-        &self.scales
-    }
-    #[inline(always)]
-    fn qs(&self) -> &[u8; 128] {
-        &self.qs
-    }
-    #[inline(always)]
-    fn qh(&self) -> Option<&[u8; 32]> {
-        Some(&self.qh)
-    }
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]

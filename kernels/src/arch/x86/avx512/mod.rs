@@ -186,23 +186,6 @@ fn step_q6_k(acc: &mut __m256, x: &BlockQ6_K, y: &BlockQ8_K) {
     *acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), *acc);
 }
 
-/// The 8 six-bit scales and 8 mins of a Q4_K / Q5_K block (the layout of `scale_min_k4`)
-/// as bytes of two u64, with word operations (as the AVX2 Q4_K kernel): scales j < 4 are
-/// the low 6 bits of bytes 0..4; j ≥ 4 take their low nibble from bytes 8..12 and their
-/// top 2 bits from the tops of bytes 0..4; the mins likewise from bytes 4..8 and the high
-/// nibbles of 8..12.
-#[inline(always)]
-fn k4_scales_mins(s: &[u8; 12]) -> (u64, u64) {
-    let word = |k: usize| u32::from_le_bytes(std::array::from_fn(|i| s[4 * k + i]));
-    let (w0, w1, w2) = (word(0), word(1), word(2));
-    const M6: u32 = 0x3f3f_3f3f;
-    const M4: u32 = 0x0f0f_0f0f;
-    const M2: u32 = 0x0303_0303;
-    let sc = (w0 & M6) as u64 | (((w2 & M4) | (((w0 >> 6) & M2) << 4)) as u64) << 32;
-    let mn = (w1 & M6) as u64 | ((((w2 >> 4) & M4) | (((w1 >> 6) & M2) << 4)) as u64) << 32;
-    (sc, mn)
-}
-
 /// IQ4_XS's 8 six-bit scales minus 32 as i8 in the low 8 bytes: the low nibbles of
 /// `scales_l` and the 2-bit fields of `scales_h` spread to one byte each with shifts and
 /// masks (each step moves the upper half of every field group to its own slot).
