@@ -4,13 +4,14 @@
 //! rearrangement, offset correction and scales between all groups of rows; Q8_0 and Q6_K
 //! walk their rows together block by block.
 
+use std::arch::x86_64::*;
+
 use super::*;
 use crate::arch::x86::common::{
     fp16_mul, hsum, k4_scales_mins, q4_0_prepared_group, q4_0_rows_tail, rows_blockwise,
     write_q4_0_prepared, K4Block,
 };
 use crate::contract::gemv::GEMV_ROWS;
-use std::arch::x86_64::*;
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(crate) fn rows_q8_0(rows: [&[BlockQ8_0]; GEMV_ROWS], a: &[BlockQ8_0]) -> [f32; GEMV_ROWS] {
