@@ -197,6 +197,25 @@ pub(crate) fn scaled_sum<W, A>(
     }
 }
 
+/// The multi-row kernels' prefetch at block step `b` of rows `n` blocks long: step b's
+/// share (`GEMV_ROWS` blocks' bytes, into L2) of the bytes after the last row, which the
+/// next group of rows reads. A hint: never faults, whatever the address.
+#[inline(always)]
+pub(crate) fn prefetch_next_rows<W>(rows: &[&[W]; GEMV_ROWS], n: usize, b: usize) {
+    let step_bytes = GEMV_ROWS * std::mem::size_of::<W>();
+    let pf = rows[GEMV_ROWS - 1]
+        .as_ptr()
+        .wrapping_add(n)
+        .cast::<i8>()
+        .wrapping_add(b * step_bytes);
+    let mut l = 0;
+    while l < step_bytes {
+        // SAFETY: a prefetch never faults (SSE, part of x86-64).
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(l)) };
+        l += 64;
+    }
+}
+
 /// The multi-row driver for types without a dedicated kernel: the [`GEMV_ROWS`] rows advance
 /// block by block together (`step` folds one weight block × activation block into a
 /// row's state, `finish` makes its result), so each activation block is loaded once for
@@ -214,15 +233,8 @@ pub(crate) fn rows_blockwise<W, A, S: Copy>(
 ) -> [f32; GEMV_ROWS] {
     let n = rows.iter().fold(a.len(), |n, r| n.min(r.len()));
     let mut st = [init; GEMV_ROWS];
-    let ahead = rows[GEMV_ROWS - 1].as_ptr().wrapping_add(n).cast::<i8>();
-    let step_bytes = GEMV_ROWS * std::mem::size_of::<W>();
     for b in 0..n {
-        let pf = ahead.wrapping_add(b * step_bytes);
-        let mut l = 0;
-        while l < step_bytes {
-            _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(l));
-            l += 64;
-        }
+        prefetch_next_rows(&rows, n, b);
         // SAFETY: b < n, which is at most every row's and a's length.
         let y = unsafe { a.get_unchecked(b) };
         for (r, st) in st.iter_mut().enumerate() {
@@ -320,48 +332,34 @@ pub(crate) trait K4Block {
     fn qh(&self) -> Option<&[u8; 32]>;
 }
 
-impl K4Block for BlockQ4_K {
-    #[inline(always)]
-    fn d(&self) -> f16 {
-        self.d
-    }
-    #[inline(always)]
-    fn dmin(&self) -> f16 {
-        self.dmin
-    }
-    #[inline(always)]
-    fn scales(&self) -> &[u8; 12] {
-        &self.scales
-    }
-    #[inline(always)]
-    fn qs(&self) -> &[u8; 128] {
-        &self.qs
-    }
-    #[inline(always)]
-    fn qh(&self) -> Option<&[u8; 32]> {
-        None
-    }
+/// `K4Block` for a block type with the fields `d`, `dmin`, `scales`, `qs` and `$qh`.
+macro_rules! k4_block {
+    ($B:ty, |$x:ident| $qh:expr) => {
+        impl K4Block for $B {
+            #[inline(always)]
+            fn d(&self) -> f16 {
+                self.d
+            }
+            #[inline(always)]
+            fn dmin(&self) -> f16 {
+                self.dmin
+            }
+            #[inline(always)]
+            fn scales(&self) -> &[u8; 12] {
+                &self.scales
+            }
+            #[inline(always)]
+            fn qs(&self) -> &[u8; 128] {
+                &self.qs
+            }
+            #[inline(always)]
+            fn qh(&self) -> Option<&[u8; 32]> {
+                let $x = self;
+                $qh
+            }
+        }
+    };
 }
 
-impl K4Block for BlockQ5_K {
-    #[inline(always)]
-    fn d(&self) -> f16 {
-        self.d
-    }
-    #[inline(always)]
-    fn dmin(&self) -> f16 {
-        self.dmin
-    }
-    #[inline(always)]
-    fn scales(&self) -> &[u8; 12] {
-        &self.scales
-    }
-    #[inline(always)]
-    fn qs(&self) -> &[u8; 128] {
-        &self.qs
-    }
-    #[inline(always)]
-    fn qh(&self) -> Option<&[u8; 32]> {
-        Some(&self.qh)
-    }
-}
+k4_block!(BlockQ4_K, |_x| None);
+k4_block!(BlockQ5_K, |x| Some(&x.qh));

@@ -236,7 +236,9 @@ pub(crate) fn pack<W: GemmWeight>(
 ) {
     p.pack(rows, (b0, n_blocks), tile_rows, sum_i8);
     if signed_mode::<W>() {
+        // Whole 32-byte chunks: the signed types' QK (32 or 256) is a multiple of 32.
         let n = n_blocks * tile_rows * W::QK;
+        debug_assert_eq!(n % 32, 0);
         for (a, q) in p.qabs[..n]
             .chunks_exact_mut(32)
             .zip(p.q[..n].chunks_exact(32))
@@ -246,9 +248,6 @@ pub(crate) fn pack<W: GemmWeight>(
                 let v = _mm256_abs_epi8(_mm256_loadu_si256(q.as_ptr().cast()));
                 _mm256_storeu_si256(a.as_mut_ptr().cast(), v);
             }
-        }
-        for (a, &q) in p.qabs[..n].iter_mut().zip(&p.q[..n]).skip(n / 32 * 32) {
-            *a = q.unsigned_abs();
         }
     }
 }

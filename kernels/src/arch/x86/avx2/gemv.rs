@@ -7,8 +7,8 @@ use std::arch::x86_64::*;
 use super::dot::step_iq4_xs;
 use super::{dot_i8x32, step_q6_k};
 use crate::arch::x86::common::{
-    fp16_mul, hsum, iq4nl_table, k4_scales_mins, load32, q4_0_prepared_group, q4_0_rows_tail,
-    rows_blockwise, write_q4_0_prepared, K4Block,
+    fp16_mul, hsum, iq4nl_table, k4_scales_mins, load32, prefetch_next_rows, q4_0_prepared_group,
+    q4_0_rows_tail, rows_blockwise, write_q4_0_prepared, K4Block,
 };
 use crate::contract::gemv::GEMV_ROWS;
 use crate::format::blocks::*;
@@ -61,15 +61,8 @@ fn rows_k4<B: K4Block>(rows: [&[B]; GEMV_ROWS], a: &[BlockQ8_K]) -> [f32; GEMV_R
         _mm256_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3),
         _mm256_setr_epi32(5, 5, 5, 5, 7, 7, 7, 7),
     ];
-    let ahead = rows[GEMV_ROWS - 1].as_ptr().wrapping_add(n).cast::<i8>();
-    let step_bytes = GEMV_ROWS * std::mem::size_of::<B>();
     for b in 0..n {
-        let pf = ahead.wrapping_add(b * step_bytes);
-        let mut l = 0;
-        while l < step_bytes {
-            _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(l));
-            l += 64;
-        }
+        prefetch_next_rows(&rows, n, b);
         // SAFETY: b < n, at most every row's and a's length.
         let (y, x): (&BlockQ8_K, [&B; GEMV_ROWS]) = unsafe {
             (

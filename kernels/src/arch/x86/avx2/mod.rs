@@ -11,7 +11,7 @@
 
 use std::arch::x86_64::*;
 
-use super::common::fp16;
+use super::common::{fp16, k4_scales_mins};
 use crate::format::blocks::*;
 
 pub(crate) mod dot;
@@ -36,17 +36,7 @@ fn dot_i8x32(x: __m256i, y: __m256i) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn step_q4_k(st: &mut (__m256, f32), x: &BlockQ4_K, y: &BlockQ8_K) {
     let low = _mm256_set1_epi8(0x0F);
-    // The 8 six-bit scales and 8 mins out of 12 bytes with word operations (the layout of
-    // `scale_min_k4`): scales j < 4 are the low 6 bits of bytes 0..4; j ≥ 4 take their
-    // low nibble from bytes 8..12 and their top 2 bits from the tops of bytes 0..4; the
-    // mins likewise from bytes 4..8 and the high nibbles of 8..12.
-    let word = |k: usize| u32::from_le_bytes(std::array::from_fn(|i| x.scales[4 * k + i]));
-    let (w0, w1, w2) = (word(0), word(1), word(2));
-    const M6: u32 = 0x3f3f_3f3f;
-    const M4: u32 = 0x0f0f_0f0f;
-    const M2: u32 = 0x0303_0303;
-    let sc = (w0 & M6) as u64 | (((w2 & M4) | (((w0 >> 6) & M2) << 4)) as u64) << 32;
-    let mn = (w1 & M6) as u64 | ((((w2 >> 4) & M4) | (((w1 >> 6) & M2) << 4)) as u64) << 32;
+    let (sc, mn) = k4_scales_mins(&x.scales);
     // Mins: Σ_j m_j · (bsums[2j] + bsums[2j+1]) in one multiply-add (|pair| ≤ 2·16·128).
     // SAFETY: bsums is 16 i16 = 32 readable bytes.
     let bs = unsafe { _mm256_loadu_si256(y.bsums.as_ptr().cast()) };

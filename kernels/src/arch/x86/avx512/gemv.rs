@@ -8,8 +8,8 @@ use std::arch::x86_64::*;
 
 use super::*;
 use crate::arch::x86::common::{
-    fp16_mul, hsum, k4_scales_mins, q4_0_prepared_group, q4_0_rows_tail, rows_blockwise,
-    write_q4_0_prepared, K4Block,
+    fp16_mul, hsum, k4_scales_mins, prefetch_next_rows, q4_0_prepared_group, q4_0_rows_tail,
+    rows_blockwise, write_q4_0_prepared, K4Block,
 };
 use crate::contract::gemv::GEMV_ROWS;
 
@@ -233,13 +233,8 @@ fn rows_k4<B: K4Block>(rows: [&[B]; GEMV_ROWS], a: &[BlockQ8_K], prep: &[u8]) ->
     let mut acc = [_mm512_setzero_ps(); GEMV_ROWS];
     // Row r's mins term in 128-bit lane r.
     let mut acc_min = _mm512_setzero_ps();
-    let ahead = rows[GEMV_ROWS - 1].as_ptr().wrapping_add(n).cast::<i8>();
-    let step_bytes = GEMV_ROWS * std::mem::size_of::<B>();
     for b in 0..n {
-        let pf = ahead.wrapping_add(b * step_bytes);
-        for l in (0..step_bytes).step_by(64) {
-            _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(l));
-        }
+        prefetch_next_rows(&rows, n, b);
         // SAFETY: b < n ≤ every row's length, and `prep` holds ≥ n super-blocks' 320
         // bytes (checked above).
         let (ys, pairs, x, dy) = unsafe {
@@ -425,13 +420,8 @@ pub(crate) fn rows_iq4_xs(
         _mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7),
     ];
     let mut acc = [_mm512_setzero_ps(); GEMV_ROWS];
-    let ahead = rows[GEMV_ROWS - 1].as_ptr().wrapping_add(n).cast::<i8>();
-    let step_bytes = GEMV_ROWS * std::mem::size_of::<BlockIQ4_XS>();
     for b in 0..n {
-        let pf = ahead.wrapping_add(b * step_bytes);
-        for l in (0..step_bytes).step_by(64) {
-            _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(l));
-        }
+        prefetch_next_rows(&rows, n, b);
         // SAFETY: b < n ≤ every row's length, and `prep` holds ≥ n super-blocks' 448
         // bytes (checked above).
         let (ys, c, x, dy) = unsafe {
