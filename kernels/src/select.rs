@@ -553,8 +553,8 @@ pub trait SelectKv: KvElem + Select {
     /// `acc += p · v`, the fastest the ISA allows.
     fn axpy(isa: Isa) -> AxpyFn<Self>;
     /// A SIMD kernel for a whole (token, KV head) group over keys of this type and values
-    /// of type `V`, if the ISA has one (AVX-512, for every pair of f16, bf16, q8_0 and
-    /// q4_0; else, and for f32, the portable loop in [`crate::attention`]).
+    /// of type `V`, if the ISA has one (AVX-512 and AVX2, for every pair of f16, bf16,
+    /// q8_0 and q4_0; else, and for f32, the portable loop in [`crate::attention`]).
     fn attend<V: SelectKv>(isa: Isa) -> Option<AttendFn<Self, V>> {
         #[cfg(target_arch = "x86_64")]
         if isa.level() >= Level::Avx512
@@ -567,6 +567,19 @@ pub trait SelectKv: KvElem + Select {
                 // CPUs with these features (module doc), and for types it reads; `check`
                 // passed.
                 unsafe { avx512::attend::attend(job) }
+            }
+            return Some(wrapper::<Self, V>);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if isa.level() >= Level::Avx2
+            && avx2::attend::reads(Self::KIND)
+            && avx2::attend::reads(V::KIND)
+        {
+            fn wrapper<K: KvElem, V: KvElem>(job: AttendJob<'_, K, V>) {
+                job.check();
+                // SAFETY: only returned for an `Isa` at level ≥ Avx2, which exists only
+                // on CPUs with AVX2, FMA and F16C, and for types it reads; `check` passed.
+                unsafe { avx2::attend::attend(job) }
             }
             return Some(wrapper::<Self, V>);
         }

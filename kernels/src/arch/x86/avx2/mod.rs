@@ -1,7 +1,7 @@
 //! AVX2 + FMA + F16C kernels (every x86-64 laptop of the last decade), by role: [`dot`]
 //! one weight row · one activation row, [`gemv`] several weight rows · one activation
 //! row ([`gemv_iq`] both for the IQ1–IQ3 grids), [`gemm`] the tile micro-kernel for
-//! batches, [`ops`] attention's `axpy` and SwiGLU.
+//! batches, [`attend`] attention over a KV cache, [`ops`] attention's `axpy` and SwiGLU.
 //! This file holds the helpers more than one of them uses. Each kernel is checked against
 //! the scalar reference ([`crate::reference`]) by `kernels/tests/`.
 //!
@@ -14,6 +14,7 @@ use std::arch::x86_64::*;
 use super::common::{fp16, k4_scales_mins};
 use crate::format::blocks::*;
 
+pub(crate) mod attend;
 pub(crate) mod dot;
 pub(crate) mod gemm;
 pub(crate) mod gemv;
