@@ -219,14 +219,15 @@ unsafe fn group<const G: usize, K: KvElem, V: KvElem>(job: AttendJob<'_, K, V>) 
     let mut dv = vec![0.0f32; (CHUNK * vnb).next_multiple_of(8)];
     let mut m = [f32::NEG_INFINITY; G];
     let mut l = [0.0f32; G];
-    // Scores, then probabilities: [position][gp] (one position more for the padding of an
-    // odd chunk's last vector).
-    let mut p = [0.0f32; (CHUNK + 1) * 8];
+    // Scores, then probabilities: [position][gp]. (An odd chunk's last vector, padded to
+    // an even number of positions, stays inside: CHUNK is even.)
+    const { assert!(CHUNK.is_multiple_of(2)) };
+    let mut p = [0.0f32; CHUNK * 8];
     let vscale = _mm_set1_ps(scale);
     let mut start = keys.start;
     while start < keys.end {
         let len = CHUNK.min(keys.end - start);
-        // SAFETY: rows start..start + len < keys.end, inside the caches (see above); the
+        // SAFETY: rows start..start + len (≤ keys.end), inside the caches (see above); the
         // tables hold CHUNK · nb ≥ len · nb values, rounded up to a multiple of 8.
         unsafe {
             if knb > 0 {
@@ -306,7 +307,7 @@ unsafe fn group<const G: usize, K: KvElem, V: KvElem>(job: AttendJob<'_, K, V>) 
         let n_vec = padded / per;
         let mut vmax = _mm256_set1_ps(f32::NEG_INFINITY);
         for vi in 0..n_vec {
-            // SAFETY: vector vi of the chunk's scores, inside p (padded ≤ CHUNK + 1).
+            // SAFETY: vector vi of the chunk's scores, inside p (padded ≤ CHUNK).
             let s = unsafe { _mm256_loadu_ps(p.as_ptr().add(8 * vi)) };
             vmax = _mm256_max_ps(vmax, s);
         }
@@ -384,7 +385,7 @@ unsafe fn group<const G: usize, K: KvElem, V: KvElem>(job: AttendJob<'_, K, V>) 
                     d: (dvp, vnb),
                 };
                 // SAFETY: heads h0..h0 + h ≤ G, values 16·c..16·c + 16 ≤ hd of rows
-                // start..start + len < keys.end, as `values` requires.
+                // start..start + len (≤ keys.end), as `values` requires.
                 unsafe {
                     match h {
                         1 => values::<1, V>(a),
