@@ -2,8 +2,9 @@
 //! 32-element block driver ([`scaled_sum`]) and the block-wise multi-row driver
 //! ([`rows_blockwise`]), both written for AVX2 + FMA + F16C and inlined into the AVX-512
 //! kernels too; the Q4_0 multi-row tail and prepared activation layout of both ISAs'
-//! GEMV kernels; and the SSE2 helpers every x86-64 CPU has ([`sum_i8`], [`read_all`],
-//! [`prefetch`]).
+//! GEMV kernels; what both ISAs' attention kernels need to know of a cache type
+//! ([`attend_reads`], [`kv_blocks`], [`kv_scale_bits`]); and the SSE2 helpers every x86-64
+//! CPU has ([`sum_i8`], [`read_all`], [`prefetch`], [`prefetch_l2`]).
 //!
 //! The Q4_0 multi-row kernels (`rows_q4_0_prepared` in avx2/gemv.rs, `rows_q4_0` in
 //! avx512/gemv.rs): [`GEMV_ROWS`] weight rows against one activation row. The 4-bit values
@@ -17,8 +18,9 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
+use crate::contract::attend::{KvElem, KvKind};
 use crate::contract::gemv::GEMV_ROWS;
-use crate::format::blocks::{BlockQ4_K, BlockQ5_K, BlockQ8_0, KVALUES_IQ4NL};
+use crate::format::blocks::{BlockQ4_0, BlockQ4_K, BlockQ5_K, BlockQ8_0, KVALUES_IQ4NL};
 
 /// Q4_0 × Q8_0 for `GEMV_ROWS` rows, one block at a time, returned in row order: the last
 /// (< 8) blocks of a row, after the kernels' groups of 8. Each block's low nibbles meet
@@ -301,6 +303,60 @@ pub(crate) fn prefetch<B>(blocks: &[B]) {
         // SAFETY: prefetch is only a hint and never faults; the address is inside
         // `blocks` (SSE, which it needs, is part of x86-64).
         unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off)) };
+    }
+}
+
+/// Asks for the bytes `from..to` after `p` to be brought into L2, one request per 64
+/// bytes from `from`: a hint, never a fault, whatever the address.
+#[inline(always)]
+pub(crate) fn prefetch_l2<T>(p: *const T, from: usize, to: usize) {
+    let p = p.cast::<i8>();
+    for off in (from..to).step_by(64) {
+        // SAFETY: a prefetch never faults (SSE, part of x86-64).
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(off)) };
+    }
+}
+
+/// Whether the AVX2 and AVX-512 attention kernels read this cache type: all but f32,
+/// which keeps the portable loop (the exact setting the float references are compared
+/// with).
+pub(crate) fn attend_reads(kind: KvKind) -> bool {
+    kind != KvKind::F32
+}
+
+/// Whether `T` is a block type, whose rows need a table of their blocks' scales
+/// ([`kv_scale_bits`]).
+pub(crate) const fn kv_blocks<T: KvElem>() -> bool {
+    matches!(T::KIND, KvKind::Q8_0 | KvKind::Q4_0)
+}
+
+/// The f16 bits of the scales of `len` rows of a block type `T` (`nb` blocks each, rows
+/// `stride` blocks apart from `rows`), row after row, into `raw[..len · nb]`; the
+/// attention kernels convert them to f32 a vector at a time.
+///
+/// # Safety
+/// `rows` has `len` rows of `nb` readable blocks at `stride` blocks; `T` is a block type
+/// ([`kv_blocks`]); `raw` holds `len · nb` values.
+#[inline(always)]
+pub(crate) unsafe fn kv_scale_bits<T: KvElem>(
+    rows: *const T,
+    stride: usize,
+    len: usize,
+    nb: usize,
+    raw: &mut [u16],
+) {
+    for j in 0..len {
+        for b in 0..nb {
+            // SAFETY: block b of row j, inside the rows by the contract; Q8_0 and Q4_0
+            // blocks both start with their f16 `d` (repr(C)).
+            raw[j * nb + b] = unsafe {
+                match T::KIND {
+                    KvKind::Q8_0 => (*rows.add(j * stride + b).cast::<BlockQ8_0>()).d,
+                    _ => (*rows.add(j * stride + b).cast::<BlockQ4_0>()).d,
+                }
+            }
+            .to_bits();
+        }
     }
 }
 

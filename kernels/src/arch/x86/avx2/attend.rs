@@ -24,6 +24,7 @@ use std::arch::x86_64::*;
 use half::f16;
 
 use super::ops::exp256;
+use crate::arch::x86::common::{kv_blocks, kv_scale_bits, prefetch_l2};
 use crate::contract::attend::{AttendJob, KvElem, KvKind};
 use crate::format::blocks::{BlockQ4_0, BlockQ8_0};
 
@@ -58,11 +59,7 @@ pub(crate) unsafe fn attend<K: KvElem, V: KvElem>(job: AttendJob<'_, K, V>) {
     }
 }
 
-/// Whether [`attend`] reads this cache type (all but f32, which keeps the portable loop:
-/// it is the exact setting the float references are compared with).
-pub(crate) fn reads(kind: KvKind) -> bool {
-    kind != KvKind::F32
-}
+pub(crate) use crate::arch::x86::common::attend_reads as reads;
 
 /// The 16 values at value offset `o` (a multiple of 16) of the cached row starting at
 /// `row`, as two vectors of f32. Q8_0 and Q4_0 are widened and scaled in registers by
@@ -117,11 +114,6 @@ unsafe fn load16<T: KvElem>(row: *const T, o: usize, d: *const f32) -> [__m256; 
     }
 }
 
-/// Whether `T` is a block type, whose rows need their scales' table ([`scales`]).
-const fn blocks<T: KvElem>() -> bool {
-    matches!(T::KIND, KvKind::Q8_0 | KvKind::Q4_0)
-}
-
 /// The scales of `len` rows of a block type `T` (`nb` blocks each, rows `stride` blocks
 /// apart from `rows`) as f32, row after row, into `out` (≥ `len · nb` rounded up to 8, as
 /// is `raw`, the f16 bits' staging area): gathered as 16-bit loads, converted 8 at a time.
@@ -140,36 +132,14 @@ unsafe fn scales<T: KvElem>(
 ) {
     let n = len * nb;
     assert!(raw.len() >= n.next_multiple_of(8) && out.len() >= n.next_multiple_of(8));
-    for j in 0..len {
-        for b in 0..nb {
-            // SAFETY: block b of row j, inside the rows by the contract; Q8_0 and Q4_0
-            // blocks both start with their f16 `d` (repr(C)).
-            raw[j * nb + b] = unsafe {
-                match T::KIND {
-                    KvKind::Q8_0 => (*rows.add(j * stride + b).cast::<BlockQ8_0>()).d,
-                    _ => (*rows.add(j * stride + b).cast::<BlockQ4_0>()).d,
-                }
-            }
-            .to_bits();
-        }
-    }
+    // SAFETY: forwarded from this function's contract; raw holds ≥ n values (asserted).
+    unsafe { kv_scale_bits(rows, stride, len, nb, raw) };
     for i in (0..n).step_by(8) {
         // SAFETY: i + 8 ≤ n rounded up to 8 ≤ both lengths (asserted).
         unsafe {
             let h = _mm_loadu_si128(raw.as_ptr().add(i).cast());
             _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
         }
-    }
-}
-
-/// Prefetches (into L2) the cache lines from `row + from` up to `row + to` (bytes): a
-/// hint, never a fault.
-#[inline(always)]
-fn prefetch_bytes<T>(row: *const T, from: usize, to: usize) {
-    let p = row.cast::<u8>();
-    for o in (from..to).step_by(64) {
-        // SAFETY: a prefetch never faults, whatever the address.
-        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(o).cast()) };
     }
 }
 
@@ -211,8 +181,8 @@ unsafe fn group<const G: usize, K: KvElem, V: KvElem>(job: AttendJob<'_, K, V>) 
     );
     // The scales of the chunk's K and V rows as f32 (block types): [position][block].
     let (knb, vnb) = (
-        if blocks::<K>() { hd / 32 } else { 0 },
-        if blocks::<V>() { hd / 32 } else { 0 },
+        if kv_blocks::<K>() { hd / 32 } else { 0 },
+        if kv_blocks::<V>() { hd / 32 } else { 0 },
     );
     let mut raw = vec![0u16; (CHUNK * knb.max(vnb)).next_multiple_of(8)];
     let mut dk = vec![0.0f32; (CHUNK * knb).next_multiple_of(8)];
@@ -258,7 +228,7 @@ unsafe fn group<const G: usize, K: KvElem, V: KvElem>(job: AttendJob<'_, K, V>) 
             // The K rows of the positions AHEAD later, into L2 (hints: they never fault).
             if start + AHEAD + j + 1 < keys.end {
                 for r in [start + AHEAD + j, start + AHEAD + j + 1] {
-                    prefetch_bytes(kp.wrapping_add(r * kstride), 0, krow_bytes);
+                    prefetch_l2(kp.wrapping_add(r * kstride), 0, krow_bytes);
                 }
             }
             for quad in 0..gp / 4 {
@@ -476,7 +446,7 @@ unsafe fn values<const H: usize, V: KvElem>(a: ValuesArgs<V>) {
         }
         for j in 0..len {
             if j < pf.3 {
-                prefetch_bytes(pf.0.wrapping_add(j * stride), pf.1, pf.2);
+                prefetch_l2(pf.0.wrapping_add(j * stride), pf.1, pf.2);
             }
             let vj = load16(rows.add(j * stride), o, d.wrapping_add(j * nb + o / 32));
             for (h, a) in acc.iter_mut().enumerate() {

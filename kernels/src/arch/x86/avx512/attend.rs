@@ -21,6 +21,7 @@ use std::arch::x86_64::*;
 use half::f16;
 
 use super::ops::exp512 as exp_ps;
+use crate::arch::x86::common::{kv_blocks, kv_scale_bits, prefetch_l2};
 use crate::contract::attend::{AttendJob, KvElem, KvKind};
 use crate::format::blocks::{BlockQ4_0, BlockQ8_0};
 
@@ -62,11 +63,7 @@ pub(crate) unsafe fn attend<K: KvElem, V: KvElem>(job: AttendJob<'_, K, V>) {
     }
 }
 
-/// Whether [`attend`] reads this cache type (all but f32, which keeps the portable
-/// loop: it is the exact setting the float references are compared with).
-pub(crate) fn reads(kind: KvKind) -> bool {
-    kind != KvKind::F32
-}
+pub(crate) use crate::arch::x86::common::attend_reads as reads;
 
 /// 16 values of a cached row as f32: those at value offset `o` (a multiple of 16) of the
 /// row starting at `row`. Q8_0 and Q4_0 are widened and scaled in registers by their
@@ -144,11 +141,6 @@ unsafe fn load32<T: KvElem>(row: *const T, o: usize, d: *const f32) -> [__m512; 
     }
 }
 
-/// Whether `T` is a block type, whose rows need their scales' table ([`scales`]).
-const fn blocks<T: KvElem>() -> bool {
-    matches!(T::KIND, KvKind::Q8_0 | KvKind::Q4_0)
-}
-
 /// The scales of `len` rows of a block type `T` (`nb` blocks each, rows `stride` blocks
 /// apart from `rows`) as f32, row after row, into `out` (≥ `len · nb` rounded up to 16,
 /// as is `raw`, the f16 bits' staging area): gathered as 16-bit loads, converted 16 at a
@@ -168,35 +160,14 @@ unsafe fn scales<T: KvElem>(
 ) {
     let n = len * nb;
     assert!(raw.len() >= n.next_multiple_of(16) && out.len() >= n.next_multiple_of(16));
-    for j in 0..len {
-        for b in 0..nb {
-            // SAFETY: block b of row j, inside the rows by the contract; Q8_0 and Q4_0
-            // blocks both start with their f16 `d` (repr(C)).
-            raw[j * nb + b] = unsafe {
-                match T::KIND {
-                    KvKind::Q8_0 => (*rows.add(j * stride + b).cast::<BlockQ8_0>()).d,
-                    _ => (*rows.add(j * stride + b).cast::<BlockQ4_0>()).d,
-                }
-            }
-            .to_bits();
-        }
-    }
+    // SAFETY: forwarded from this function's contract; raw holds ≥ n values (asserted).
+    unsafe { kv_scale_bits(rows, stride, len, nb, raw) };
     for i in (0..n).step_by(16) {
         // SAFETY: i + 16 ≤ n rounded up to 16 ≤ both lengths (asserted).
         unsafe {
             let h = _mm256_loadu_si256(raw.as_ptr().add(i).cast());
             _mm512_storeu_ps(out.as_mut_ptr().add(i), _mm512_cvtph_ps(h));
         }
-    }
-}
-
-/// Prefetches (into L2) the `bytes` bytes of a row from `row`: a hint, never a fault.
-#[inline(always)]
-fn prefetch_row<T>(row: *const T, bytes: usize) {
-    let p = row.cast::<u8>();
-    for o in (0..bytes).step_by(64) {
-        // SAFETY: a prefetch never faults, whatever the address.
-        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(o).cast()) };
     }
 }
 
@@ -238,8 +209,8 @@ unsafe fn group<const G: usize, K: KvElem, V: KvElem>(job: AttendJob<'_, K, V>) 
     );
     // The scales of the chunk's K and V rows as f32 (block types): [position][block].
     let (knb, vnb) = (
-        if blocks::<K>() { hd / 32 } else { 0 },
-        if blocks::<V>() { hd / 32 } else { 0 },
+        if kv_blocks::<K>() { hd / 32 } else { 0 },
+        if kv_blocks::<V>() { hd / 32 } else { 0 },
     );
     let mut raw = vec![0u16; CHUNK * knb.max(vnb)];
     let mut dk = vec![0.0f32; CHUNK * knb];
@@ -291,7 +262,7 @@ unsafe fn group<const G: usize, K: KvElem, V: KvElem>(job: AttendJob<'_, K, V>) 
             // the requests are spread over both phases.
             if start + AHEAD + j + 1 < keys.end {
                 for r in [start + AHEAD + j, start + AHEAD + j + 1] {
-                    prefetch_row(kp.wrapping_add(r * kstride), krow_bytes);
+                    prefetch_l2(kp.wrapping_add(r * kstride), 0, krow_bytes);
                 }
             }
             for quad in 0..gp / 4 {
@@ -533,7 +504,7 @@ unsafe fn values<const H: usize, const W: usize, V: KvElem>(
         for j in 0..len {
             if j < pf_rows {
                 // A hint (never faults): the same values of a row AHEAD later.
-                prefetch_row(pf.wrapping_add(j * row_bytes), pf_bytes);
+                prefetch_l2(pf.wrapping_add(j * row_bytes), 0, pf_bytes);
             }
             let row = rows.add(j * stride);
             // Whole blocks two vectors at a time (W = 4: o is a multiple of 64).
